@@ -1,0 +1,1 @@
+"""Datasets: `synth_av` (generated locally) and `video_folder` (user clips)."""
