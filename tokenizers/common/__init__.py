@@ -1,0 +1,1 @@
+"""Shared GAN and perceptual pieces."""
