@@ -1,0 +1,247 @@
+"""The training loop every trainer (tokenizer, codec, LM) runs.
+
+A trainer describes *what* to train as a `Program` (pure init and step
+functions plus a checkpointable data iterator); this module does the rest,
+the same way for all of them:
+
+  mesh & shardings -> init (or resume) -> jitted, donated step -> metrics,
+  progress line, non-finite guard, periodic async checkpoints, SIGTERM save.
+
+Resume order: the latest complete checkpoint in `<workdir>/checkpoints`,
+else `Program.init`. The step RNG is `fold_in(PRNGKey(seed), step)`, so a
+resumed run draws exactly the numbers of an uninterrupted one.
+"""
+
+import dataclasses
+import os
+import signal
+import threading
+from typing import Any, Callable, Iterator, Mapping
+
+from absl import logging
+import flax.linen as nn
+import jax
+from jax.experimental import multihost_utils
+import ml_collections
+import numpy as np
+
+from videopoet import config_lib
+from videopoet import sharding
+from videopoet.train_lib import checkpointing
+from videopoet.train_lib import metrics as metrics_lib
+
+State = Any
+Batch = Mapping[str, np.ndarray]
+Metrics = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+  """The harness's part of a config (`config.trainer`).
+
+  Attributes:
+    total_steps: train until this step.
+    seed: seeds init (`fold_in(key, 0)`... see `_rngs`) and per-step RNG.
+    log_every: write metrics and the progress line every this many steps;
+      the non-finite guard also checks at these steps.
+    eval_every: run `Program.evaluate` every this many steps (0: never).
+    checkpoint: when and how to save.
+  """
+  total_steps: int
+  seed: int = 0
+  log_every: int = 10
+  eval_every: int = 0
+  checkpoint: checkpointing.CheckpointConfig = checkpointing.CheckpointConfig()
+
+  def __post_init__(self):
+    if self.total_steps < 1:
+      raise config_lib.ConfigError(
+          f"config.trainer.total_steps={self.total_steps} must be >= 1")
+    if self.log_every < 1:
+      raise config_lib.ConfigError(
+          f"config.trainer.log_every={self.log_every} must be >= 1")
+
+
+@dataclasses.dataclass
+class Program:
+  """What a trainer hands the harness.
+
+  Attributes:
+    init: `rng -> state`, a pytree (usually a dict); parameter leaves may be
+      `nn.LogicallyPartitioned` boxes naming their logical axes.
+    step: pure `(state, batch, rng) -> (state, metrics)`; metrics are
+      scalars named `train/...`. Jitted once with the state donated.
+    data: an iterator of process-local numpy batches with
+      `get_state()`/`set_state()` (see `train_lib.data`).
+    evaluate: optional `(state, step) -> {name: scalar}`, run on every
+      process every `eval_every` steps.
+    guard: metric names checked for NaN/Inf (missing ones are skipped).
+  """
+  init: Callable[[jax.Array], State]
+  step: Callable[[State, Batch, jax.Array], tuple[State, Metrics]]
+  data: Iterator[Batch]
+  evaluate: Callable[[State, int], Mapping[str, Any]] | None = None
+  guard: tuple[str, ...] = ("train/loss", "train/grad_norm")
+
+
+class NonFiniteError(RuntimeError):
+  """A metric became NaN or infinite; training stopped."""
+
+
+class _Preemption:
+  """Turns SIGTERM into a request to save and stop at the next step."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning("SIGTERM: saving a checkpoint and stopping.")
+    self.requested = True
+
+  def reached(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      # Every process must agree on the step at which all of them save.
+      flag = np.array([self.requested], np.int32)
+      return bool(multihost_utils.process_allgather(flag).max())
+    return self.requested
+
+  def restore(self):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _rngs(seed: int) -> tuple[jax.Array, jax.Array]:
+  """Independent keys for init and for the per-step fold_in."""
+  root = jax.random.key(seed)
+  return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
+
+
+def _first_non_finite(history: list[tuple[int, Metrics]],
+                      names: tuple[str, ...]) -> tuple[int, str, float] | None:
+  for step, m in history:
+    for name in names:
+      if name in m:
+        value = float(np.asarray(m[name]))
+        if not np.isfinite(value):
+          return step, name, value
+  return None
+
+
+def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """`<workdir>/config.json`, the full config of the run (process 0)."""
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w",
+              encoding="utf-8") as f:
+      f.write(config_lib.to_json(config))
+
+
+def train(config: TrainerConfig, mesh: jax.sharding.Mesh, workdir: str,
+          program: Program, rules=sharding.LOGICAL_AXIS_RULES) -> State:
+  """Runs (or resumes) training to `config.total_steps`.
+
+  Args:
+    config: the harness config.
+    mesh: device mesh (`sharding.create_mesh`).
+    workdir: holds `checkpoints/`, `tensorboard/`, `metrics.jsonl`.
+    program: the trainer's init/step/data.
+    rules: logical axis rules.
+
+  Returns:
+    The final state (sharded jax.Arrays).
+
+  Raises:
+    NonFiniteError: a guarded metric was NaN/Inf. The message names the step
+      and metric; checkpoints after the last finite step are never written.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  init_rng, step_rng = _rngs(config.seed)
+
+  # ------------------------------------------------------------- Shardings.
+  with nn.logical_axis_rules(list(rules)):
+    boxed = jax.eval_shape(program.init, init_rng)
+    state_sharding = sharding.logical_sharding(boxed, mesh, rules)
+  abstract = checkpointing.abstract_like(nn.unbox(boxed), state_sharding)
+  repl = sharding.replicated(mesh)
+
+  # ------------------------------------------------------ Init or restore.
+  ckpt = checkpointing.Checkpointer(
+      os.path.join(workdir, "checkpoints"), config.checkpoint)
+  first_step = ckpt.latest_step() or 0
+  if first_step:
+    state, data_state = ckpt.restore(first_step, abstract)
+    if data_state:
+      program.data.set_state(data_state)
+  else:
+    init = jax.jit(lambda rng: nn.unbox(program.init(rng)),
+                   out_shardings=state_sharding)
+    with nn.logical_axis_rules(list(rules)):
+      state = init(init_rng)
+  jsonl = os.path.join(workdir, "metrics.jsonl")
+  if jax.process_index() == 0:
+    metrics_lib.truncate_jsonl(jsonl, first_step)
+  writer = metrics_lib.create_writer(workdir)
+  if first_step == 0:
+    n_params = sum(x.size for x in jax.tree.leaves(state))
+    logging.info("Initialized state: %d values; training %d steps",
+                 n_params, config.total_steps)
+
+  # ------------------------------------------------------------ Step fn.
+  def step_fn(state, batch, step):
+    rng = jax.random.fold_in(step_rng, step)
+    with nn.logical_axis_rules(list(rules)):
+      return program.step(state, batch, rng)
+
+  step_fn = jax.jit(step_fn, out_shardings=(state_sharding, repl),
+                    donate_argnums=(0,))
+
+  # --------------------------------------------------------- Train loop.
+  progress = metrics_lib.Progress(config.total_steps, first_step)
+  preemption = _Preemption()
+  history: list[tuple[int, Metrics]] = []
+  last_saved = first_step
+  step = first_step
+  try:
+    with jax.set_mesh(mesh):
+      for step in range(first_step + 1, config.total_steps + 1):
+        batch = sharding.global_batch(next(program.data), mesh, rules)
+        state, m = step_fn(state, batch, np.int32(step))
+        history.append((step, m))
+        stop = preemption.reached(step)
+        last = step == config.total_steps
+        save = stop or last or step % config.checkpoint.every_steps == 0
+        if save or step % config.log_every == 0:
+          bad = _first_non_finite(history, program.guard)
+          if bad is not None:
+            ckpt.wait()
+            bad_step, name, value = bad
+            raise NonFiniteError(
+                f"{name}={value} at step {bad_step}; stopped. The last good"
+                f" checkpoint is step {ckpt.latest_step()} in"
+                f" {ckpt.directory}")
+          scalars = {k: np.asarray(v) for k, v in history[-1][1].items()}
+          writer.write_scalars(step, scalars)
+          progress.report(step, scalars)
+          history.clear()
+        if program.evaluate and config.eval_every and (
+            step % config.eval_every == 0 or last):
+          writer.write_scalars(step, dict(program.evaluate(state, step)))
+        if save:
+          ckpt.save(step, state, program.data.get_state())
+          writer.flush()
+          last_saved = step
+        if stop:
+          logging.warning("Stopped at step %d after SIGTERM; resume by"
+                          " rerunning with the same workdir.", step)
+          break
+  finally:
+    preemption.restore()
+    writer.flush()
+    ckpt.close()
+  logging.info("Done at step %d; last checkpoint %d in %s", step, last_saved,
+               ckpt.directory)
+  return state
