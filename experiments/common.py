@@ -8,9 +8,14 @@ below for multi-process runs (see WORKSPACE.md).
 from absl import flags
 from absl import logging
 import logging as py_logging
+import re
+import sys
+from typing import Callable
 
+from absl import app
 import jax
 
+from videopoet import config_lib
 from videopoet.train_lib import runtime
 
 WORKDIR = flags.DEFINE_string(
@@ -48,3 +53,35 @@ def init_runtime() -> None:
                jax.__version__, jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count(),
                jax.default_backend())
+
+
+def _config_flag_naming(key: str) -> str:
+  """The `--config.*` argument that mentions `key`, for error messages."""
+  for arg in sys.argv[1:]:
+    name = arg.split("=", 1)[0]
+    if name.startswith("--config.") and key in name.split("."):
+      return arg
+  return f"--config...{key}"
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """`app.run(main)`, turning config mistakes into one-line errors.
+
+  A key that does not exist (`--config.modle.width=3`) and a value outside
+  what a field allows exit with status 2 and a message naming the key,
+  instead of a traceback.
+  """
+  try:
+    app.run(main)
+  except KeyError as e:
+    # ml_collections raises KeyError("'key'\nDid you mean ...?").
+    text = str(e.args[0]) if e.args else ""
+    found = re.match(r"\s*'([^']+)'(.*)", text, re.S)
+    key, hint = (found.group(1), found.group(2).strip()) if found else (text,
+                                                                       "")
+    print(f"error: unknown config key '{key}' in {_config_flag_naming(key)}."
+          f" {hint}".rstrip(), file=sys.stderr)
+    sys.exit(2)
+  except config_lib.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)

@@ -9,7 +9,6 @@ bit.
 import os
 import time
 
-from absl import app
 from absl import flags
 import flax.linen as nn
 import jax
@@ -110,4 +109,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  common.run(main)

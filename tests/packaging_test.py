@@ -1,0 +1,31 @@
+"""The package installs `tokenizers/` as `videopoet_tokenizers`, beside HF's."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_hf_tokenizers_and_ours_import_in_one_process():
+  # Run from the repository root, where `tokenizers/` sits on sys.path[0]:
+  # the shadowing case a user hits with `python -m experiments.<job>`.
+  code = (
+      "import tokenizers, videopoet_tokenizers\n"
+      "from tokenizers import Tokenizer\n"
+      "import os\n"
+      "assert 'site-packages' in tokenizers.__file__, tokenizers\n"
+      "assert hasattr(tokenizers, 'Tokenizer')\n"
+      "paths = list(videopoet_tokenizers.__path__)\n"
+      f"assert any(os.path.samefile(p, {os.path.join(ROOT, 'tokenizers')!r})"
+      " for p in paths if os.path.isdir(p)), paths\n"
+      "print('ok')\n")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.strip() == "ok"
+
+
+def test_no_init_in_tokenizers_folder():
+  # An __init__.py would make `import tokenizers` pick our folder first.
+  assert not os.path.exists(os.path.join(ROOT, "tokenizers", "__init__.py"))
