@@ -1,0 +1,721 @@
+"""`video_folder`: the user's own clips as a TFDS dataset.
+
+Every video file under a folder (mp4, webm, mov, gif; sub-folders too) is
+decoded once with PyAV, resampled to the config's frame rate, resized and
+centre cropped, and cut into clips of `num_frames` frames, one clip start
+every `clip_stride` frames. Each clip carries the file's audio over the same
+seconds (16 kHz mono; silence and `has_audio=False` when the file has none)
+and a caption, from `captions.jsonl` in the folder (lines
+`{"file": "dir/name.mp4", "caption": "..."}`, paths relative to the folder)
+or else a sidecar `dir/name.txt`, else empty.
+
+A file that cannot be decoded, or is shorter than one clip, is skipped and
+named with its reason in `build_report.json` / `build_report.txt`, written
+next to the data; it never stops the build.
+
+Builder configs: `square` (128x128, the default) and `portrait` (height 224,
+width 128: VideoPoet's 128x224 portrait clips, 28x16 latent tokens a frame).
+Both are 17 frames at 8 fps (2.125 s) with 34,000 audio samples.
+
+    from videopoet.data import video_folder
+    video_folder.build(video_folder.VideoFolderConfig(), data_dir, folder)
+    clips = tfds.data_source('video_folder', data_dir=data_dir, split='train')
+
+Features: video uint8 [num_frames, height, width, 3], audio float32
+[num_frames / fps * sample_rate], has_audio bool (the file has an audio
+track; a clip past its end is zero-padded), caption and source (the file's
+path in the folder) text, clip_index int32, start_time float32 seconds.
+"""
+
+import collections
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from etils import epath
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from videopoet import config_lib
+from videopoet.data import media
+
+CAPTIONS_FILE = "captions.jsonl"
+REPORT_JSON = "build_report.json"
+REPORT_TXT = "build_report.txt"
+SPLIT = "train"
+FILE_FORMATS = ("array_record", "tfrecord")
+# VideoPoet's portrait resolution (height, width).
+PORTRAIT_SIZE = (224, 128)
+# Encodings tried in turn on caption files: UTF-8 (a BOM is dropped), then
+# Windows-1252, what most "ANSI" editors write, then Latin-1, which decodes
+# any byte string, so a caption never fails to decode.
+_TEXT_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoFolderConfig:
+  """How the user's files become clips.
+
+  Attributes:
+    height: clip height in pixels (portrait: 224).
+    width: clip width in pixels (portrait: 128).
+    fps: clip frame rate; files are resampled to it (nearest frame).
+    num_frames: frames per clip (17 at 8 fps = 2.125 s, VideoPoet's).
+    clip_stride: frames between clip starts at `fps`; 0 means `num_frames`
+      (back-to-back clips), less than `num_frames` overlaps them.
+    sample_rate: audio rate in Hz; each clip has round(num_frames / fps *
+      sample_rate) samples.
+    max_clips_per_video: at most this many clips from one file; 0 = no limit.
+    extensions: file name endings taken as videos (any letter case).
+  """
+
+  height: int = 128
+  width: int = 128
+  fps: int = 8
+  num_frames: int = 17
+  clip_stride: int = 0
+  sample_rate: int = 16000
+  max_clips_per_video: int = 0
+  extensions: tuple[str, ...] = (".mp4", ".webm", ".mov", ".gif")
+
+  def __post_init__(self):
+    for name, minimum, allowed in _LIMITS:
+      value = getattr(self, name)
+      _require(value >= minimum, name, value, allowed)
+    _require(
+        bool(self.extensions)
+        and all(e.startswith(".") and len(e) > 1 for e in self.extensions),
+        "extensions",
+        self.extensions,
+        "a non-empty tuple of endings that start with '.', e.g. ('.mp4',)",
+    )
+
+  @property
+  def stride(self) -> int:
+    """Frames between clip starts."""
+    return self.clip_stride or self.num_frames
+
+  @property
+  def clip_samples(self) -> int:
+    """Audio samples per clip: the clip's duration at `sample_rate`."""
+    return round(self.num_frames * self.sample_rate / self.fps)
+
+  @property
+  def max_seconds(self) -> float | None:
+    """How much of a file to decode: all of it unless clips are capped."""
+    if not self.max_clips_per_video:
+      return None
+    frames = (self.max_clips_per_video - 1) * self.stride + self.num_frames
+    return frames / self.fps
+
+
+# (field, smallest allowed value, what is allowed) of VideoFolderConfig.
+_LIMITS = (
+    ("height", 1, ">= 1"),
+    ("width", 1, ">= 1"),
+    ("fps", 1, ">= 1"),
+    ("num_frames", 1, ">= 1"),
+    ("clip_stride", 0, ">= 0 (0: num_frames)"),
+    ("sample_rate", 1, ">= 1"),
+    ("max_clips_per_video", 0, ">= 0 (0: no limit)"),
+)
+
+
+def _require(ok: bool, name: str, value: Any, allowed: str) -> None:
+  if not ok:
+    raise config_lib.ConfigError(
+        f"VideoFolderConfig.{name}={value!r} is not allowed: it must be"
+        f" {allowed}"
+    )
+
+
+# ----------------------------------------------------------------------------
+# Captions.
+
+
+def decode_text(data: bytes) -> str:
+  """Decodes a caption file's bytes: UTF-8, else Windows-1252, else Latin-1."""
+  for encoding in _TEXT_ENCODINGS:
+    try:
+      return data.decode(encoding)
+    except UnicodeDecodeError:
+      continue
+  raise AssertionError("unreachable: Latin-1 decodes any bytes")
+
+
+def _clean(text: str) -> str:
+  """One line of single-spaced text."""
+  return " ".join(text.split())
+
+
+def read_captions_jsonl(folder: str) -> tuple[dict[str, str], list[str]]:
+  """Reads `captions.jsonl`: {relative file path: caption} and warnings.
+
+  A line that is not a JSON object with string "file" and "caption" is
+  skipped with a warning; an unreadable file gives a warning, not an error.
+  """
+  path = os.path.join(folder, CAPTIONS_FILE)
+  if not os.path.exists(path):
+    return {}, []
+  try:
+    with open(path, "rb") as f:
+      text = decode_text(f.read())
+  except OSError as e:
+    return {}, [f"{CAPTIONS_FILE}: cannot read: {e}"]
+  captions, warnings = {}, []
+  for number, line in enumerate(text.splitlines(), start=1):
+    if not line.strip():
+      continue
+    try:
+      entry = json.loads(line)
+    except json.JSONDecodeError as e:
+      warnings.append(f"{CAPTIONS_FILE} line {number}: not JSON: {e}")
+      continue
+    if not (
+        isinstance(entry, dict)
+        and isinstance(entry.get("file"), str)
+        and isinstance(entry.get("caption"), str)
+    ):
+      warnings.append(
+          f'{CAPTIONS_FILE} line {number}: expected {{"file": str, "caption":'
+          " str}"
+      )
+      continue
+    captions[_normalize(entry["file"])] = _clean(entry["caption"])
+  return captions, warnings
+
+
+def _normalize(relative: str) -> str:
+  return os.path.normpath(relative).replace(os.sep, "/")
+
+
+def read_sidecar(folder: str, source: str) -> tuple[str, str | None]:
+  """The caption in `NAME.txt` next to `NAME.ext`: (caption, warning)."""
+  path = os.path.join(folder, os.path.splitext(source)[0] + ".txt")
+  if not os.path.isfile(path):
+    return "", None
+  try:
+    with open(path, "rb") as f:
+      return _clean(decode_text(f.read())), None
+  except OSError as e:
+    return "", f"{os.path.relpath(path, folder)}: cannot read: {e}"
+
+
+# ----------------------------------------------------------------------------
+# Files to clips.
+
+
+def list_videos(folder: str, extensions: Iterable[str]) -> list[str]:
+  """Video files under `folder`, as sorted '/'-separated relative paths."""
+  endings = tuple(e.lower() for e in extensions)
+  found = []
+  for root, _, names in os.walk(folder):
+    for name in names:
+      if name.lower().endswith(endings):
+        found.append(
+            _normalize(os.path.relpath(os.path.join(root, name), folder))
+        )
+  return sorted(found)
+
+
+def cut_clips(
+    frames: Iterable[np.ndarray],
+    num_frames: int,
+    stride: int,
+    max_clips: int = 0,
+) -> Iterator[tuple[int, np.ndarray]]:
+  """Cuts a frame stream into clips starting every `stride` frames.
+
+  Args:
+    frames: [h, w, 3] frames, consumed lazily.
+    num_frames: frames per clip; a shorter tail is dropped.
+    stride: frames between clip starts.
+    max_clips: stop after this many clips (and stop consuming); 0 = no limit.
+
+  Yields:
+    (start frame, clip [num_frames, h, w, 3]).
+  """
+  window = collections.deque(maxlen=num_frames)  # The latest frames.
+  start, count = 0, 0
+  for index, frame in enumerate(frames):
+    window.append(frame)
+    if index == start + num_frames - 1:
+      yield start, np.stack(window)  # [num_frames, h, w, 3]
+      count += 1
+      if count == max_clips:
+        return
+      start += stride
+
+
+def clip_audio(
+    audio: np.ndarray | None, start_frame: int, config: VideoFolderConfig
+) -> np.ndarray:
+  """The samples under a clip: float32 [clip_samples], zero-padded."""
+  out = np.zeros(config.clip_samples, np.float32)  # [s]
+  if audio is not None:
+    begin = round(start_frame * config.sample_rate / config.fps)
+    piece = audio[begin : begin + config.clip_samples]
+    out[: len(piece)] = piece
+  return out
+
+
+class _Counted:
+  """Iterates over `items`, counting them."""
+
+  def __init__(self, items: Iterable[Any]):
+    self._items = items
+    self.count = 0
+
+  def __iter__(self) -> Iterator[Any]:
+    for item in self._items:
+      self.count += 1
+      yield item
+
+
+@dataclasses.dataclass
+class BuildReport:
+  """What a build did with each file, for `build_report.json`."""
+
+  name: str
+  manual_dir: str
+  config: VideoFolderConfig
+  file_format: str
+  files_seen: int = 0
+  clips_written: int = 0
+  kept: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  skipped: list[dict[str, str]] = dataclasses.field(default_factory=list)
+  warnings: list[str] = dataclasses.field(default_factory=list)
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-ready content, counts first."""
+    c = self.config
+    return {
+        "dataset": f"video_folder/{self.name}",
+        "manual_dir": self.manual_dir,
+        "config": _config_dict(c),
+        "file_format": self.file_format,
+        "files_seen": self.files_seen,
+        "files_kept": len(self.kept),
+        "files_skipped": len(self.skipped),
+        "clips_written": self.clips_written,
+        "seconds_written": self.clips_written * c.num_frames / c.fps,
+        "skipped": self.skipped,
+        "warnings": self.warnings,
+        "kept": self.kept,
+    }
+
+
+def _config_dict(config: VideoFolderConfig) -> dict[str, Any]:
+  """The config as JSON gives it back (lists, not tuples)."""
+  return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _count(n: int, noun: str) -> str:
+  return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def report_text(report: dict[str, Any]) -> str:
+  """`build_report.txt`: the report for people."""
+  c = report["config"]
+  lines = [
+      f"{report['dataset']} from {report['manual_dir']}",
+      f"clips: {c['num_frames']} frames, {c['height']}x{c['width']} (h x w),"
+      f" {c['fps']} fps",
+      f"files seen: {report['files_seen']}, kept: {report['files_kept']},"
+      f" skipped: {report['files_skipped']}",
+      f"clips written: {report['clips_written']}"
+      f" ({report['seconds_written']:.3f} s of clips)",
+  ]
+  sections = (
+      ("skipped", [f"{s['file']}: {s['reason']}" for s in report["skipped"]]),
+      ("warnings", report["warnings"]),
+      (
+          "kept",
+          [
+              f"{k['file']}: {_count(k['clips'], 'clip')}, "
+              + ("audio" if k["has_audio"] else "no audio")
+              + (f", caption {k['caption']!r}" if k["caption"] else "")
+              for k in report["kept"]
+          ],
+      ),
+  )
+  for title, items in sections:
+    if items:
+      lines += [f"{title}:"] + [f"  {item}" for item in items]
+  return "\n".join(lines) + "\n"
+
+
+def _read_audio(
+    path: str, config: VideoFolderConfig
+) -> tuple[np.ndarray | None, str]:
+  """(audio or None, why None when the file's audio track is unreadable)."""
+  try:
+    audio = media.read_audio(path, config.sample_rate, config.max_seconds)
+  except media.MediaError as e:
+    return None, e.reason
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    # Bad audio must not cost the video, nor stop the build.
+    return None, f"unexpected error: {type(e).__name__}: {e}"
+  return (audio if audio is not None and audio.size else None), ""
+
+
+@dataclasses.dataclass
+class _Outcome:
+  """What became of one file."""
+
+  source: str
+  caption: str
+  has_audio: bool
+  clips: int = 0
+  frames: int = 0
+  problem: str = ""  # Why decoding stopped early, if it did.
+  audio_problem: str = ""
+
+
+def _file_examples(
+    folder: str, source: str, caption: str, config: VideoFolderConfig
+) -> Iterator[tuple[str, dict[str, Any]]]:
+  """Decodes one file once and yields its clips; returns an `_Outcome`."""
+  path = os.path.join(folder, source)
+  audio, audio_problem = _read_audio(path, config)
+  outcome = _Outcome(
+      source, caption, audio is not None, audio_problem=audio_problem
+  )
+  frames = _Counted(
+      media.iter_video(
+          path,
+          fps=config.fps,
+          max_seconds=config.max_seconds,
+          size=(config.height, config.width),
+      )
+  )
+  try:
+    for start, video in cut_clips(
+        frames, config.num_frames, config.stride, config.max_clips_per_video
+    ):
+      yield f"{source}#{outcome.clips}", {
+          "video": video,
+          "audio": clip_audio(audio, start, config),
+          "has_audio": outcome.has_audio,
+          "caption": caption,
+          "source": source,
+          "clip_index": outcome.clips,
+          "start_time": start / config.fps,
+      }
+      outcome.clips += 1
+  except media.MediaError as e:
+    outcome.problem = e.reason
+  except Exception as e:  # pylint: disable=broad-exception-caught
+    # One odd file must not stop a build of thousands: report it, go on.
+    outcome.problem = f"unexpected error: {type(e).__name__}: {e}"
+  outcome.frames = frames.count
+  return outcome
+
+
+def _record(report: BuildReport, outcome: _Outcome, num_frames: int) -> None:
+  """Adds a file's outcome to the report: kept, with warnings, or skipped."""
+  if not outcome.clips:
+    reason = outcome.problem or (
+        f"too few frames: {outcome.frames} < {num_frames}"
+        if outcome.frames
+        else "no frames decoded"
+    )
+    report.skipped.append({"file": outcome.source, "reason": reason})
+    return
+  if outcome.problem:
+    report.warnings.append(
+        f"{outcome.source}: stopped after {_count(outcome.clips, 'clip')}:"
+        f" {outcome.problem}"
+    )
+  if outcome.audio_problem:
+    report.warnings.append(
+        f"{outcome.source}: audio written as silence: {outcome.audio_problem}"
+    )
+  report.clips_written += outcome.clips
+  report.kept.append(
+      {
+          "file": outcome.source,
+          "clips": outcome.clips,
+          "has_audio": outcome.has_audio,
+          "caption": outcome.caption,
+      }
+  )
+
+
+def generate_examples(
+    folder: str, config: VideoFolderConfig, report: BuildReport
+) -> Iterator[tuple[str, dict[str, Any]]]:
+  """Yields (key, example) for every clip of every file under `folder`.
+
+  Args:
+    folder: the user's folder of videos.
+    config: how files become clips.
+    report: filled in as files are read.
+
+  Yields:
+    Keys '<file>#<clip index>' and examples with the builder's features.
+  """
+  captions, warnings = read_captions_jsonl(folder)
+  report.warnings.extend(warnings)
+  for source in list_videos(folder, config.extensions):
+    report.files_seen += 1
+    caption, warning = read_sidecar(folder, source)
+    if warning:
+      report.warnings.append(warning)
+    caption = captions.get(source, caption)
+    outcome = yield from _file_examples(folder, source, caption, config)
+    _record(report, outcome, config.num_frames)
+
+
+# ----------------------------------------------------------------------------
+# The TFDS builder.
+
+
+@dataclasses.dataclass(eq=False)
+class VideoFolderBuilderConfig(tfds.core.BuilderConfig):
+  """A named `VideoFolderConfig`."""
+
+  dataset: VideoFolderConfig = dataclasses.field(
+      default_factory=VideoFolderConfig
+  )
+
+
+def features(config: VideoFolderConfig) -> tfds.features.FeaturesDict:
+  """The features of a clip; tensors are stored as raw bytes, not PNG."""
+  clip = (config.num_frames, config.height, config.width, 3)
+  raw = tfds.features.Encoding.BYTES
+  return tfds.features.FeaturesDict(
+      {
+          "video": tfds.features.Tensor(
+              shape=clip, dtype=np.uint8, encoding=raw
+          ),
+          "audio": tfds.features.Tensor(
+              shape=(config.clip_samples,), dtype=np.float32, encoding=raw
+          ),
+          "has_audio": tfds.features.Scalar(dtype=np.bool_),
+          "caption": tfds.features.Text(),
+          "source": tfds.features.Text(),
+          "clip_index": tfds.features.Scalar(dtype=np.int32),
+          "start_time": tfds.features.Scalar(dtype=np.float32),
+      }
+  )
+
+
+class VideoFolder(tfds.core.GeneratorBasedBuilder):
+  """The user's clips, with audio and captions; see the module docstring."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      "Put your video files (.mp4, .webm, .mov, .gif; sub-folders allowed) in"
+      " a folder and pass it as --manual_dir. Captions, optional: a"
+      ' captions.jsonl with lines {"file": "name.mp4", "caption": "..."} in'
+      " that folder, or a name.txt next to each name.mp4."
+  )
+  BUILDER_CONFIGS = [
+      VideoFolderBuilderConfig(
+          name="square",
+          description="128x128 clips (VideoPoet's square).",
+          dataset=VideoFolderConfig(),
+      ),
+      VideoFolderBuilderConfig(
+          name="portrait",
+          description="Height 224, width 128 (VideoPoet's portrait).",
+          dataset=VideoFolderConfig(
+              height=PORTRAIT_SIZE[0], width=PORTRAIT_SIZE[1]
+          ),
+      ),
+  ]
+  DEFAULT_CONFIG_NAME = "square"
+  # TFDS 4.9 finds this path with `importlib_resources`, a backport that
+  # Python >= 3.9 does not install; nothing is downloaded, so it only has to
+  # name this file.
+  code_path = epath.Path(__file__)
+
+  # The report of the last generation run by this builder object, if any.
+  report: BuildReport | None = None
+
+  def __init__(self, *, dataset: VideoFolderConfig | None = None, **kwargs):
+    """Takes TFDS's arguments, and `dataset` to override the named config's.
+
+    TFDS allows no custom config under a registered name, so a config from
+    `--config.dataset.*` comes in here; the build is stored under `name`.
+    """
+    self._dataset = dataset  # Read by `_info`, which TFDS calls in __init__.
+    super().__init__(**kwargs)
+
+  @property
+  def dataset_config(self) -> VideoFolderConfig:
+    """How files become clips in this build."""
+    return self._dataset or self.builder_config.dataset
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    stored = None if self._dataset else self._stored_features()
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=__doc__.split("\n\n")[1],
+        features=stored or features(self.dataset_config),
+    )
+
+  def _stored_features(self) -> tfds.features.FeaturesDict | None:
+    """The features of the build on disk, if any.
+
+    Loading then works whatever sizes the build used, not only the named
+    config's defaults.
+    """
+    if tf.io.gfile.exists(os.path.join(self.data_dir, "features.json")):
+      return tfds.features.FeatureConnector.from_config(self.data_dir)
+    return None
+
+  def _split_generators(self, dl_manager):
+    folder = os.fspath(dl_manager.manual_dir)
+    self.report = BuildReport(
+        name=self.builder_config.name,
+        manual_dir=os.path.abspath(folder),
+        config=self.dataset_config,
+        file_format=self.info.file_format.value,
+    )
+    return {SPLIT: self._generate_examples(folder)}
+
+  def _generate_examples(self, folder):
+    yield from generate_examples(folder, self.dataset_config, self.report)
+
+
+class BuildError(RuntimeError):
+  """A build that wrote no clip; `report` says why each file was skipped."""
+
+  def __init__(self, message: str, report: dict[str, Any]):
+    super().__init__(message)
+    self.report = report
+
+
+def build(
+    config: VideoFolderConfig,
+    data_dir: str,
+    manual_dir: str,
+    name: str = "square",
+    overwrite: bool = False,
+    file_format: str = "array_record",
+) -> dict[str, Any]:
+  """Builds `video_folder/<name>` from the videos in `manual_dir`.
+
+  A build already in `data_dir` from the same folder and config is reused;
+  one from another folder or config is an error unless `overwrite`, which
+  also rebuilds after files were added to the folder.
+
+  Args:
+    config: how files become clips (sizes may differ from the named
+      config's defaults: the stored features follow the build).
+    data_dir: the TFDS data dir.
+    manual_dir: the folder of videos.
+    name: the builder config, 'square' or 'portrait'.
+    overwrite: delete and rebuild an existing build.
+    file_format: 'array_record' (random access: `tfds.data_source`, Grain)
+      or 'tfrecord' (`tfds.load` as a `tf.data.Dataset`; TFDS 4.9 reads
+      ArrayRecord only through `tfds.data_source`).
+
+  Returns:
+    {'data_dir': the dataset's version dir, 'report_path': its
+    build_report.json, 'report_text_path': build_report.txt, 'report': the
+    report's content, 'reused': whether an existing build was kept}.
+
+  Raises:
+    ConfigError: unknown `name`, or an existing build that differs.
+    FileNotFoundError: `manual_dir` is not a folder.
+    BuildError: no file gave a clip (the report is in the exception).
+  """
+  names = [c.name for c in VideoFolder.BUILDER_CONFIGS]
+  if name not in names:
+    raise config_lib.ConfigError(
+        f"name={name!r} is not allowed: it must be one of {names}"
+    )
+  if file_format not in FILE_FORMATS:
+    raise config_lib.ConfigError(
+        f"file_format={file_format!r} is not allowed: it must be one of"
+        f" {list(FILE_FORMATS)}"
+    )
+  if not os.path.isdir(manual_dir):
+    raise FileNotFoundError(f"manual_dir {manual_dir!r} is not a folder")
+  builder = VideoFolder(data_dir=data_dir, config=name, dataset=config)
+  if tf.io.gfile.exists(builder.data_dir):
+    existing = _read_report(builder.data_dir)
+    if not overwrite and _same_build(existing, config, manual_dir, file_format):
+      return _result(builder.data_dir, existing, reused=True)
+    if not overwrite:
+      raise config_lib.ConfigError(
+          f"{builder.data_dir} holds a build from another folder or config"
+          " (see its build_report.json); pass overwrite=True to rebuild it"
+      )
+    tf.io.gfile.rmtree(builder.data_dir)
+    # A fresh builder: the old one loaded the old build's DatasetInfo.
+    builder = VideoFolder(data_dir=data_dir, config=name, dataset=config)
+  _prepare(builder, manual_dir, file_format)
+  report = builder.report.to_dict()
+  _write_report(builder.data_dir, report)
+  return _result(builder.data_dir, report, reused=False)
+
+
+def _prepare(builder: VideoFolder, manual_dir: str, file_format: str) -> None:
+  """Runs TFDS's build; an empty result raises `BuildError` with the report."""
+  download_config = tfds.download.DownloadConfig(
+      manual_dir=manual_dir,
+      # Statistics would read every clip back once more, for nothing we use.
+      compute_stats=tfds.download.ComputeStatsMode.SKIP,
+  )
+  try:
+    builder.download_and_prepare(
+        download_config=download_config, file_format=file_format
+    )
+  except AssertionError:
+    report = builder.report and builder.report.to_dict()
+    if not report or report["clips_written"]:
+      raise
+    raise BuildError(
+        f"no clips from {manual_dir}:\n{report_text(report)}", report
+    ) from None
+
+
+def _same_build(
+    report: dict[str, Any] | None,
+    config: VideoFolderConfig,
+    manual_dir: str,
+    file_format: str,
+) -> bool:
+  """Whether an existing build's report says it is the one asked for."""
+  return (
+      report is not None
+      and report.get("config") == _config_dict(config)
+      and report.get("manual_dir") == os.path.abspath(manual_dir)
+      and report.get("file_format") == file_format
+  )
+
+
+def _read_report(version_dir: str) -> dict[str, Any] | None:
+  path = os.path.join(version_dir, REPORT_JSON)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def _write_report(version_dir: str, report: dict[str, Any]) -> None:
+  with tf.io.gfile.GFile(os.path.join(version_dir, REPORT_JSON), "w") as f:
+    json.dump(report, f, indent=2, ensure_ascii=False)
+    f.write("\n")
+  with tf.io.gfile.GFile(os.path.join(version_dir, REPORT_TXT), "w") as f:
+    f.write(report_text(report))
+
+
+def _result(
+    version_dir: str, report: dict[str, Any], reused: bool
+) -> dict[str, Any]:
+  return {
+      "data_dir": os.fspath(version_dir),
+      "report_path": os.path.join(version_dir, REPORT_JSON),
+      "report_text_path": os.path.join(version_dir, REPORT_TXT),
+      "report": report,
+      "reused": reused,
+  }
