@@ -41,6 +41,7 @@ import tensorflow_datasets as tfds
 
 from videopoet import config_lib
 from videopoet.data import media
+from videopoet.data import tfds_util
 
 CAPTIONS_FILE = "captions.jsonl"
 REPORT_JSON = "build_report.json"
@@ -504,7 +505,8 @@ def features(config: VideoFolderConfig) -> tfds.features.FeaturesDict:
   )
 
 
-class VideoFolder(tfds.core.GeneratorBasedBuilder):
+class VideoFolder(tfds_util.ArrayRecordAsDataset,
+                  tfds.core.GeneratorBasedBuilder):
   """The user's clips, with audio and captions; see the module docstring."""
 
   VERSION = tfds.core.Version("1.0.0")
