@@ -13,8 +13,8 @@ needs a name of its own. Such a build is read with
 `tfds.data_source("synth_av/NAME", data_dir=D, split=...)`, which takes the
 features from the files; `tfds.load` cannot read it (TFDS serves names that
 its code does not list from the files alone, and TFDS 4.9 has no tf.data
-reader for ArrayRecord: `SynthAv._as_dataset` supplies one for the
-registered names only).
+reader for ArrayRecord: `tfds_util.ArrayRecordAsDataset` supplies one to
+the registered names only).
 
 Features are those of `synth_av.generate_example` (see its module docstring),
 stored raw: large arrays as their bytes (fast to write and read; the
@@ -34,6 +34,7 @@ import tensorflow_datasets as tfds
 
 from videopoet import config_lib
 from videopoet.data import synth_av
+from videopoet.data import tfds_util
 
 VERSION = tfds.core.Version("1.0.0")
 
@@ -101,7 +102,8 @@ def features(cfg: synth_av.SynthAVConfig) -> tfds.features.FeaturesDict:
   })
 
 
-class SynthAv(tfds.core.GeneratorBasedBuilder):
+class SynthAv(tfds_util.ArrayRecordAsDataset,
+              tfds.core.GeneratorBasedBuilder):
   """Coloured shapes that move, bounce and hum, with their ground truth."""
 
   VERSION = VERSION
@@ -127,38 +129,6 @@ class SynthAv(tfds.core.GeneratorBasedBuilder):
         # order makes example i of a split its i-th record.
         disable_shuffling=True,
     )
-
-  def _as_dataset(self, split, decoders=None, read_config=None,
-                  shuffle_files=False):
-    """`tfds.load` support: TFDS 4.9 reads ArrayRecord files only by index.
-
-    The records are read in order through the random-access data source and
-    parsed and decoded in parallel by the features, as TFDS does for
-    TFRecord files. `shuffle_files` is ignored: example i stays the i-th.
-    """
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    del shuffle_files
-    read_config = read_config or tfds.ReadConfig()
-    if read_config.add_tfds_id:
-      raise NotImplementedError("synth_av: add_tfds_id is not supported")
-    source = self.as_data_source(
-        split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
-    spec = self.info.features
-    if isinstance(decoders, tfds.decode.PartialDecoding):
-      spec = decoders.extract_features(spec)
-      decoders = decoders.decoders
-
-    def records():
-      for index in range(len(source)):
-        yield source[index]
-
-    ds = tf.data.Dataset.from_generator(
-        records, output_signature=tf.TensorSpec((), tf.string))
-    ds = ds.apply(tf.data.experimental.assert_cardinality(len(source)))
-    return ds.map(
-        lambda record: spec.deserialize_example(record, decoders=decoders),
-        num_parallel_calls=read_config.num_parallel_calls_for_decode)
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Everything is generated locally.
