@@ -10,8 +10,10 @@ Without `--config`, the dataset's own config file is used with its default
 variant (`configs/<dataset>.py`).
 """
 
+import contextlib
 import importlib
 import json
+import sys
 
 from absl import flags
 from absl import logging
@@ -57,7 +59,11 @@ def main(argv):
   config = _CONFIG.value
   if config is None:
     config = importlib.import_module(f"configs.{_DATASET.value}").get_config()
-  summary = build(_DATASET.value, config, _DATA_DIR.value, _MANUAL_DIR.value)
+  # TFDS prints "Downloading and preparing..." to stdout; keep stdout for
+  # the JSON summary, so scripts can read it.
+  with contextlib.redirect_stdout(sys.stderr):
+    summary = build(_DATASET.value, config, _DATA_DIR.value,
+                    _MANUAL_DIR.value)
   logging.info("Built %s into %s", _DATASET.value, _DATA_DIR.value)
   print(json.dumps(summary, indent=2, default=str))
 

@@ -71,16 +71,25 @@ def run(main: Callable[[list[str]], None]) -> None:
   what a field allows exit with status 2 and a message naming the key,
   instead of a traceback.
   """
+  parsed = []
+
+  def _main(argv):
+    parsed.append(True)
+    return main(argv)
+
   try:
-    app.run(main)
-  except KeyError as e:
-    # ml_collections raises KeyError("'key'\nDid you mean ...?").
+    app.run(_main)
+  except (KeyError, AttributeError) as e:
+    if parsed:  # Raised by the job itself, not by the config overrides.
+      raise
+    # ml_collections raises KeyError("'key'\nDid you mean ...?") for a missing
+    # section and AttributeError for a missing leaf.
     text = str(e.args[0]) if e.args else ""
-    found = re.match(r"\s*'([^']+)'(.*)", text, re.S)
-    key, hint = (found.group(1), found.group(2).strip()) if found else (text,
-                                                                       "")
+    found = re.search(r"'([^'\\]+)\\?'(.*)", text, re.S)
+    key = found.group(1) if found else text
+    hint = re.search(r"Did you mean [^?]*\?", text)
     print(f"error: unknown config key '{key}' in {_config_flag_naming(key)}."
-          f" {hint}".rstrip(), file=sys.stderr)
+          + (f" {hint.group(0)}" if hint else ""), file=sys.stderr)
     sys.exit(2)
   except config_lib.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
