@@ -1,0 +1,106 @@
+"""SoundStream codec: frame rule, lengths, causality, codec API, tokens."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from videopoet_tokenizers.soundstream import codec as codec_lib
+from videopoet_tokenizers.soundstream import model as model_lib
+from videopoet_tokenizers.soundstream import rvq
+
+# The paper's geometry (strides 2, 4, 5, 8 at 16 kHz) at a tiny width.
+CONFIG = model_lib.ModelConfig(
+    channels=2, embed_dim=8, rvq=rvq.RVQConfig(num_levels=3, codebook_size=32)
+)
+CLIP = 34000  # 2.125 s at 16 kHz
+
+
+@pytest.fixture(scope="module")
+def codec():
+  model = model_lib.SoundStream(CONFIG)
+  variables = model_lib.init_variables(model, jax.random.key(0))
+  return codec_lib.Codec(CONFIG, variables)
+
+
+def _audio(n, seed=0, batch=2):
+  rng = np.random.default_rng(seed)
+  return (0.3 * rng.standard_normal((batch, n))).astype(np.float32)
+
+
+def test_frame_rule_and_lengths(codec):
+  assert CONFIG.hop == 320 and CONFIG.sample_rate // CONFIG.hop == 50
+  assert CONFIG.num_frames(CLIP) == 106
+  x = _audio(CLIP)
+  codes = codec.encode(x)
+  assert codes.shape == (2, 3, 106) and codes.dtype == jnp.int32
+  assert codec.decode(codes).shape == (2, 106 * 320)
+  y = codec.decode(codec.encode(x), num_samples=CLIP)
+  assert y.shape == x.shape
+  assert codec.reconstruct(x).shape == x.shape
+  assert np.all(np.asarray(y)[:, 106 * 320 :] == 0)  # the unencoded tail
+  for n in (320, 639, 640, 16000):
+    assert codec.encode(_audio(n)).shape[-1] == n // 320
+  with pytest.raises(ValueError, match="shorter than one frame"):
+    codec.encode(_audio(100))
+  with pytest.raises(ValueError, match="num_samples=34400"):
+    codec.decode(codes, num_samples=34400)
+
+
+def test_encoder_is_causal(codec):
+  x = _audio(CLIP, batch=1)
+  t = 20000  # inside frame 62 (62 * 320 = 19840)
+  y = x.copy()
+  y[:, t:] = _audio(CLIP - t, seed=9, batch=1)
+  model = codec.model
+  z_x = model.apply(
+      codec.variables, jnp.asarray(x), method=lambda m, a: m.encoder(a)
+  )
+  z_y = model.apply(
+      codec.variables, jnp.asarray(y), method=lambda m, a: m.encoder(a)
+  )
+  frame = t // 320
+  np.testing.assert_array_equal(
+      np.asarray(z_x)[:, :frame], np.asarray(z_y)[:, :frame]
+  )
+  assert not np.allclose(np.asarray(z_x)[:, frame:], np.asarray(z_y)[:, frame:])
+  np.testing.assert_array_equal(
+      np.asarray(codec.encode(x))[..., :frame],
+      np.asarray(codec.encode(y))[..., :frame],
+  )
+
+
+def test_decoder_is_causal(codec):
+  codes = np.asarray(codec.encode(_audio(CLIP, batch=1)))
+  other = codes.copy()
+  other[..., 50:] = (other[..., 50:] + 7) % 32
+  a = np.asarray(codec.decode(codes))
+  b = np.asarray(codec.decode(other))
+  np.testing.assert_array_equal(a[:, : 50 * 320], b[:, : 50 * 320])
+  assert not np.allclose(a[:, 50 * 320 :], b[:, 50 * 320 :])
+
+
+def test_decode_with_fewer_levels(codec):
+  codes = codec.encode(_audio(3200))
+  assert codec.encode(_audio(3200), n_levels=1).shape == (2, 1, 10)
+  full, one = codec.decode(codes), codec.decode(codes[:, :1])
+  assert full.shape == one.shape and not np.allclose(full, one)
+  with pytest.raises(ValueError, match="n_levels=4"):
+    codec.decode(jnp.zeros((1, 4, 10), jnp.int32))
+  with pytest.raises(ValueError, match="codebook_size"):
+    codec.decode(jnp.full((1, 1, 10), 32))
+
+
+def test_tokens_roundtrip_level_major():
+  codes = np.array([[[1, 2, 3], [4, 5, 6]]], np.int32)  # [b=1, L=2, t=3]
+  ids = np.asarray(codec_lib.codes_to_tokens(codes, base=1000))
+  np.testing.assert_array_equal(ids, [[1001, 1002, 1003, 2028, 2029, 2030]])
+  np.testing.assert_array_equal(
+      codec_lib.tokens_to_codes(ids, 2, base=1000), codes
+  )
+  with pytest.raises(ValueError, match="not an audio id of level 1"):
+    codec_lib.tokens_to_codes(
+        np.array([[1001, 1002, 1003, 1004, 5, 6]]), 2, base=1000
+    )
+  with pytest.raises(ValueError, match="do not split"):
+    codec_lib.tokens_to_codes(ids[:, :5], 2, base=1000)
