@@ -12,7 +12,8 @@ _TOKENIZERS = "videopoet_tokenizers"
 def _packages():
   """Our packages, with `tokenizers/*` renamed to `videopoet_tokenizers.*`."""
   found = setuptools.find_packages(
-      include=["videopoet", "videopoet.*", "configs", "experiments"])
+      include=["videopoet", "videopoet.*", "configs", "experiments"]
+  )
   found += [_TOKENIZERS] + [
       f"{_TOKENIZERS}.{p}" for p in setuptools.find_packages("tokenizers")
   ]

@@ -34,7 +34,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = arg or "tiny"
   if arg not in _ARGS:
     raise ValueError(
-        f"unknown synth_av config {arg!r}; allowed: {', '.join(_ARGS)}")
+        f"unknown synth_av config {arg!r}; allowed: {', '.join(_ARGS)}"
+    )
   base = arg == "base"
   config = ml_collections.ConfigDict()
   # TFDS builder config name: the data lands in DIR/synth_av/<name>/1.0.0.

@@ -27,28 +27,38 @@ DATASETS = ("synth_av", "video_folder")
 _DATASET = flags.DEFINE_enum("dataset", None, DATASETS, "Dataset to build.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory.")
 _MANUAL_DIR = flags.DEFINE_string(
-    "manual_dir", None, "Folder of the user's clips (video_folder).")
+    "manual_dir", None, "Folder of the user's clips (video_folder)."
+)
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Dataset config (default: configs/<dataset>.py).",
-    lock_config=True)
+    "config",
+    None,
+    "Dataset config (default: configs/<dataset>.py).",
+    lock_config=True,
+)
 
 
-def build(dataset: str, config, data_dir: str,
-          manual_dir: str | None = None) -> dict:
+def build(
+    dataset: str, config, data_dir: str, manual_dir: str | None = None
+) -> dict:
   """Builds `dataset` with `config` into `data_dir`; returns its summary."""
   if dataset == "synth_av":
     from videopoet.data import synth_av  # pylint: disable=g-import-not-at-top
     from videopoet.data import synth_av_tfds  # pylint: disable=g-import-not-at-top
-    cfg = config_lib.from_config(synth_av.SynthAVConfig, config.dataset,
-                                 "config.dataset")
+
+    cfg = config_lib.from_config(
+        synth_av.SynthAVConfig, config.dataset, "config.dataset"
+    )
     return synth_av_tfds.build(cfg, data_dir, name=config.name)
   if dataset == "video_folder":
     from videopoet.data import video_folder  # pylint: disable=g-import-not-at-top
+
     if not manual_dir:
       raise config_lib.ConfigError(
-          "--manual_dir is required for video_folder: the folder of clips")
-    cfg = config_lib.from_config(video_folder.VideoFolderConfig,
-                                 config.dataset, "config.dataset")
+          "--manual_dir is required for video_folder: the folder of clips"
+      )
+    cfg = config_lib.from_config(
+        video_folder.VideoFolderConfig, config.dataset, "config.dataset"
+    )
     return video_folder.build(cfg, data_dir, manual_dir, name=config.name)
   raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS}")
 
@@ -62,8 +72,7 @@ def main(argv):
   # TFDS prints "Downloading and preparing..." to stdout; keep stdout for
   # the JSON summary, so scripts can read it.
   with contextlib.redirect_stdout(sys.stderr):
-    summary = build(_DATASET.value, config, _DATA_DIR.value,
-                    _MANUAL_DIR.value)
+    summary = build(_DATASET.value, config, _DATA_DIR.value, _MANUAL_DIR.value)
   logging.info("Built %s into %s", _DATASET.value, _DATA_DIR.value)
   print(json.dumps(summary, indent=2, default=str))
 

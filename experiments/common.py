@@ -19,18 +19,25 @@ from videopoet import config_lib
 from videopoet.train_lib import runtime
 
 WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Run directory: checkpoints, metrics, config.json.")
+    "workdir", None, "Run directory: checkpoints, metrics, config.json."
+)
 COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None,
-    "host:port of process 0 for jax.distributed (multi-process runs).")
+    "coordinator_address",
+    None,
+    "host:port of process 0 for jax.distributed (multi-process runs).",
+)
 NUM_PROCESSES = flags.DEFINE_integer(
-    "num_processes", None, "Number of processes in a jax.distributed job.")
+    "num_processes", None, "Number of processes in a jax.distributed job."
+)
 PROCESS_ID = flags.DEFINE_integer(
-    "process_id", None, "This process's index in a jax.distributed job.")
+    "process_id", None, "This process's index in a jax.distributed job."
+)
 DISTRIBUTED_AUTO = flags.DEFINE_bool(
-    "distributed_auto", False,
+    "distributed_auto",
+    False,
     "Call jax.distributed.initialize() with no arguments (TPU pods, SLURM,"
-    " Kubernetes: the cluster tells JAX its peers).")
+    " Kubernetes: the cluster tells JAX its peers).",
+)
 
 
 class _QuietLibraries(py_logging.Filter):
@@ -40,19 +47,29 @@ class _QuietLibraries(py_logging.Filter):
 
   def filter(self, record):
     return record.levelno >= py_logging.WARNING or not any(
-        part in record.pathname for part in self._NOISY)
+        part in record.pathname for part in self._NOISY
+    )
 
 
 def init_runtime() -> None:
   """Joins the processes of the job (when asked) and logs the devices."""
   for handler in py_logging.getLogger().handlers + [logging.get_absl_handler()]:
     handler.addFilter(_QuietLibraries())
-  runtime.initialize(COORDINATOR.value, NUM_PROCESSES.value, PROCESS_ID.value,
-                     auto=DISTRIBUTED_AUTO.value)
-  logging.info("JAX %s: process %d/%d, %d local / %d global %s devices",
-               jax.__version__, jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count(),
-               jax.default_backend())
+  runtime.initialize(
+      COORDINATOR.value,
+      NUM_PROCESSES.value,
+      PROCESS_ID.value,
+      auto=DISTRIBUTED_AUTO.value,
+  )
+  logging.info(
+      "JAX %s: process %d/%d, %d local / %d global %s devices",
+      jax.__version__,
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+      jax.default_backend(),
+  )
 
 
 def _config_flag_naming(key: str) -> str:
@@ -88,8 +105,11 @@ def run(main: Callable[[list[str]], None]) -> None:
     found = re.search(r"'([^'\\]+)\\?'(.*)", text, re.S)
     key = found.group(1) if found else text
     hint = re.search(r"Did you mean [^?]*\?", text)
-    print(f"error: unknown config key '{key}' in {_config_flag_naming(key)}."
-          + (f" {hint.group(0)}" if hint else ""), file=sys.stderr)
+    print(
+        f"error: unknown config key '{key}' in {_config_flag_naming(key)}."
+        + (f" {hint.group(0)}" if hint else ""),
+        file=sys.stderr,
+    )
     sys.exit(2)
   except config_lib.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)

@@ -27,17 +27,26 @@ _FPS = flags.DEFINE_integer("fps", 8, "Frame rate of the clips.")
 _SAMPLE_RATE = flags.DEFINE_integer("sample_rate", 16000, "Audio rate.")
 
 
-def export(dataset: str, data_dir: str, split: str, num: int, out_dir: str,
-           fps: int, sample_rate: int) -> list[str]:
+def export(
+    dataset: str,
+    data_dir: str,
+    split: str,
+    num: int,
+    out_dir: str,
+    fps: int,
+    sample_rate: int,
+) -> list[str]:
   """Writes `num` clips of `dataset[split]`; returns the MP4 paths."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from videopoet.data import synth_av_tfds  # pylint: disable=g-import-not-at-top,unused-import
   from videopoet.data import video_folder  # pylint: disable=g-import-not-at-top,unused-import
+
   source = tfds.data_source(dataset, data_dir=data_dir, split=split)
   os.makedirs(out_dir, exist_ok=True)
   paths = []
-  with open(os.path.join(out_dir, "captions.jsonl"), "w",
-            encoding="utf-8") as captions:
+  with open(
+      os.path.join(out_dir, "captions.jsonl"), "w", encoding="utf-8"
+  ) as captions:
     for i in range(min(num, len(source))):
       ex = source[i]
       name = f"{split}_{i}.mp4"
@@ -55,8 +64,15 @@ def export(dataset: str, data_dir: str, split: str, num: int, out_dir: str,
 def main(argv):
   del argv
   common.init_runtime()
-  export(_DATASET.value, _DATA_DIR.value, _SPLIT.value, _NUM.value,
-         _OUT_DIR.value, _FPS.value, _SAMPLE_RATE.value)
+  export(
+      _DATASET.value,
+      _DATA_DIR.value,
+      _SPLIT.value,
+      _NUM.value,
+      _OUT_DIR.value,
+      _FPS.value,
+      _SAMPLE_RATE.value,
+  )
 
 
 if __name__ == "__main__":

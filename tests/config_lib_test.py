@@ -31,21 +31,34 @@ class Model:
 
 def test_builds_and_coerces():
   m = config_lib.from_config(
-      Model, {"width": 3, "strides": [1, 2], "inner": {"rate": 1}})
+      Model, {"width": 3, "strides": [1, 2], "inner": {"rate": 1}}
+  )
   assert m == Model(width=3, strides=(1, 2), inner=Inner(rate=1.0))
   assert isinstance(m.inner.rate, float)
 
 
-@pytest.mark.parametrize("section, message", [
-    ({"widht": 3}, "config.model.widht is not a config key"),
-    ({"norm": "batch"}, "config.model.norm='batch' is not allowed: it must be"
-     " one of 'rms', 'layer'"),
-    ({"width": "3"}, "config.model.width='3' is not allowed: it must be int"),
-    ({"width": True}, "config.model.width=True"),
-    ({"strides": [1, "a"]}, "config.model.strides=[1, 'a']"),
-    ({"inner": {"rte": 1.0}}, "config.model.inner.rte is not a config key"),
-    ({"path": 3}, "config.model.path=3 is not allowed: it must be str or None"),
-])
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"widht": 3}, "config.model.widht is not a config key"),
+        (
+            {"norm": "batch"},
+            "config.model.norm='batch' is not allowed: it must be"
+            " one of 'rms', 'layer'",
+        ),
+        (
+            {"width": "3"},
+            "config.model.width='3' is not allowed: it must be int",
+        ),
+        ({"width": True}, "config.model.width=True"),
+        ({"strides": [1, "a"]}, "config.model.strides=[1, 'a']"),
+        ({"inner": {"rte": 1.0}}, "config.model.inner.rte is not a config key"),
+        (
+            {"path": 3},
+            "config.model.path=3 is not allowed: it must be str or None",
+        ),
+    ],
+)
 def test_errors_name_the_key(section, message):
   with pytest.raises(config_lib.ConfigError) as e:
     config_lib.from_config(Model, section, "config.model")
@@ -64,9 +77,19 @@ def test_harness_and_mesh_validate():
 
 def _job(*args):
   return subprocess.run(
-      [sys.executable, "-m", "tests.harness_job",
-       "--config=tests/harness_config.py", "--workdir=/nonexistent", *args],
-      cwd=ROOT, capture_output=True, text=True, timeout=120)
+      [
+          sys.executable,
+          "-m",
+          "tests.harness_job",
+          "--config=tests/harness_config.py",
+          "--workdir=/nonexistent",
+          *args,
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
 
 
 def test_typo_on_the_command_line_names_the_key():

@@ -1,6 +1,6 @@
 """Config of the harness test job (`tests/harness_job.py`).
 
-  python -m tests.harness_job --config=tests/harness_config.py --workdir=W
+python -m tests.harness_job --config=tests/harness_config.py --workdir=W
 """
 
 import ml_collections
@@ -10,8 +10,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   del arg
   config = ml_collections.ConfigDict()
   config.trainer = dict(
-      total_steps=40, seed=0, log_every=1, eval_every=0,
-      checkpoint=dict(every_steps=5, keep=3, async_save=True))
+      total_steps=40,
+      seed=0,
+      log_every=1,
+      eval_every=0,
+      checkpoint=dict(every_steps=5, keep=3, async_save=True),
+  )
   config.mesh = dict(data=-1, fsdp=1, tensor=1)
   # Records in the synthetic regression set; rows per global batch.
   config.num_records = 256

@@ -24,8 +24,9 @@ from videopoet import sharding
 from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import harness
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Job config.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Job config.", lock_config=True
+)
 
 IN_DIM, OUT_DIM = 16, 4
 
@@ -36,9 +37,15 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x):  # [b, in]
     for i, (features, axes) in enumerate(
-        [(self.width, ("embed", "mlp")), (OUT_DIM, ("mlp", "embed"))]):
-      x = nn.Dense(features, name=f"dense{i}", kernel_init=(
-          nn.with_logical_partitioning(nn.initializers.lecun_normal(), axes)))(x)
+        [(self.width, ("embed", "mlp")), (OUT_DIM, ("mlp", "embed"))]
+    ):
+      x = nn.Dense(
+          features,
+          name=f"dense{i}",
+          kernel_init=(
+              nn.with_logical_partitioning(nn.initializers.lecun_normal(), axes)
+          ),
+      )(x)
       if i == 0:
         x = nn.gelu(x)
     return x  # [b, out]
@@ -80,23 +87,30 @@ def make_program(config) -> harness.Program:
 
   records = make_records(config.num_records, config.nan_records)
   it = data_lib.batched_iterator(
-      records, global_batch_size=config.global_batch_size, seed=0,
+      records,
+      global_batch_size=config.global_batch_size,
+      seed=0,
       shuffle=not config.nan_records,
-      transform=slow if config.data_delay_s else None)
+      transform=slow if config.data_delay_s else None,
+  )
   return harness.Program(init=init, step=step, data=it)
 
 
 def run(config, workdir: str):
-  trainer = config_lib.from_config(harness.TrainerConfig, config.trainer,
-                                   "config.trainer")
+  trainer = config_lib.from_config(
+      harness.TrainerConfig, config.trainer, "config.trainer"
+  )
   mesh = sharding.create_mesh(
-      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh"))
+      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
+  )
   harness.write_config(workdir, config)
   state = harness.train(trainer, mesh, workdir, make_program(config))
   params = multihost_utils.process_allgather(state["params"], tiled=True)
   if jax.process_index() == 0:
-    flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
-            for path, v in jax.tree_util.tree_leaves_with_path(params)}
+    flat = {
+        "/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
+        for path, v in jax.tree_util.tree_leaves_with_path(params)
+    }
     np.savez(os.path.join(workdir, "final_params.npz"), **flat)
   return state
 

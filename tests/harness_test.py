@@ -23,8 +23,14 @@ CONFIG = os.path.join(ROOT, "tests", "harness_config.py")
 
 
 def _cmd(workdir, *overrides):
-  return [sys.executable, "-m", "tests.harness_job", f"--config={CONFIG}",
-          f"--workdir={workdir}", *overrides]
+  return [
+      sys.executable,
+      "-m",
+      "tests.harness_job",
+      f"--config={CONFIG}",
+      f"--workdir={workdir}",
+      *overrides,
+  ]
 
 
 def _env(devices=1):
@@ -35,8 +41,14 @@ def _env(devices=1):
 
 
 def _run(workdir, *overrides, devices=1):
-  proc = subprocess.run(_cmd(workdir, *overrides), cwd=ROOT, env=_env(devices),
-                        capture_output=True, text=True, timeout=300)
+  proc = subprocess.run(
+      _cmd(workdir, *overrides),
+      cwd=ROOT,
+      env=_env(devices),
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-4000:]
   return proc
 
@@ -75,8 +87,13 @@ def reference(tmp_path_factory):
 def _start_and_wait_for_checkpoint(workdir, min_step, *overrides):
   # The slow input pipeline (~25 ms a step) leaves time to act mid-run.
   proc = subprocess.Popen(
-      _cmd(workdir, "--config.data_delay_s=0.025", *overrides), cwd=ROOT,
-      env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+      _cmd(workdir, "--config.data_delay_s=0.025", *overrides),
+      cwd=ROOT,
+      env=_env(),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
   deadline = time.time() + 120
   while not any(s >= min_step for s in _steps(workdir)):
     assert proc.poll() is None, proc.stderr.read()[-4000:]
@@ -128,10 +145,19 @@ def test_two_processes_over_gloo_match_single_process(reference, tmp_path):
   port = portpicker.pick_unused_port()
   procs = [
       subprocess.Popen(
-          _cmd(workdir, f"--coordinator_address=localhost:{port}",
-               "--num_processes=2", f"--process_id={i}"),
-          cwd=ROOT, env=_env(devices=2), stdout=subprocess.DEVNULL,
-          stderr=subprocess.PIPE, text=True) for i in range(2)
+          _cmd(
+              workdir,
+              f"--coordinator_address=localhost:{port}",
+              "--num_processes=2",
+              f"--process_id={i}",
+          ),
+          cwd=ROOT,
+          env=_env(devices=2),
+          stdout=subprocess.DEVNULL,
+          stderr=subprocess.PIPE,
+          text=True,
+      )
+      for i in range(2)
   ]
   errs = [p.communicate(timeout=300)[1] for p in procs]
   for p, err in zip(procs, errs):
@@ -152,8 +178,14 @@ def test_two_processes_over_gloo_match_single_process(reference, tmp_path):
 def test_restore_onto_another_mesh(reference, tmp_path):
   """Train 20 steps on 8 devices (data x fsdp x tensor), finish on 1."""
   workdir = str(tmp_path)
-  _run(workdir, "--config.trainer.total_steps=20", "--config.mesh.data=2",
-       "--config.mesh.fsdp=2", "--config.mesh.tensor=2", devices=8)
+  _run(
+      workdir,
+      "--config.trainer.total_steps=20",
+      "--config.mesh.data=2",
+      "--config.mesh.fsdp=2",
+      "--config.mesh.tensor=2",
+      devices=8,
+  )
   proc = _run(workdir)
   assert "Restored step 20" in proc.stderr
   for k, v in _params(reference).items():
@@ -163,16 +195,29 @@ def test_restore_onto_another_mesh(reference, tmp_path):
 def test_nan_stops_with_step_and_metric(tmp_path):
   # No shuffle: the batch of step k holds records 8(k-1)..8k-1.
   proc = subprocess.run(
-      _cmd(str(tmp_path), "--config.nan_records=(60,)",
-           "--config.trainer.log_every=3"),
-      cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+      _cmd(
+          str(tmp_path),
+          "--config.nan_records=(60,)",
+          "--config.trainer.log_every=3",
+      ),
+      cwd=ROOT,
+      env=_env(),
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert proc.returncode != 0
   assert "train/loss=nan at step 8" in proc.stderr, proc.stderr[-3000:]
   assert "last good checkpoint is step 5" in proc.stderr
   assert _steps(str(tmp_path)) == [5]
   # The good checkpoint restores: a rerun fails again at step 8, not before.
   proc = subprocess.run(
-      _cmd(str(tmp_path), "--config.nan_records=(60,)"), cwd=ROOT, env=_env(),
-      capture_output=True, text=True, timeout=300)
+      _cmd(str(tmp_path), "--config.nan_records=(60,)"),
+      cwd=ROOT,
+      env=_env(),
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert "Restored step 5" in proc.stderr
   assert "at step 8" in proc.stderr

@@ -19,9 +19,15 @@ def test_hf_tokenizers_and_ours_import_in_one_process():
       "paths = list(videopoet_tokenizers.__path__)\n"
       f"assert any(os.path.samefile(p, {os.path.join(ROOT, 'tokenizers')!r})"
       " for p in paths if os.path.isdir(p)), paths\n"
-      "print('ok')\n")
-  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
-                        capture_output=True, text=True, timeout=120)
+      "print('ok')\n"
+  )
+  proc = subprocess.run(
+      [sys.executable, "-c", code],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.strip() == "ok"
 

@@ -64,7 +64,8 @@ def _matches(value: Any, tp: Any) -> bool:
     if len(args) == 2 and args[1] is Ellipsis:
       return all(_matches(v, args[0]) for v in value)
     return len(args) == len(value) and all(
-        _matches(v, a) for v, a in zip(value, args))
+        _matches(v, a) for v, a in zip(value, args)
+    )
   if origin is dict or tp is dict:
     return isinstance(value, (dict, ml_collections.ConfigDict))
   if tp is type(None):
@@ -119,7 +120,8 @@ def from_config(cls: type[T], section: Any, path: str = "config") -> T:
   if unknown:
     raise ConfigError(
         f"{path}.{unknown[0]} is not a config key; the keys of {path} are: "
-        + ", ".join(sorted(fields)))
+        + ", ".join(sorted(fields))
+    )
   kwargs = {}
   for name, value in section.items():
     tp = hints[name]
@@ -129,7 +131,8 @@ def from_config(cls: type[T], section: Any, path: str = "config") -> T:
       continue
     if not _matches(value, tp):
       raise ConfigError(
-          f"{key}={value!r} is not allowed: it must be {_describe(tp)}")
+          f"{key}={value!r} is not allowed: it must be {_describe(tp)}"
+      )
     kwargs[name] = _coerce(value, tp)
   try:
     return cls(**kwargs)

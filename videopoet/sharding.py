@@ -73,6 +73,7 @@ class MeshConfig:
     fsdp: size of the `fsdp` axis.
     tensor: size of the `tensor` axis.
   """
+
   data: int = -1
   fsdp: int = 1
   tensor: int = 1
@@ -81,12 +82,14 @@ class MeshConfig:
     sizes = dataclasses.astuple(self)
     if sum(s == -1 for s in sizes) > 1:
       raise config_lib.ConfigError(
-          f"config.mesh: at most one axis may be -1, got {self}")
+          f"config.mesh: at most one axis may be -1, got {self}"
+      )
     for name, size in zip(MESH_AXES, sizes):
       if size == 0 or size < -1:
         raise config_lib.ConfigError(
             f"config.mesh.{name}={size} is not allowed: it must be a positive"
-            " size or -1 (fill with the remaining devices)")
+            " size or -1 (fill with the remaining devices)"
+        )
 
   def shape(self, num_devices: int) -> tuple[int, int, int]:
     """The concrete mesh shape for `num_devices` devices."""
@@ -95,17 +98,20 @@ class MeshConfig:
     if -1 in sizes:
       if num_devices % known:
         raise config_lib.ConfigError(
-            f"config.mesh={self} does not divide {num_devices} devices")
+            f"config.mesh={self} does not divide {num_devices} devices"
+        )
       sizes[sizes.index(-1)] = num_devices // known
     if math.prod(sizes) != num_devices:
       raise config_lib.ConfigError(
           f"config.mesh={self} has {math.prod(sizes)} devices but"
-          f" {num_devices} are available")
+          f" {num_devices} are available"
+      )
     return tuple(sizes)
 
 
-def create_mesh(config: MeshConfig,
-                devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+def create_mesh(
+    config: MeshConfig, devices: Sequence[jax.Device] | None = None
+) -> jax.sharding.Mesh:
   """A (`data`, `fsdp`, `tensor`) mesh over all (or the given) devices."""
   devices = jax.devices() if devices is None else list(devices)
   shape = config.shape(len(devices))
@@ -113,8 +119,9 @@ def create_mesh(config: MeshConfig,
   return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
 
 
-def logical_sharding(tree: Any, mesh: jax.sharding.Mesh,
-                     rules=LOGICAL_AXIS_RULES) -> Any:
+def logical_sharding(
+    tree: Any, mesh: jax.sharding.Mesh, rules=LOGICAL_AXIS_RULES
+) -> Any:
   """NamedShardings for a tree whose leaves may be `nn.LogicallyPartitioned`.
 
   Args:
@@ -130,11 +137,11 @@ def logical_sharding(tree: Any, mesh: jax.sharding.Mesh,
   return nn.logical_to_mesh_sharding(specs, mesh, list(rules))
 
 
-def batch_sharding(mesh: jax.sharding.Mesh, ndim: int,
-                   rules=LOGICAL_AXIS_RULES) -> NamedSharding:
+def batch_sharding(
+    mesh: jax.sharding.Mesh, ndim: int, rules=LOGICAL_AXIS_RULES
+) -> NamedSharding:
   """Sharding of an input array: leading batch axis over data-parallel axes."""
-  spec = nn.logical_to_mesh_axes(BATCH_AXES + (None,) * (ndim - 1),
-                                 list(rules))
+  spec = nn.logical_to_mesh_axes(BATCH_AXES + (None,) * (ndim - 1), list(rules))
   return NamedSharding(mesh, spec)
 
 
@@ -142,16 +149,18 @@ def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def data_parallel_size(mesh: jax.sharding.Mesh,
-                       rules=LOGICAL_AXIS_RULES) -> int:
+def data_parallel_size(
+    mesh: jax.sharding.Mesh, rules=LOGICAL_AXIS_RULES
+) -> int:
   """How many ways the batch axis is split (the global batch must divide)."""
   axes = nn.logical_to_mesh_axes(BATCH_AXES, list(rules))[0] or ()
   axes = (axes,) if isinstance(axes, str) else axes
   return math.prod(mesh.shape[a] for a in axes)
 
 
-def global_batch(local_batch: Any, mesh: jax.sharding.Mesh,
-                 rules=LOGICAL_AXIS_RULES) -> Any:
+def global_batch(
+    local_batch: Any, mesh: jax.sharding.Mesh, rules=LOGICAL_AXIS_RULES
+) -> Any:
   """Assembles process-local numpy batches into global sharded jax.Arrays.
 
   Each process passes its own rows (the global batch split evenly over

@@ -165,8 +165,7 @@ class SynthAVConfig:
 
   def __post_init__(self):
     # Lists (e.g. from a command line) become hashable tuples.
-    object.__setattr__(
-        self, "heldout", tuple(tuple(t) for t in self.heldout))
+    object.__setattr__(self, "heldout", tuple(tuple(t) for t in self.heldout))
     _check_at_least(self, "resolution", 32)
     _check_at_least(self, "num_frames", 2)
     _check_at_least(self, "fps", 1)
@@ -174,7 +173,8 @@ class SynthAVConfig:
     if self.sample_rate % self.fps:
       raise config_lib.ConfigError(
           f"sample_rate={self.sample_rate} is not allowed: it must be a "
-          f"multiple of fps={self.fps} (a whole number of samples per frame)")
+          f"multiple of fps={self.fps} (a whole number of samples per frame)"
+      )
     for split in SPLITS:
       _check_at_least(self, f"{split}_size", 0)
     _check_at_least(self, "seed", 0)
@@ -182,7 +182,8 @@ class SynthAVConfig:
     # More would rarely fit: scenes must show a quarter of every object.
     if self.max_objects > 8:
       raise config_lib.ConfigError(
-          f"max_objects={self.max_objects} is not allowed: it must be <= 8")
+          f"max_objects={self.max_objects} is not allowed: it must be <= 8"
+      )
     self._check_heldout()
 
   def _check_heldout(self):
@@ -193,20 +194,24 @@ class SynthAVConfig:
       if len(triple) != 3:
         raise config_lib.ConfigError(
             f"heldout entry {triple!r} is not allowed: it must be a "
-            "(shape, colour, motion) triple")
+            "(shape, colour, motion) triple"
+        )
       for name, names, kind in zip(triple, allowed, kinds):
         if name not in names:
           raise config_lib.ConfigError(
               f"heldout entry {triple!r} is not allowed: {name!r} is not a "
-              f"{kind}; the {kind}s are: {', '.join(names)}")
+              f"{kind}; the {kind}s are: {', '.join(names)}"
+          )
     if self.test_heldout_size and not self.heldout:
       raise config_lib.ConfigError(
           f"test_heldout_size={self.test_heldout_size} is not allowed when "
-          "heldout is empty: set it to 0 or list held-out triples")
+          "heldout is empty: set it to 0 or list held-out triples"
+      )
     if not _allowed_triples(self.heldout, held_out=False):
       raise config_lib.ConfigError(
           "heldout is not allowed: it holds out every triple, which leaves "
-          "nothing for the train split")
+          "nothing for the train split"
+      )
 
   @property
   def num_samples(self) -> int:
@@ -223,13 +228,15 @@ def _check_at_least(cfg: SynthAVConfig, field: str, minimum: int):
   value = getattr(cfg, field)
   if value < minimum:
     raise config_lib.ConfigError(
-        f"{field}={value!r} is not allowed: it must be >= {minimum}")
+        f"{field}={value!r} is not allowed: it must be >= {minimum}"
+    )
 
 
 def _split_id(split: str) -> int:
   if split not in SPLITS:
     raise ValueError(
-        f"unknown split {split!r}; the splits are: {', '.join(SPLITS)}")
+        f"unknown split {split!r}; the splits are: {', '.join(SPLITS)}"
+    )
   return SPLITS.index(split)
 
 
@@ -310,8 +317,18 @@ def _sample_objects(
     velocity = speed * np.array(MOTION_DIRECTIONS[MOTIONS[motion]])
     positions, bounces, contacts = _trajectory(start, velocity, radius, cfg)
     objects.append(
-        _Object(shape, colour, size, motion, radius, velocity, positions,
-                bounces, contacts))
+        _Object(
+            shape,
+            colour,
+            size,
+            motion,
+            radius,
+            velocity,
+            positions,
+            bounces,
+            contacts,
+        )
+    )
   return objects
 
 
@@ -385,7 +402,8 @@ def _render(
     video [T, H, W, 3] uint8 and depth [T, H, W] uint8.
   """
   frames = np.broadcast_to(
-      background, distances.shape[1:] + (3,)).copy()  # [T, H, W, 3] f32
+      background, distances.shape[1:] + (3,)
+  ).copy()  # [T, H, W, 3] f32
   depth = np.zeros(distances.shape[1:], np.uint8)  # [T, H, W]
   for layer, (obj, distance) in enumerate(zip(objects, distances), start=1):
     alpha = np.clip(0.5 - distance, 0, 1)[..., None]  # [T, H, W, 1]
@@ -413,8 +431,9 @@ def _flow(
   return flow.reshape(depth.shape + (2,))  # [T, H, W, 2]
 
 
-def _hum(obj: _Object, rng: np.random.Generator,
-         cfg: SynthAVConfig) -> np.ndarray:
+def _hum(
+    obj: _Object, rng: np.random.Generator, cfg: SynthAVConfig
+) -> np.ndarray:
   """The object's hum over the whole clip: [S] float64."""
   seconds = np.arange(cfg.num_samples) / cfg.sample_rate
   name = SHAPES[obj.shape]
@@ -437,19 +456,24 @@ def _fade(cfg: SynthAVConfig) -> np.ndarray:
   return envelope
 
 
-def _add_click(audio: np.ndarray, time_s: float, rng: np.random.Generator,
-               cfg: SynthAVConfig):
+def _add_click(
+    audio: np.ndarray,
+    time_s: float,
+    rng: np.random.Generator,
+    cfg: SynthAVConfig,
+):
   """Adds a decaying noise burst starting at `time_s` (in place)."""
   start = int(round(time_s * cfg.sample_rate))
   n = min(int(CLICK_SECONDS * cfg.sample_rate), len(audio) - start)
   if n <= 0:
     return
   decay = np.exp(-np.arange(n) / (CLICK_DECAY_SECONDS * cfg.sample_rate))
-  audio[start:start + n] += CLICK_GAIN * decay * rng.uniform(-1, 1, size=n)
+  audio[start : start + n] += CLICK_GAIN * decay * rng.uniform(-1, 1, size=n)
 
 
-def _soundtrack(objects: list[_Object], rng: np.random.Generator,
-                cfg: SynthAVConfig) -> np.ndarray:
+def _soundtrack(
+    objects: list[_Object], rng: np.random.Generator, cfg: SynthAVConfig
+) -> np.ndarray:
   """Hums plus a click at every wall contact: [S] float32 in [-1, 1]."""
   audio = sum(_hum(obj, rng, cfg) for obj in objects) * _fade(cfg)
   for obj in objects:
@@ -472,10 +496,18 @@ _DIRECTION_WORDS = {
     "down-right": ("down and to the right", "diagonally down and right"),
 }
 _MOVE_VERBS = ("moves", "slides", "glides", "travels", "drifts")
-_STILL_PHRASES = ("stays still", "sits still", "does not move",
-                  "rests in place", "stays in place")
-_BOUNCE_PHRASES = (", bouncing off the walls", ", bouncing off a wall",
-                   ", bouncing back")
+_STILL_PHRASES = (
+    "stays still",
+    "sits still",
+    "does not move",
+    "rests in place",
+    "stays in place",
+)
+_BOUNCE_PHRASES = (
+    ", bouncing off the walls",
+    ", bouncing off a wall",
+    ", bouncing back",
+)
 # Whole-clip bounce phrases, by axis of motion; they replace the direction.
 _AXIS_BOUNCE_PHRASES = {
     "up": ("bounces up and down",),
@@ -483,8 +515,13 @@ _AXIS_BOUNCE_PHRASES = {
     "left": ("bounces left and right", "bounces back and forth"),
     "right": ("bounces left and right", "bounces back and forth"),
 }
-_SENTENCES = ("{}", "a video where {}", "in this clip, {}",
-              "on a dark background, {}", "we see that {}")
+_SENTENCES = (
+    "{}",
+    "a video where {}",
+    "in this clip, {}",
+    "on a dark background, {}",
+    "we see that {}",
+)
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
@@ -493,12 +530,17 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
 
 def _describe(obj: _Object, rng: np.random.Generator) -> str:
   """E.g. "a small red circle moves to the left, bouncing back"."""
-  noun = (f"a {SIZES[obj.size]} {COLOUR_NAMES[obj.colour]} "
-          f"{SHAPES[obj.shape]}")
+  noun = (
+      f"a {SIZES[obj.size]} {COLOUR_NAMES[obj.colour]} " f"{SHAPES[obj.shape]}"
+  )
   motion = MOTIONS[obj.motion]
   if motion == "still":
     return f"{noun} {_pick(rng, _STILL_PHRASES)}"
-  if obj.bounces.any() and motion in _AXIS_BOUNCE_PHRASES and rng.random() < .3:
+  if (
+      obj.bounces.any()
+      and motion in _AXIS_BOUNCE_PHRASES
+      and rng.random() < 0.3
+  ):
     return f"{noun} {_pick(rng, _AXIS_BOUNCE_PHRASES[motion])}"
   verb = _pick(rng, _MOVE_VERBS)
   phrase = f"{noun} {verb} {_pick(rng, _DIRECTION_WORDS[motion])}"
@@ -515,7 +557,7 @@ def _caption(objects: list[_Object], rng: np.random.Generator) -> str:
 def _padded(values: list, count: int, fill, dtype) -> np.ndarray:
   """`values` padded with `fill` to `count` entries along axis 0."""
   out = np.full((count,) + np.shape(values[0]), fill, dtype)
-  out[:len(values)] = values
+  out[: len(values)] = values
   return out
 
 

@@ -46,13 +46,19 @@ PRESETS = {
         train_size=20000,
         validation_size=500,
         test_size=500,
-        test_heldout_size=500),
+        test_heldout_size=500,
+    ),
 }
 # TFDS sorts unshuffled examples by their key, an int below 2**128.
 _KEY_SPACE = 2**128
 # Fields that fix the features' shapes: a registered name pins them.
-_SHAPE_FIELDS = ("resolution", "num_frames", "fps", "sample_rate",
-                 "max_objects")
+_SHAPE_FIELDS = (
+    "resolution",
+    "num_frames",
+    "fps",
+    "sample_rate",
+    "max_objects",
+)
 
 
 @dataclasses.dataclass(eq=False)
@@ -71,39 +77,42 @@ def _builder_config(
       name=name,
       version=VERSION,
       description=json.dumps(dataclasses.asdict(config), sort_keys=True),
-      synth=config)
+      synth=config,
+  )
 
 
 def _bytes_tensor(shape: tuple[int, ...], dtype) -> tfds.features.Tensor:
   """A tensor stored as its raw bytes: no per-value protobuf encoding."""
   return tfds.features.Tensor(
-      shape=shape, dtype=dtype, encoding=tfds.features.Encoding.BYTES)
+      shape=shape, dtype=dtype, encoding=tfds.features.Encoding.BYTES
+  )
 
 
 def features(cfg: synth_av.SynthAVConfig) -> tfds.features.FeaturesDict:
   """The TFDS features of examples generated with `cfg`."""
   t, r, n = cfg.num_frames, cfg.resolution, cfg.max_objects
   ids = lambda: tfds.features.Tensor(shape=(n,), dtype=np.int32)
-  return tfds.features.FeaturesDict({
-      "video": _bytes_tensor((t, r, r, 3), np.uint8),
-      "audio": _bytes_tensor((cfg.num_samples,), np.float32),
-      "caption": tfds.features.Text(),
-      "num_objects": tfds.features.Tensor(shape=(), dtype=np.int32),
-      "object_mask": tfds.features.Tensor(shape=(n,), dtype=np.bool_),
-      "shape": ids(),
-      "colour": ids(),
-      "size": ids(),
-      "motion": ids(),
-      "velocity": tfds.features.Tensor(shape=(n, 2), dtype=np.float32),
-      "positions": _bytes_tensor((t, n, 2), np.float32),
-      "bounces": _bytes_tensor((t, n), np.int32),
-      "flow": _bytes_tensor((t, r, r, 2), np.float16),
-      "depth": _bytes_tensor((t, r, r), np.uint8),
-  })
+  return tfds.features.FeaturesDict(
+      {
+          "video": _bytes_tensor((t, r, r, 3), np.uint8),
+          "audio": _bytes_tensor((cfg.num_samples,), np.float32),
+          "caption": tfds.features.Text(),
+          "num_objects": tfds.features.Tensor(shape=(), dtype=np.int32),
+          "object_mask": tfds.features.Tensor(shape=(n,), dtype=np.bool_),
+          "shape": ids(),
+          "colour": ids(),
+          "size": ids(),
+          "motion": ids(),
+          "velocity": tfds.features.Tensor(shape=(n, 2), dtype=np.float32),
+          "positions": _bytes_tensor((t, n, 2), np.float32),
+          "bounces": _bytes_tensor((t, n), np.int32),
+          "flow": _bytes_tensor((t, r, r, 2), np.float16),
+          "depth": _bytes_tensor((t, r, r), np.uint8),
+      }
+  )
 
 
-class SynthAv(tfds_util.ArrayRecordAsDataset,
-              tfds.core.GeneratorBasedBuilder):
+class SynthAv(tfds_util.ArrayRecordAsDataset, tfds.core.GeneratorBasedBuilder):
   """Coloured shapes that move, bounce and hum, with their ground truth."""
 
   VERSION = VERSION
@@ -118,8 +127,8 @@ class SynthAv(tfds_util.ArrayRecordAsDataset,
   def __init__(self, *, file_format=None, **kwargs):
     # ArrayRecord unless told otherwise: `tfds.data_source` needs it.
     super().__init__(
-        file_format=file_format or tfds.core.FileFormat.ARRAY_RECORD,
-        **kwargs)
+        file_format=file_format or tfds.core.FileFormat.ARRAY_RECORD, **kwargs
+    )
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
@@ -178,7 +187,8 @@ def _check_name(config: synth_av.SynthAVConfig, name: str):
       raise config_lib.ConfigError(
           f"{field}={got!r} is not allowed under the builder config name "
           f"{name!r}, which fixes {field}={want!r}: give the build another "
-          f"name (config.name), e.g. '{name}_{field}{got}'")
+          f"name (config.name), e.g. '{name}_{field}{got}'"
+      )
 
 
 def _check_existing(builder: SynthAv):
@@ -193,14 +203,16 @@ def _check_existing(builder: SynthAv):
     raise ValueError(
         f"{builder.data_dir} holds a build made from another config "
         f"({stored}); wanted ({wanted}). Use another data_dir or name, or "
-        "pass overwrite=True.")
+        "pass overwrite=True."
+    )
 
 
 def _bytes_under(path: str) -> int:
   return sum(
       os.path.getsize(os.path.join(root, f))
       for root, _, files in os.walk(path)
-      for f in files)
+      for f in files
+  )
 
 
 def build(
@@ -233,11 +245,15 @@ def build(
   reused = os.path.exists(builder.data_dir) and not overwrite
   if reused:
     _check_existing(builder)
-  mode = (tfds.download.GenerateMode.FORCE_REDOWNLOAD if overwrite else
-          tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+  mode = (
+      tfds.download.GenerateMode.FORCE_REDOWNLOAD
+      if overwrite
+      else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+  )
   start = time.perf_counter()
   builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(download_mode=mode))
+      download_config=tfds.download.DownloadConfig(download_mode=mode)
+  )
   seconds = time.perf_counter() - start
   return {
       "name": name,

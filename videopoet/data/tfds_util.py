@@ -24,15 +24,20 @@ class ArrayRecordAsDataset:
   `read_config.shuffle_seed`).
   """
 
-  def _as_dataset(self, split, decoders=None, read_config=None,
-                  shuffle_files=False):
+  def _as_dataset(
+      self, split, decoders=None, read_config=None, shuffle_files=False
+  ):
     if self.info.file_format != _ARRAY_RECORD:
-      return super()._as_dataset(split=split, decoders=decoders,
-                                 read_config=read_config,
-                                 shuffle_files=shuffle_files)
+      return super()._as_dataset(
+          split=split,
+          decoders=decoders,
+          read_config=read_config,
+          shuffle_files=shuffle_files,
+      )
     if decoders:
       raise NotImplementedError(
-          "custom decoders are not supported on ArrayRecord builds")
+          "custom decoders are not supported on ArrayRecord builds"
+      )
     source = self.as_data_source(split=split)
     signature = self.info.features.get_tensor_spec()
     seed = getattr(read_config, "shuffle_seed", None)

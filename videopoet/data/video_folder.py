@@ -505,8 +505,9 @@ def features(config: VideoFolderConfig) -> tfds.features.FeaturesDict:
   )
 
 
-class VideoFolder(tfds_util.ArrayRecordAsDataset,
-                  tfds.core.GeneratorBasedBuilder):
+class VideoFolder(
+    tfds_util.ArrayRecordAsDataset, tfds.core.GeneratorBasedBuilder
+):
   """The user's clips, with audio and captions; see the module docstring."""
 
   VERSION = tfds.core.Version("1.0.0")

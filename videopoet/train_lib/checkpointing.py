@@ -21,10 +21,11 @@ import orbax.checkpoint as ocp
 @dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
   """Attributes:
-    every_steps: save every this many steps (and at the last step).
-    keep: how many recent checkpoints to keep.
-    async_save: write in a background thread while training goes on.
+  every_steps: save every this many steps (and at the last step).
+  keep: how many recent checkpoints to keep.
+  async_save: write in a background thread while training goes on.
   """
+
   every_steps: int = 100
   keep: int = 3
   async_save: bool = True
@@ -40,10 +41,11 @@ class Checkpointer:
         enable_async_checkpointing=config.async_save,
         create=True,
         # Leftovers of a save cut short by a kill are removed at start.
-        cleanup_tmp_directories=True)
+        cleanup_tmp_directories=True,
+    )
     self._manager = ocp.CheckpointManager(
-        self.directory, options=options,
-        item_names=("state", "data"))
+        self.directory, options=options, item_names=("state", "data")
+    )
 
   def latest_step(self) -> int | None:
     """The newest complete checkpoint, or None."""
@@ -62,9 +64,13 @@ class Checkpointer:
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Restores onto the shardings in `abstract_state` (ShapeDtypeStructs)."""
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        data=ocp.args.JsonRestore()))
+    restored = self._manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state),
+            data=ocp.args.JsonRestore(),
+        ),
+    )
     logging.info("Restored step %d from %s", step, self.directory)
     return restored["state"], dict(restored["data"] or {})
 
@@ -81,4 +87,6 @@ def abstract_like(tree: Any, shardings: Any) -> Any:
   """ShapeDtypeStructs of `tree` placed with `shardings` (restore targets)."""
   return jax.tree.map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-      tree, shardings)
+      tree,
+      shardings,
+  )

@@ -27,12 +27,17 @@ def _stack(records: Sequence[Record]) -> dict[str, np.ndarray]:
   return {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]}
 
 
-def batched_iterator(source: Sequence[Record], *, global_batch_size: int,
-                     seed: int, shuffle: bool = True,
-                     num_epochs: int | None = None,
-                     transform: Callable[[Record], Record] | None = None,
-                     process_index: int | None = None,
-                     process_count: int | None = None) -> grain.DatasetIterator:
+def batched_iterator(
+    source: Sequence[Record],
+    *,
+    global_batch_size: int,
+    seed: int,
+    shuffle: bool = True,
+    num_epochs: int | None = None,
+    transform: Callable[[Record], Record] | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> grain.DatasetIterator:
   """An iterator of process-local batches (dicts of numpy arrays).
 
   Args:
@@ -50,21 +55,27 @@ def batched_iterator(source: Sequence[Record], *, global_batch_size: int,
     A Grain iterator with `get_state()`/`set_state()`, yielding
     `{key: [global_batch_size // process_count, ...]}`.
   """
-  process_index = (jax.process_index()
-                   if process_index is None else process_index)
-  process_count = (jax.process_count()
-                   if process_count is None else process_count)
+  process_index = (
+      jax.process_index() if process_index is None else process_index
+  )
+  process_count = (
+      jax.process_count() if process_count is None else process_count
+  )
   if global_batch_size % process_count:
-    raise ValueError(f"global batch size {global_batch_size} does not divide"
-                     f" over {process_count} processes")
+    raise ValueError(
+        f"global batch size {global_batch_size} does not divide"
+        f" over {process_count} processes"
+    )
   if len(source) < global_batch_size:
-    raise ValueError(f"the source has {len(source)} records, fewer than one"
-                     f" global batch of {global_batch_size}")
+    raise ValueError(
+        f"the source has {len(source)} records, fewer than one"
+        f" global batch of {global_batch_size}"
+    )
   local = global_batch_size // process_count
   lo = process_index * local
 
   def read(indices: np.ndarray) -> dict[str, np.ndarray]:
-    records = [source[int(i)] for i in indices[lo:lo + local]]
+    records = [source[int(i)] for i in indices[lo : lo + local]]
     if transform is not None:
       records = [transform(r) for r in records]
     return _stack(records)

@@ -47,6 +47,7 @@ class TrainerConfig:
     eval_every: run `Program.evaluate` every this many steps (0: never).
     checkpoint: when and how to save.
   """
+
   total_steps: int
   seed: int = 0
   log_every: int = 10
@@ -56,10 +57,12 @@ class TrainerConfig:
   def __post_init__(self):
     if self.total_steps < 1:
       raise config_lib.ConfigError(
-          f"config.trainer.total_steps={self.total_steps} must be >= 1")
+          f"config.trainer.total_steps={self.total_steps} must be >= 1"
+      )
     if self.log_every < 1:
       raise config_lib.ConfigError(
-          f"config.trainer.log_every={self.log_every} must be >= 1")
+          f"config.trainer.log_every={self.log_every} must be >= 1"
+      )
 
 
 @dataclasses.dataclass
@@ -77,6 +80,7 @@ class Program:
       process every `eval_every` steps.
     guard: metric names checked for NaN/Inf (missing ones are skipped).
   """
+
   init: Callable[[jax.Array], State]
   step: Callable[[State, Batch, jax.Array], tuple[State, Metrics]]
   data: Iterator[Batch]
@@ -120,8 +124,9 @@ def _rngs(seed: int) -> tuple[jax.Array, jax.Array]:
   return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
 
 
-def _first_non_finite(history: list[tuple[int, Metrics]],
-                      names: tuple[str, ...]) -> tuple[int, str, float] | None:
+def _first_non_finite(
+    history: list[tuple[int, Metrics]], names: tuple[str, ...]
+) -> tuple[int, str, float] | None:
   for step, m in history:
     for name in names:
       if name in m:
@@ -135,13 +140,17 @@ def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """`<workdir>/config.json`, the full config of the run (process 0)."""
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w",
-              encoding="utf-8") as f:
+    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
       f.write(config_lib.to_json(config))
 
 
-def train(config: TrainerConfig, mesh: jax.sharding.Mesh, workdir: str,
-          program: Program, rules=sharding.LOGICAL_AXIS_RULES) -> State:
+def train(
+    config: TrainerConfig,
+    mesh: jax.sharding.Mesh,
+    workdir: str,
+    program: Program,
+    rules=sharding.LOGICAL_AXIS_RULES,
+) -> State:
   """Runs (or resumes) training to `config.total_steps`.
 
   Args:
@@ -170,15 +179,17 @@ def train(config: TrainerConfig, mesh: jax.sharding.Mesh, workdir: str,
 
   # ------------------------------------------------------ Init or restore.
   ckpt = checkpointing.Checkpointer(
-      os.path.join(workdir, "checkpoints"), config.checkpoint)
+      os.path.join(workdir, "checkpoints"), config.checkpoint
+  )
   first_step = ckpt.latest_step() or 0
   if first_step:
     state, data_state = ckpt.restore(first_step, abstract)
     if data_state:
       program.data.set_state(data_state)
   else:
-    init = jax.jit(lambda rng: nn.unbox(program.init(rng)),
-                   out_shardings=state_sharding)
+    init = jax.jit(
+        lambda rng: nn.unbox(program.init(rng)), out_shardings=state_sharding
+    )
     with nn.logical_axis_rules(list(rules)):
       state = init(init_rng)
   jsonl = os.path.join(workdir, "metrics.jsonl")
@@ -187,8 +198,11 @@ def train(config: TrainerConfig, mesh: jax.sharding.Mesh, workdir: str,
   writer = metrics_lib.create_writer(workdir)
   if first_step == 0:
     n_params = sum(x.size for x in jax.tree.leaves(state))
-    logging.info("Initialized state: %d values; training %d steps",
-                 n_params, config.total_steps)
+    logging.info(
+        "Initialized state: %d values; training %d steps",
+        n_params,
+        config.total_steps,
+    )
 
   # ------------------------------------------------------------ Step fn.
   def step_fn(state, batch, step):
@@ -196,8 +210,9 @@ def train(config: TrainerConfig, mesh: jax.sharding.Mesh, workdir: str,
     with nn.logical_axis_rules(list(rules)):
       return program.step(state, batch, rng)
 
-  step_fn = jax.jit(step_fn, out_shardings=(state_sharding, repl),
-                    donate_argnums=(0,))
+  step_fn = jax.jit(
+      step_fn, out_shardings=(state_sharding, repl), donate_argnums=(0,)
+  )
 
   # --------------------------------------------------------- Train loop.
   progress = metrics_lib.Progress(config.total_steps, first_step)
@@ -222,26 +237,37 @@ def train(config: TrainerConfig, mesh: jax.sharding.Mesh, workdir: str,
             raise NonFiniteError(
                 f"{name}={value} at step {bad_step}; stopped. The last good"
                 f" checkpoint is step {ckpt.latest_step()} in"
-                f" {ckpt.directory}")
+                f" {ckpt.directory}"
+            )
           scalars = {k: np.asarray(v) for k, v in history[-1][1].items()}
           writer.write_scalars(step, scalars)
           progress.report(step, scalars)
           history.clear()
-        if program.evaluate and config.eval_every and (
-            step % config.eval_every == 0 or last):
+        if (
+            program.evaluate
+            and config.eval_every
+            and (step % config.eval_every == 0 or last)
+        ):
           writer.write_scalars(step, dict(program.evaluate(state, step)))
         if save:
           ckpt.save(step, state, program.data.get_state())
           writer.flush()
           last_saved = step
         if stop:
-          logging.warning("Stopped at step %d after SIGTERM; resume by"
-                          " rerunning with the same workdir.", step)
+          logging.warning(
+              "Stopped at step %d after SIGTERM; resume by"
+              " rerunning with the same workdir.",
+              step,
+          )
           break
   finally:
     preemption.restore()
     writer.flush()
     ckpt.close()
-  logging.info("Done at step %d; last checkpoint %d in %s", step, last_saved,
-               ckpt.directory)
+  logging.info(
+      "Done at step %d; last checkpoint %d in %s",
+      step,
+      last_saved,
+      ckpt.directory,
+  )
   return state

@@ -81,7 +81,8 @@ def create_writer(workdir: str) -> metric_writers.MetricWriter:
   # No clu LoggingWriter: the progress line already logs the scalars.
   tb = metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard"))
   return metric_writers.MultiWriter(
-      [tb, JsonlWriter(os.path.join(workdir, "metrics.jsonl"))])
+      [tb, JsonlWriter(os.path.join(workdir, "metrics.jsonl"))]
+  )
 
 
 def _hms(seconds: float) -> str:
@@ -103,11 +104,14 @@ class Progress:
     rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
     self._last_step, self._last_time = step, now
     eta = (self._total - step) / rate if rate > 0 else float("inf")
-    shown = " | ".join(f"{k.split('/', 1)[-1]} {float(v):.4g}"
-                       for k, v in scalars.items())
-    return (f"[{self._name}] step {step}/{self._total}"
-            f" ({100 * step / self._total:.0f}%) | {rate:.2f} steps/s"
-            f" | ETA {_hms(eta) if rate > 0 else '?'} | {shown}")
+    shown = " | ".join(
+        f"{k.split('/', 1)[-1]} {float(v):.4g}" for k, v in scalars.items()
+    )
+    return (
+        f"[{self._name}] step {step}/{self._total}"
+        f" ({100 * step / self._total:.0f}%) | {rate:.2f} steps/s"
+        f" | ETA {_hms(eta) if rate > 0 else '?'} | {shown}"
+    )
 
   def report(self, step: int, scalars: Mapping[str, Any]) -> None:
     logging.info("%s", self.line(step, scalars))

@@ -10,11 +10,13 @@ from absl import logging
 import jax
 
 
-def initialize(coordinator_address: str | None = None,
-               num_processes: int | None = None,
-               process_id: int | None = None,
-               cpu_collectives: str = "gloo",
-               auto: bool = False) -> None:
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    cpu_collectives: str = "gloo",
+    auto: bool = False,
+) -> None:
   """Joins the job's processes; a no-op for a single local process.
 
   Args:
@@ -31,10 +33,15 @@ def initialize(coordinator_address: str | None = None,
   # Only affects the CPU backend; set before any backend is created, since
   # `initialize` must run before the first JAX computation.
   jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes,
-                             process_id=process_id)
-  logging.info("Process %d of %d: %d local / %d global devices",
-               jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count())
-
+  jax.distributed.initialize(
+      coordinator_address=coordinator_address,
+      num_processes=num_processes,
+      process_id=process_id,
+  )
+  logging.info(
+      "Process %d of %d: %d local / %d global devices",
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+  )
