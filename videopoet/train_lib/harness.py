@@ -19,6 +19,7 @@ import threading
 from typing import Any, Callable, Iterator, Mapping
 
 from absl import logging
+from clu import parameter_overview
 import flax.linen as nn
 import jax
 from jax.experimental import multihost_utils
@@ -136,6 +137,15 @@ def _first_non_finite(
   return None
 
 
+def _arrays_by_path(tree: Any) -> dict[str, Any]:
+  """`{'params/dense0/kernel': leaf}` for every array leaf of the state."""
+  return {
+      jax.tree_util.keystr(path, simple=True, separator="/"): leaf
+      for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+      if hasattr(leaf, "shape")
+  }
+
+
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """`<workdir>/config.json`, the full config of the run (process 0)."""
   if jax.process_index() == 0:
@@ -196,13 +206,17 @@ def train(
   if jax.process_index() == 0:
     metrics_lib.truncate_jsonl(jsonl, first_step)
   writer = metrics_lib.create_writer(workdir)
-  if first_step == 0:
-    n_params = sum(x.size for x in jax.tree.leaves(state))
-    logging.info(
-        "Initialized state: %d values; training %d steps",
-        n_params,
-        config.total_steps,
+  if first_step == 0 and jax.process_index() == 0:
+    # Shapes only (abstract): nothing is fetched from the devices.
+    parameter_overview.log_parameter_overview(
+        _arrays_by_path(abstract), include_stats=False
     )
+  logging.info(
+      "Training steps %d..%d of %d",
+      first_step + 1,
+      config.total_steps,
+      config.total_steps,
+  )
 
   # ------------------------------------------------------------ Step fn.
   def step_fn(state, batch, step):
