@@ -1,0 +1,129 @@
+"""MAGVIT-v2 model: shapes, causality, image == first frame, index API."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from videopoet_tokenizers.magvit2 import layers
+from videopoet_tokenizers.magvit2 import model as model_lib
+from videopoet_tokenizers.magvit2 import quantizers
+
+CFG = model_lib.ModelConfig(
+    filters=8, channel_multipliers=(1, 1, 2, 2), num_res_blocks=1, num_groups=4
+)
+LFQ = quantizers.LFQ(num_bits=6)
+
+
+@functools.lru_cache(maxsize=None)
+def _setup(dtype="float32"):
+  tok = model_lib.Tokenizer(
+      model_lib.ModelConfig(**{**CFG.__dict__, "dtype": dtype}), LFQ
+  )
+  video = jax.random.uniform(
+      jax.random.key(0), (2, 9, 16, 16, 3), minval=-1, maxval=1
+  )
+  params = jax.jit(lambda r, v: tok.init(layers.init_key(r), v))(
+      jax.random.key(1), video[:, :1]
+  )
+  encoder = jax.jit(
+      lambda p, v: tok.apply(p, v, method=lambda m, x: m.encoder(x))
+  )
+  decoder = jax.jit(lambda p, z: tok.apply(p, z, method=tok.decode))
+  return tok, params, video, encoder, decoder
+
+
+def _apply(tok, method):
+  return jax.jit(lambda p, x: tok.apply(p, x, method=getattr(tok, method)))
+
+
+def test_shapes_video_and_image():
+  tok, params, video, encoder, decoder = _setup()
+  assert CFG.latent_shape(17, 32, 32) == (5, 4, 4)
+  assert CFG.latent_shape(1, 64, 64) == (1, 8, 8)
+  z = encoder(params, video)
+  chex.assert_shape(z, (2, 3, 2, 2, 6))
+  chex.assert_shape(encoder(params, video[:, :1]), (2, 1, 2, 2, 6))
+  chex.assert_shape(decoder(params, jnp.sign(z)), (2, 9, 16, 16, 3))
+  chex.assert_shape(decoder(params, jnp.sign(z[:, :1])), (2, 1, 16, 16, 3))
+  ids = _apply(tok, "encode_to_indices")(params, video[:, 0])
+  chex.assert_shape(ids, (2, 2, 2))
+  chex.assert_shape(
+      _apply(tok, "decode_from_indices")(params, ids), (2, 16, 16, 3)
+  )
+
+
+def test_image_latents_equal_first_latent_frame():
+  tok, params, video, encoder, _ = _setup()
+  np.testing.assert_allclose(
+      encoder(params, video[:, :1])[:, 0],
+      encoder(params, video)[:, 0],
+      atol=1e-5,
+  )
+  to_ids = _apply(tok, "encode_to_indices")
+  np.testing.assert_array_equal(
+      to_ids(params, video[:, 0]), to_ids(params, video)[:, 0]
+  )
+
+
+def test_encoder_and_decoder_are_causal():
+  _, params, video, encoder, decoder = _setup()
+  # Frames 5.. changed: latents 0..1 (frames <= 4) must not move, 2 must.
+  other = video.at[:, 5:].set(-video[:, 5:])
+  z, z2 = encoder(params, video), encoder(params, other)
+  np.testing.assert_allclose(z[:, :2], z2[:, :2], atol=1e-5)
+  assert np.abs(z[:, 2:] - z2[:, 2:]).max() > 1e-3
+  # Latent 2 changed: frames 0..4 must not move, 5.. must.
+  codes = jnp.sign(z)
+  v, v2 = decoder(params, codes), decoder(params, codes.at[:, 2:].mul(-1))
+  np.testing.assert_allclose(v[:, :5], v2[:, :5], atol=1e-5)
+  assert np.abs(v[:, 5:] - v2[:, 5:]).max() > 1e-4
+
+
+def test_indices_round_trip_and_training_call():
+  tok, params, video, _, decoder = _setup()
+  out = _apply(tok, "encode")(params, video)
+  ids = _apply(tok, "encode_to_indices")(params, video)
+  np.testing.assert_array_equal(ids, out.indices)
+  np.testing.assert_allclose(
+      _apply(tok, "decode_from_indices")(params, ids),
+      decoder(params, out.quantized),
+      atol=1e-5,
+  )
+  recon, qout = jax.jit(tok.apply)(params, video)
+  chex.assert_shape(recon, video.shape)
+  chex.assert_tree_all_finite((recon, qout.loss))
+  assert set(qout.metrics) >= {"per_sample_entropy", "batch_entropy"}
+
+
+def test_bfloat16_compute():
+  tok, params, video, _, _ = _setup("bfloat16")
+  recon, out = jax.jit(tok.apply)(params, video[:1, :5])
+  assert recon.dtype == jnp.float32  # conv_last runs in float32
+  chex.assert_tree_all_finite((recon, out.loss))
+
+
+def test_bad_inputs_have_clear_errors():
+  tok, params, video, _, _ = _setup()
+  with pytest.raises(ValueError, match="1 \\+ k \\* 4 frames"):
+    tok.apply(params, video[:, :8], method=tok.encode)
+  with pytest.raises(ValueError, match="divide by 8"):
+    tok.apply(params, video[:, :, :12, :12], method=tok.encode)
+  with pytest.raises(ValueError, match="expected a video"):
+    tok.apply(params, video[..., :2], method=tok.encode)
+  with pytest.raises(ValueError, match="temporal_downsample"):
+    model_lib.ModelConfig(temporal_downsample=(True,))
+
+
+def test_base_config_is_the_paper():
+  cfg = model_lib.ModelConfig()
+  assert cfg.latent_shape(17, 128, 128) == (5, 16, 16)
+  tok = model_lib.Tokenizer(cfg, quantizers.LFQ())
+  shapes = jax.eval_shape(
+      tok.init, jax.random.key(0), jnp.zeros((1, 1, 128, 128, 3))
+  )
+  n = sum(x.size for x in jax.tree.leaves(shapes))
+  assert 360e6 < n < 390e6, n  # About 376M (reference note, praxis list).
