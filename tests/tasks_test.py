@@ -1,0 +1,217 @@
+"""Tests of the vocabulary and every task builder on a synthetic example."""
+
+import numpy as np
+import pytest
+
+from videopoet import tasks
+from videopoet import vocab as vocab_lib
+from videopoet.tasks import layout
+
+T, H, W, LEVELS, CB, FRAMES, MAX_TEXT = 5, 8, 8, 4, 1024, 106, 16
+V = vocab_lib.Vocab(vocab_lib.VocabConfig(visual_bits=10, text_size=500))
+CFG = tasks.TaskConfig(max_text_len=MAX_TEXT, text_dropout=0.0)
+
+
+def _example(seed=0):
+  rng = np.random.default_rng(seed)
+  text = np.full(MAX_TEXT, -1, np.int32)
+  text[:7] = rng.integers(0, 500, 7)
+  return {
+      "video": rng.integers(0, 2**10, (T, H, W)).astype(np.int32),
+      "structure": rng.integers(0, 2**10, (T, H, W)).astype(np.int32),
+      "audio": rng.integers(0, CB, (LEVELS, FRAMES)).astype(np.int32),
+      "text": text,
+  }
+
+
+def _seg(kind, n):
+  return (kind, n)
+
+
+# Expected layouts: ('s', name) one special; (range, n) n ids of a range;
+# '|' the end of the prefix. F = H*W tokens per latent frame.
+F, A = H * W, LEVELS * FRAMES
+TEXT = [("s", "<bot_i>"), ("text", MAX_TEXT), ("s", "<eot_i>")]
+VIDEO_OUT = [("s", "<bov_o>"), ("visual", T * F), ("s", "<eov_o>")]
+EXPECTED = {
+    "unconditional_video": ["|", *VIDEO_OUT, ("s", "<eos>")],
+    "text_to_video": [*TEXT, "|", *VIDEO_OUT, ("s", "<eos>")],
+    "text_to_image": [*TEXT, "|", ("s", "<bov_o>"), ("visual", F)],
+    "image_to_video": [
+        *TEXT, ("s", "<bov_i>"), ("visual", F), ("s", "<eov_i>"), "|",
+        ("s", "<bov_o>"), ("visual", (T - 1) * F), ("s", "<eov_o>"),
+        ("s", "<eos>"),
+    ],
+    "stylization": [
+        *TEXT, ("s", "<bov_i>"), ("visual", T * F), ("s", "<eov_i>"), "|",
+        *VIDEO_OUT, ("s", "<eos>"),
+    ],
+    "video_to_audio": [
+        ("s", "<bov_i>"), ("visual", T * F), ("s", "<eov_i>"), "|",
+        ("s", "<boa_o>"), ("audio", A), ("s", "<eoa_o>"), ("s", "<eos>"),
+    ],
+    "audio_to_video": [
+        ("s", "<boa_i>"), ("audio", A), ("s", "<eoa_i>"), "|", *VIDEO_OUT,
+        ("s", "<eos>"),
+    ],
+    "audio_video_continuation": [
+        ("s", "<bov_i>"), ("visual", F), ("s", "<eov_i>"),
+        ("s", "<boa_i>"), ("audio", LEVELS * 6), ("s", "<eoa_i>"), "|",
+        ("s", "<bov_o>"), ("visual", (T - 1) * F), ("s", "<eov_o>"),
+        ("s", "<boa_o>"), ("audio", LEVELS * 100), ("s", "<eoa_o>"),
+        ("s", "<eos>"),
+    ],
+}  # fmt: skip
+
+
+def _check_layout(seq, task, expected):
+  tokens = seq.tokens
+  assert tokens[0] == V.special("<bos>") and tokens[1] == V.task(task)
+  pos, prefix = 2, None
+  for item in expected:
+    if item == "|":
+      prefix = pos
+      continue
+    kind, arg = item
+    if kind == "s":
+      assert tokens[pos] == V.special(arg), (task, pos, arg)
+      pos += 1
+    else:
+      lo, hi = V.range_of(kind)
+      chunk = tokens[pos : pos + arg]
+      if kind == "text":  # The caption, then <pad>.
+        assert np.all((chunk[:7] >= lo) & (chunk[:7] < hi))
+        assert np.all(chunk[7:] == V.pad)
+      else:
+        assert np.all((chunk >= lo) & (chunk < hi)), (task, kind)
+      pos += arg
+  assert pos == len(tokens), (task, pos, len(tokens))
+  assert seq.prefix_len == prefix
+  np.testing.assert_array_equal(seq.loss_mask, np.arange(pos) >= prefix)
+
+
+@pytest.mark.parametrize("task", sorted(EXPECTED))
+def test_layout(task):
+  seq = tasks.build(task, _example(), V, CFG, np.random.default_rng(0))
+  _check_layout(seq, task, EXPECTED[task])
+  assert seq.max_outputs == seq.loss_mask.sum()
+
+
+def test_every_task_has_a_builder_and_a_token():
+  assert set(tasks.TASKS) == set(vocab_lib.TASK_NAMES)
+  ids = {V.task(t) for t in tasks.TASKS}
+  assert len(ids) == len(tasks.TASKS) and max(ids) < vocab_lib.NUM_SPECIAL
+
+
+def test_outputs_carry_the_ground_truth():
+  ex = _example()
+  seq = tasks.build("text_to_video", ex, V, CFG, np.random.default_rng(0))
+  out = seq.tokens[seq.loss_mask][1:-2]  # Between <bov_o> and <eov_o>.
+  np.testing.assert_array_equal(
+      V.ids_to_visual(out).reshape(T, H, W), ex["video"]
+  )
+  seq = tasks.build("video_to_audio", ex, V, CFG, np.random.default_rng(0))
+  out = seq.tokens[seq.loss_mask][1:-2]
+  np.testing.assert_array_equal(V.ids_to_audio(out), ex["audio"])
+
+
+def test_frame_continuation_varies_the_prefix_at_fixed_length():
+  ex, seen = _example(), set()
+  for seed in range(20):
+    seq = tasks.build(
+        "frame_continuation", ex, V, CFG, np.random.default_rng(seed)
+    )
+    k = (seq.prefix_len - 3) // F  # <bos> <task> <bov_i> k*F <eov_i>
+    assert seq.prefix_len == 4 + k * F and 1 <= k < T
+    assert len(seq.tokens) == 2 + 2 + T * F + 3
+    assert seq.max_outputs == (T - 1) * F + 3
+    given = V.ids_to_visual(seq.tokens[3 : 3 + k * F]).reshape(k, H, W)
+    np.testing.assert_array_equal(given, ex["video"][:k])
+    lm = layout.to_lm_example(seq)
+    assert lm["weights"].sum() == seq.loss_mask.sum()
+    seen.add(k)
+  assert seen == {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("task", ["inpainting", "outpainting"])
+def test_painting_masks(task):
+  ex, shapes = _example(), set()
+  mask_id = V.special("<mask>")
+  for seed in range(30):
+    seq = tasks.build(task, ex, V, CFG, np.random.default_rng(seed))
+    assert seq.prefix_len == 4 + T * F
+    grid = seq.tokens[3 : 3 + T * F].reshape(T, H, W)
+    hidden = grid == mask_id
+    assert hidden.any() and not hidden.all()
+    assert (hidden == hidden[:1]).all()  # Same region in every frame.
+    np.testing.assert_array_equal(
+        V.ids_to_visual(grid[~hidden]), ex["video"][~hidden]
+    )
+    # The output is the whole video.
+    out = V.ids_to_visual(seq.tokens[seq.prefix_len + 1 : -2])
+    np.testing.assert_array_equal(out.reshape(T, H, W), ex["video"])
+    h = hidden[0]
+    if task == "inpainting":  # A centred box off the border.
+      assert not (h[0].any() or h[-1].any() or h[:, 0].any() or h[:, -1].any())
+    else:  # A band touching exactly one side.
+      sides = (h[:, 0].all(), h[:, -1].all(), h[0].all(), h[-1].all())
+      assert sum(sides) == 1
+      shapes.add((sides, int(h.sum())))
+  if task == "outpainting":
+    assert len({s for s, _ in shapes}) == 4 and len(shapes) > 6
+
+
+def test_text_dropout_and_embeddings():
+  ex = _example()
+  cfg = tasks.TaskConfig(max_text_len=MAX_TEXT, text_dropout=1.0)
+  seq = tasks.build("text_to_video", ex, V, cfg, np.random.default_rng(0))
+  assert np.all(seq.tokens[3 : 3 + MAX_TEXT] == V.pad)
+  cfg = tasks.TaskConfig(
+      max_text_len=MAX_TEXT, text_mode="embeddings", text_dropout=0.0
+  )
+  ex = dict(ex, text_mask=np.arange(MAX_TEXT) < 5)
+  seq = tasks.build("text_to_image", ex, V, cfg, np.random.default_rng(0))
+  text = seq.tokens[layout.TEXT_OFFSET : layout.TEXT_OFFSET + MAX_TEXT]
+  assert np.all(text[:5] == V.special("<text_emb>")) and np.all(
+      text[5:] == V.pad
+  )
+
+
+def test_lm_example_targets_are_next_tokens():
+  seq = tasks.build(
+      "text_to_image", _example(), V, CFG, np.random.default_rng(0)
+  )
+  lm = layout.to_lm_example(seq)
+  assert lm["inputs"].shape == (len(seq.tokens) - 1,)
+  assert lm["target_positions"][0] == seq.prefix_len - 1
+  np.testing.assert_array_equal(
+      lm["targets"], seq.tokens[lm["target_positions"] + 1]
+  )
+  np.testing.assert_array_equal(lm["targets"], seq.tokens[seq.loss_mask])
+
+
+def test_vocab_ranges_and_errors():
+  v = vocab_lib.Vocab(vocab_lib.VocabConfig())  # VideoPoet's sizes.
+  assert v.range_of("visual") == (256, 262_400)
+  assert v.range_of("audio") == (262_400, 266_496)
+  assert v.padded_size % 128 == 0 and v.padded_size >= v.size
+  codes = np.arange(8).reshape(4, 2) % 1024
+  ids = v.audio_to_ids(codes)
+  assert list(ids[::2]) == [262_400 + 1024 * l + 2 * l for l in range(4)]
+  np.testing.assert_array_equal(v.ids_to_audio(ids), codes)
+  with pytest.raises(
+      ValueError, match=r"visual codes must lie in \[0, 262144\)"
+  ):
+    v.visual_to_ids([2**18])
+  with pytest.raises(ValueError, match="audio range"):
+    v.ids_to_audio([5])
+  with pytest.raises(ValueError, match="no text range"):
+    v.text_to_ids([1])
+  with pytest.raises(KeyError, match="needs the field 'audio'"):
+    tasks.build(
+        "video_to_audio",
+        {"video": np.zeros((5, 8, 8), int)},
+        V,
+        CFG,
+        np.random.default_rng(0),
+    )
