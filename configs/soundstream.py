@@ -1,0 +1,141 @@
+"""SoundStream audio codec configs (`experiments/train_audio_codec.py`).
+
+  python -m experiments.train_audio_codec --config=configs/soundstream.py:tiny \
+      --workdir=runs/codec --config.data.data_dir=runs/data
+
+Variants (`:arg`): `tiny` (CPU tests and the demo: C=8), `small` (C=16),
+`base` (the paper's C=32, 12 x 1,024 levels as AudioLM's SoundStream). All
+share VideoPoet's geometry: 16 kHz, strides (2, 4, 5, 8) -> 50 frames/s,
+1,024 codes per level; the LM keeps the first 4 levels. Train on any TFDS
+dataset with an `audio` field (`--config.data.name=...`) or a folder of
+audio files (`--config.data.source=wav_folder --config.data.data_dir=DIR`).
+"""
+
+import ml_collections
+
+_ARGS = ("tiny", "small", "base")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The codec config for `arg` in {"tiny" (default), "small", "base"}."""
+  arg = arg or "tiny"
+  if arg not in _ARGS:
+    raise ValueError(
+        f"unknown soundstream config {arg!r}; allowed: {', '.join(_ARGS)}"
+    )
+  tiny, base = arg == "tiny", arg == "base"
+  config = ml_collections.ConfigDict()
+
+  config.trainer = dict(
+      # Optimizer steps of the run.
+      total_steps={"tiny": 800, "small": 20000, "base": 200000}[arg],
+      # Seeds init, the data order and every step's randomness.
+      seed=0,
+      # Steps between metric lines (and NaN checks).
+      log_every=10 if tiny else 50,
+      # Steps between evaluations on `data.eval_split` (0: never).
+      eval_every={"tiny": 400, "small": 2000, "base": 10000}[arg],
+      checkpoint=dict(
+          # Steps between checkpoints (and at the end).
+          every_steps={"tiny": 100, "small": 1000, "base": 5000}[arg],
+          # Checkpoints kept.
+          keep=3,
+          # Save in the background while training goes on.
+          async_save=True,
+      ),
+  )
+  # Mesh sizes (data, fsdp, tensor); -1 takes the remaining devices.
+  config.mesh = dict(data=-1, fsdp=1, tensor=1)
+
+  config.model = dict(
+      # C: encoder channels C -> 16C, decoder mirrored (paper: 32).
+      channels={"tiny": 8, "small": 16, "base": 32}[arg],
+      # Block channels in units of C (paper: 2, 4, 8, 16).
+      channel_mults=(2, 4, 8, 16),
+      # Downsampling per block: hop 320 -> 50 frames/s at 16 kHz.
+      strides=(2, 4, 5, 8),
+      # Dilations of the three residual units of each block.
+      dilations=(1, 3, 9),
+      # D, the width of the quantized latent.
+      embed_dim={"tiny": 64, "small": 128, "base": 256}[arg],
+      # Hz; VideoPoet: 2.125 s = 34,000 samples -> 106 frames.
+      sample_rate=16000,
+      rvq=dict(
+          # Quantizer depth N_q (AudioLM: 12; VideoPoet keeps 4).
+          num_levels=12 if base else 8,
+          # Codes per level (VideoPoet: 1,024, disjoint ids per level).
+          codebook_size=1024,
+          # EMA decay of the codebooks (paper: 0.99).
+          decay=0.99,
+          # EMA count below which a code is replaced by a batch frame.
+          # Paper: 2 at >= 3k frames per batch; here scaled to ~1/4 of the
+          # mean count (frames per batch / 1,024).
+          dead_code_threshold={"tiny": 0.05, "small": 0.2, "base": 0.5}[arg],
+          # k-means on the first batch, and its iterations.
+          kmeans_init=True,
+          kmeans_iters=10,
+          # Fraction of examples with n_q ~ U{1..N_q} (paper: 1.0).
+          dropout_prob=1.0,
+          # Laplace smoothing of the EMA counts.
+          eps=1e-5,
+      ),
+  )
+
+  config.discriminator = dict(
+      # Waveform discriminators at x1, x2, x4 pooling (paper: 3).
+      wave_scales=3,
+      # MelGAN channels: first conv, cap (paper lineage: 16, 1024).
+      wave_channels=4 if tiny else 16,
+      wave_max_channels={"tiny": 64, "small": 256, "base": 1024}[arg],
+      # Grouped strided convs per waveform discriminator.
+      wave_downsamples=4,
+      # STFT discriminator: channels of the first conv (paper: 32), window
+      # and hop (paper: 1024, 256).
+      stft_channels=8 if tiny else 32,
+      stft_window=1024,
+      stft_hop=256,
+  )
+
+  # Loss weights (paper: adversarial 1, feature 100, reconstruction 1).
+  config.loss = dict(
+      adversarial=1.0, feature=100.0, reconstruction=1.0, commitment=1.0
+  )
+
+  config.optim = dict(
+      # Adam peak learning rates (generator, discriminators).
+      learning_rate=3e-4,
+      disc_learning_rate=3e-4,
+      # Adam betas (EnCodec: 0.5, 0.9).
+      b1=0.5,
+      b2=0.9,
+      # Linear warmup of both learning rates.
+      warmup_steps={"tiny": 50, "small": 1000, "base": 5000}[arg],
+      # Global-norm clipping (0: none) of the generator and discriminators.
+      gen_grad_clip=0.0,
+      disc_grad_clip=1.0,
+      # EMA of the generator's weights (what `load_codec` loads).
+      ema_decay=0.99 if tiny else 0.999,
+      # Adversarial training starts here (reconstruction-only before).
+      disc_start_step={"tiny": 300, "small": 2000, "base": 5000}[arg],
+  )
+
+  config.data = dict(
+      # 'tfds' (any dataset with `audio`) or 'wav_folder'.
+      source="tfds",
+      # TFDS name/config and data dir (build with experiments.build_data).
+      name="synth_av/tiny",
+      data_dir="",
+      train_split="train",
+      eval_split="test",
+      # Clip length of wav_folder records (2.125 s).
+      clip_samples=34000,
+      # Random crop trained on (multiple of 320, >= 2048).
+      segment_samples=8000 if tiny else 16000,
+      # Clips per step over all processes.
+      global_batch_size={"tiny": 8, "small": 16, "base": 32}[arg],
+      # Evaluation: first clips of eval_split, at these numbers of levels
+      # (0: all).
+      eval_clips=16 if tiny else 32,
+      eval_levels=(1, 2, 4, 0),
+  )
+  return config

@@ -1,0 +1,126 @@
+"""End to end: the codec job trains 2 steps on synth_av, resumes, loads."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs import soundstream as soundstream_config
+from configs import synth_av as synth_av_config
+from videopoet import config_lib
+from videopoet.data import synth_av
+from videopoet.data import synth_av_tfds
+from videopoet_tokenizers.soundstream import codec as codec_lib
+from videopoet_tokenizers.soundstream import trainer
+
+
+def _tiny_config(data_dir, total_steps):
+  config = soundstream_config.get_config("tiny")
+  config.trainer.total_steps = total_steps
+  config.trainer.log_every = 1
+  config.trainer.eval_every = 2
+  config.trainer.checkpoint.every_steps = 2
+  config.trainer.checkpoint.async_save = False
+  config.model.channels = 2
+  config.model.embed_dim = 8
+  config.model.rvq.num_levels = 2
+  config.model.rvq.codebook_size = 64
+  config.discriminator.wave_channels = 4
+  config.discriminator.wave_max_channels = 8
+  config.discriminator.wave_scales = 2
+  config.discriminator.stft_channels = 2
+  config.optim.disc_start_step = 1  # step 1 reconstruction-only, then GAN
+  config.optim.warmup_steps = 1
+  config.data.data_dir = data_dir
+  config.data.segment_samples = 2240
+  config.data.global_batch_size = 2
+  config.data.eval_clips = 2
+  config.data.eval_levels = (1, 0)
+  return config
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("data"))
+  config = synth_av_config.get_config("tiny")
+  for split, size in [
+      ("train", 8),
+      ("validation", 2),
+      ("test", 2),
+      ("test_heldout", 2),
+  ]:
+    config.dataset[f"{split}_size"] = size
+  synth_av_tfds.build(
+      config_lib.from_config(synth_av.SynthAVConfig, config.dataset),
+      path,
+      name="tiny",
+  )
+  return path
+
+
+def _steps(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    return [json.loads(line) for line in f]
+
+
+def test_trains_resumes_and_loads(data_dir, tmp_path):
+  workdir = str(tmp_path / "codec")
+  # Two processes' worth of compiles in one: reuse them across the runs.
+  cache = str(tmp_path / "jax_cache")
+  old = (
+      jax.config.jax_compilation_cache_dir,
+      jax.config.jax_persistent_cache_min_compile_time_secs,
+  )
+  jax.config.update("jax_compilation_cache_dir", cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  try:
+    trainer.run(_tiny_config(data_dir, 2), workdir)
+    first = _steps(workdir)
+    trainer.run(_tiny_config(data_dir, 3), workdir)
+  finally:
+    jax.config.update("jax_compilation_cache_dir", old[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+  rows = _steps(workdir)
+  train = [r for r in rows if "train/loss" in r]
+  assert [r["step"] for r in train] == [1, 2, 3]  # resumed at step 3
+  assert train[:2] == [r for r in first if "train/loss" in r]
+  for r in train:
+    assert all(np.isfinite(v) for k, v in r.items() if k != "step")
+  assert train[0]["train/adv"] > 0 and "train/disc_loss" in train[0]
+  evals = [r for r in rows if "eval/si_sdr@1" in r]
+  assert {r["step"] for r in evals} == {2, 3}
+  assert {"eval/mel_distance@2", "eval/si_sdr@2"} <= set(evals[0])
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "3"]
+  assert os.path.exists(os.path.join(workdir, "config.json"))
+
+  codec = codec_lib.load_codec(workdir)
+  audio = np.zeros((1, 34000), np.float32)
+  codes = codec.encode(audio)
+  assert codes.shape == (1, 2, 106)
+  assert codec.decode(codes, num_samples=34000).shape == (1, 34000)
+  step2 = codec_lib.load_codec(os.path.join(workdir, "checkpoints", "2"))
+  assert not np.allclose(
+      np.asarray(step2.variables["params"]["decoder"]["out"]["conv"]["kernel"]),
+      np.asarray(codec.variables["params"]["decoder"]["out"]["conv"]["kernel"]),
+  )
+
+
+def test_config_errors_name_the_key(tmp_path):
+  config = _tiny_config(str(tmp_path), 1)
+  config.data.segment_samples = 3000
+  with pytest.raises(config_lib.ConfigError, match="segment_samples=3000"):
+    trainer.parse(config)
+  config = _tiny_config(str(tmp_path), 1)
+  config.model.rvq.dropout = 0.5  # a typo of dropout_prob
+  with pytest.raises(
+      config_lib.ConfigError,
+      match="config.model.rvq.dropout is not a config key",
+  ):
+    trainer.parse(config)
+  config = _tiny_config("", 1)
+  with pytest.raises(ValueError, match="data_dir is empty"):
+    trainer.make_program(trainer.parse(config), 0)
+  for arg in ("tiny", "small", "base"):
+    trainer.parse(soundstream_config.get_config(arg))

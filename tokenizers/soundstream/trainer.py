@@ -1,0 +1,319 @@
+"""The codec's training program for the shared harness (`train_lib.harness`).
+
+One step (pure, jitted once, state donated):
+
+  1. crop a random `segment_samples` window of each clip; draw the
+     per-example quantizer-dropout mask;
+  2. generator: encode -> RVQ (EMA/k-means/dead-code update of the
+     `quantizer` collection) -> decode; loss = l_rec L_rec + l_commit
+     L_commit + gate * (l_adv L_adv + l_feat L_feat), where `gate` is 0 before
+     `disc_start_step`; Adam (warmup, optional clipping);
+  3. discriminators: hinge loss on real and (stop-gradient) fake audio,
+     gradient clipping, Adam; skipped before `disc_start_step`;
+  4. EMA of the generator's weights (`gen_ema`, what `load_codec` uses).
+
+State: `step`, `gen`, `gen_ema`, `quantizer`, `disc`, `opt_g`, `opt_d`.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from videopoet import config_lib
+from videopoet import sharding
+from videopoet.train_lib import data as data_lib
+from videopoet.train_lib import harness
+from videopoet_tokenizers.soundstream import codec as codec_lib
+from videopoet_tokenizers.soundstream import data as audio_data
+from videopoet_tokenizers.soundstream import discriminators as disc_lib
+from videopoet_tokenizers.soundstream import losses
+from videopoet_tokenizers.soundstream import metrics as metrics_lib
+from videopoet_tokenizers.soundstream import model as model_lib
+from videopoet_tokenizers.soundstream import rvq
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """Loss weights (`config.loss`; paper: adv 1, feat 100, rec 1).
+
+  Attributes:
+    adversarial: l_adv, generator hinge loss.
+    feature: l_feat, L1 feature matching.
+    reconstruction: l_rec, multi-scale mel loss.
+    commitment: weight of the RVQ commitment loss.
+  """
+
+  adversarial: float = 1.0
+  feature: float = 100.0
+  reconstruction: float = 1.0
+  commitment: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  """Optimizers (`config.optim`): Adam for both networks.
+
+  Attributes:
+    learning_rate: generator peak learning rate.
+    disc_learning_rate: discriminators' learning rate.
+    b1: Adam beta1 (EnCodec: 0.5).
+    b2: Adam beta2 (EnCodec: 0.9).
+    warmup_steps: linear warmup of both learning rates.
+    gen_grad_clip: generator global-norm clip (0: none).
+    disc_grad_clip: discriminator global-norm clip (0: none).
+    ema_decay: decay of the generator's weight EMA.
+    disc_start_step: adversarial losses and discriminator updates start
+      here (0: from the first step).
+  """
+
+  learning_rate: float = 3e-4
+  disc_learning_rate: float = 3e-4
+  b1: float = 0.5
+  b2: float = 0.9
+  warmup_steps: int = 1000
+  gen_grad_clip: float = 0.0
+  disc_grad_clip: float = 1.0
+  ema_decay: float = 0.999
+  disc_start_step: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CodecTrainConfig:
+  """Everything the program needs, checked from the whole config."""
+
+  model: model_lib.ModelConfig
+  discriminator: disc_lib.DiscriminatorConfig
+  loss: LossConfig
+  optim: OptimConfig
+  data: audio_data.DataConfig
+
+
+def parse(config) -> CodecTrainConfig:
+  """The typed sections of a `configs/soundstream.py` config."""
+  c = CodecTrainConfig(
+      **{
+          name: config_lib.from_config(cls, config[name], f"config.{name}")
+          for name, cls in [
+              ("model", model_lib.ModelConfig),
+              ("discriminator", disc_lib.DiscriminatorConfig),
+              ("loss", LossConfig),
+              ("optim", OptimConfig),
+              ("data", audio_data.DataConfig),
+          ]
+      }
+  )
+  seg = c.data.segment_samples
+  if seg % c.model.hop or seg < max(losses.MEL_SCALES):
+    raise config_lib.ConfigError(
+        f"config.data.segment_samples={seg} must be a multiple of the hop"
+        f" {c.model.hop} and >= {max(losses.MEL_SCALES)}"
+    )
+  if seg > c.data.clip_samples:
+    raise config_lib.ConfigError(
+        f"config.data.segment_samples={seg} exceeds clip_samples="
+        f"{c.data.clip_samples}"
+    )
+  return c
+
+
+def _adam(lr, warmup, b1, b2, clip):
+  schedule = optax.join_schedules(
+      [
+          optax.linear_schedule(0.0, lr, max(warmup, 1)),
+          optax.constant_schedule(lr),
+      ],
+      [max(warmup, 1)],
+  )
+  chain = [optax.clip_by_global_norm(clip)] if clip > 0 else []
+  return optax.chain(*chain, optax.adam(schedule, b1=b1, b2=b2)), schedule
+
+
+def random_crop(audio: jax.Array, length: int, rng: jax.Array) -> jax.Array:
+  """A random window [b, length] of each row of audio [b, n]."""
+  b, n = audio.shape
+  starts = jax.random.randint(rng, (b,), 0, n - length + 1)
+  return jax.vmap(lambda x, s: jax.lax.dynamic_slice(x, (s,), (length,)))(
+      audio, starts
+  )
+
+
+def make_step(c: CodecTrainConfig):
+  """The pure `(state, batch, rng) -> (state, metrics)` step and init."""
+  model = model_lib.SoundStream(c.model)
+  disc = disc_lib.Discriminators(c.discriminator)
+  o, w = c.optim, c.loss
+  tx_g, lr_g = _adam(
+      o.learning_rate, o.warmup_steps, o.b1, o.b2, o.gen_grad_clip
+  )
+  tx_d, _ = _adam(
+      o.disc_learning_rate, o.warmup_steps, o.b1, o.b2, o.disc_grad_clip
+  )
+  sr = c.model.sample_rate
+
+  def init(rng):
+    k_gen, k_disc = jax.random.split(model_lib.init_key(rng))
+    audio = jnp.zeros((1, c.data.segment_samples), jnp.float32)
+    variables = model.init({"params": k_gen}, audio[:, : c.model.hop])
+    gen = variables["params"]
+    d = disc.init(k_disc, audio)["params"]
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "gen": gen,
+        "gen_ema": gen,
+        "quantizer": variables[rvq.COLLECTION],
+        "disc": d,
+        "opt_g": tx_g.init(gen),
+        "opt_d": tx_d.init(d),
+    }
+
+  def step(state, batch, rng):
+    k_crop, k_mask, k_q = jax.random.split(rng, 3)
+    audio = random_crop(batch["audio"], c.data.segment_samples, k_crop)
+    mask = rvq.dropout_mask(
+        k_mask, audio.shape[0], c.model.rvq.num_levels, c.model.rvq.dropout_prob
+    )
+    gate = (state["step"] >= o.disc_start_step).astype(jnp.float32)
+    real = disc.apply({"params": state["disc"]}, audio)
+
+    def gen_loss(gen):
+      (rec, _, aux), new = model.apply(
+          {"params": gen, "quantizer": state["quantizer"]},
+          audio,
+          train=True,
+          level_mask=mask,
+          mutable=[rvq.COLLECTION],
+          rngs={rvq.COLLECTION: k_q},
+      )
+      fake = disc.apply({"params": state["disc"]}, rec)
+      parts = {
+          "rec": losses.multiscale_mel_loss(audio, rec, sr),
+          "commit": aux["commit_loss"],
+          "adv": losses.generator_hinge([l for l, _ in fake]),
+          "feat": losses.feature_matching(
+              [f for _, f in real], [f for _, f in fake]
+          ),
+      }
+      loss = (
+          w.reconstruction * parts["rec"]
+          + w.commitment * parts["commit"]
+          + gate * (w.adversarial * parts["adv"] + w.feature * parts["feat"])
+      )
+      return loss, (rec, new[rvq.COLLECTION], parts, aux)
+
+    (loss, (rec, quantizer, parts, aux)), g_grads = jax.value_and_grad(
+        gen_loss, has_aux=True
+    )(state["gen"])
+    updates, opt_g = tx_g.update(g_grads, state["opt_g"], state["gen"])
+    gen = optax.apply_updates(state["gen"], updates)
+
+    def disc_loss(d):
+      both = jnp.concatenate([audio, jax.lax.stop_gradient(rec)])
+      out = disc.apply({"params": d}, both)
+      b = audio.shape[0]
+      return losses.discriminator_hinge(
+          [l[:b] for l, _ in out], [l[b:] for l, _ in out]
+      )
+
+    d_loss, d_grads = jax.value_and_grad(disc_loss)(state["disc"])
+    d_updates, opt_d = tx_d.update(d_grads, state["opt_d"], state["disc"])
+    new_disc = optax.apply_updates(state["disc"], d_updates)
+    keep = lambda new, old: jax.tree.map(
+        lambda a, b: jnp.where(gate > 0, a, b), new, old
+    )
+    ema = jax.tree.map(
+        lambda e, p: e + (1 - o.ema_decay) * (p - e), state["gen_ema"], gen
+    )
+    new_state = {
+        "step": state["step"] + 1,
+        "gen": gen,
+        "gen_ema": ema,
+        "quantizer": quantizer,
+        "disc": keep(new_disc, state["disc"]),
+        "opt_g": opt_g,
+        "opt_d": keep(opt_d, state["opt_d"]),
+    }
+    metrics = {f"train/{k}": v for k, v in parts.items()}
+    metrics.update(
+        {
+            "train/loss": loss,
+            "train/disc_loss": d_loss,
+            "train/grad_norm": optax.global_norm(g_grads),
+            "train/disc_grad_norm": optax.global_norm(d_grads),
+            "train/codebook_usage_l0": aux["usage"][0],
+            "train/dead_codes": jnp.sum(aux["dead"]).astype(jnp.float32),
+            "train/lr": lr_g(state["step"]),
+        }
+    )
+    return new_state, metrics
+
+  return init, step
+
+
+def make_evaluate(c: CodecTrainConfig, clips: np.ndarray):
+  """`(state, step) -> {eval/metric@levels}` on fixed clips [b, n]."""
+  codec = None
+  levels = tuple(n or c.model.rvq.num_levels for n in c.data.eval_levels)
+
+  def evaluate(state, step):
+    del step
+    nonlocal codec
+    variables = {"params": state["gen_ema"], "quantizer": state["quantizer"]}
+    if codec is None:
+      codec = codec_lib.Codec(c.model, variables)
+    codec.variables = variables
+    result = metrics_lib.evaluate(
+        lambda x, n: codec.reconstruct(x, n), clips, levels
+    )
+    return {f"eval/{k}": v for k, v in result.items()}
+
+  return evaluate
+
+
+def make_program(c: CodecTrainConfig, seed: int) -> harness.Program:
+  """Init, step, data and evaluation of a codec run."""
+  sr = c.model.sample_rate
+  source = audio_data.audio_source(c.data, c.data.train_split, sr)
+  it = data_lib.batched_iterator(
+      source,
+      global_batch_size=c.data.global_batch_size,
+      seed=seed,
+      transform=audio_data.audio_only,
+  )
+  eval_source = audio_data.audio_source(c.data, c.data.eval_split, sr)
+  n = min(c.data.eval_clips, len(eval_source))
+  clips = np.stack(
+      [np.asarray(eval_source[i]["audio"], np.float32) for i in range(n)]
+  )
+  init, step = make_step(c)
+  return harness.Program(
+      init=init,
+      step=step,
+      data=it,
+      evaluate=make_evaluate(c, clips),
+      guard=("train/loss", "train/disc_loss", "train/grad_norm"),
+  )
+
+
+def run(config, workdir: str):
+  """Trains (or resumes) the codec of a full config in `workdir`.
+
+  Args:
+    config: a `configs/soundstream.py` ConfigDict.
+    workdir: checkpoints, metrics and config.json go here.
+
+  Returns:
+    The final train state.
+  """
+  train_config = config_lib.from_config(
+      harness.TrainerConfig, config.trainer, "config.trainer"
+  )
+  mesh = sharding.create_mesh(
+      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
+  )
+  codec_config = parse(config)
+  harness.write_config(workdir, config)
+  program = make_program(codec_config, train_config.seed)
+  return harness.train(train_config, mesh, workdir, program)
