@@ -61,6 +61,8 @@ setuptools.setup(
         # available locally on this project's machines.
         "parity": [
             "torch==2.13.0",
+            # LFQ and ResidualVQ reference implementations (parity tests).
+            "vector-quantize-pytorch>=1.32,<1.33",
         ],
     },
 )
