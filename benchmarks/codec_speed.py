@@ -1,0 +1,260 @@
+"""Codec speed: our SoundStream (JAX) against EnCodec (PyTorch), same CPU.
+
+  python -m benchmarks.codec_speed [--reps=5] [--seconds=10] [--batch=8]
+
+Peer: the `encodec` package's model built with random weights (no download)
+at our geometry: 16 kHz, ratios (8, 5, 4, 2) -> 50 frames/s, C=32, RVQ of
+8 x 1,024 codes (4 kbps). Ours: `configs/soundstream.py:base` (C=32) with the
+same 8 levels. Figures (medians over `--reps`, after warm-up):
+
+  * encode + decode of `--seconds` of audio (batch 1, inference): the
+    real-time factor (audio seconds per second) of each, and the ratio of
+    our time to EnCodec's;
+  * a generator train step on `--batch` clips of 1 s: encoder -> RVQ in
+    training mode (straight-through, commitment, EMA) -> decoder, the
+    multi-scale mel loss, backward and an Adam update (the `encodec`
+    package ships no discriminators, so the GAN part is timed for ours only,
+    printed for information).
+
+Ends with `RESULT` lines (DESIGN.md); ratio <= 1.0 means ours is at least as
+fast. `torchaudio` is not needed: when it is absent a stub stands in for it
+(EnCodec imports it only for file I/O and resampling).
+"""
+
+import importlib.metadata
+import os
+import statistics
+import sys
+import time
+import types
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from configs import soundstream as soundstream_config
+from videopoet import config_lib
+from videopoet_tokenizers.soundstream import losses
+from videopoet_tokenizers.soundstream import model as model_lib
+from videopoet_tokenizers.soundstream import rvq
+from videopoet_tokenizers.soundstream import trainer
+
+_REPS = flags.DEFINE_integer("reps", 5, "Timed repetitions (median).")
+_SECONDS = flags.DEFINE_float("seconds", 10.0, "Audio length for RTF.")
+_BATCH = flags.DEFINE_integer("batch", 8, "Clips of 1 s per train step.")
+LEVELS = 8
+SR = 16000
+
+
+def _median_time(fn, reps):
+  fn()  # warm-up (compiles)
+  fn()
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+# ------------------------------------------------------------------- Ours.
+def _our_config():
+  config = soundstream_config.get_config("base")
+  config.model.rvq.num_levels = LEVELS
+  config.data.data_dir = "unused"
+  config.data.segment_samples = SR
+  return trainer.parse(config)
+
+
+def ours(reps, seconds, batch):
+  c = _our_config()
+  model = model_lib.SoundStream(c.model)
+  variables = model_lib.init_variables(model, jax.random.key(0))
+  n_params = sum(x.size for x in jax.tree.leaves(variables["params"]))
+  audio = jnp.asarray(
+      np.random.default_rng(0).uniform(-0.5, 0.5, (1, int(seconds * SR))),
+      jnp.float32,
+  )
+  encode = jax.jit(lambda v, x: model.apply(v, x, method=model.encode))
+  decode = jax.jit(lambda v, c: model.apply(v, c, method=model.decode))
+  codec_time = _median_time(
+      lambda: decode(variables, encode(variables, audio)).block_until_ready(),
+      reps,
+  )
+
+  tx = optax.adam(3e-4, b1=0.5, b2=0.9)
+  clips = jnp.asarray(
+      np.random.default_rng(1).uniform(-0.5, 0.5, (batch, SR)), jnp.float32
+  )
+
+  def gen_step(params, quantizer, opt, x, key):
+    def loss_fn(p):
+      (rec, _, aux), new = model.apply(
+          {"params": p, "quantizer": quantizer},
+          x,
+          train=True,
+          mutable=[rvq.COLLECTION],
+          rngs={rvq.COLLECTION: key},
+      )
+      loss = losses.multiscale_mel_loss(x, rec, SR) + aux["commit_loss"]
+      return loss, new[rvq.COLLECTION]
+
+    (loss, quantizer), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt = tx.update(grads, opt, params)
+    return optax.apply_updates(params, updates), quantizer, opt, loss
+
+  gen_step = jax.jit(gen_step, donate_argnums=(0, 1, 2))
+  state = [
+      variables["params"],
+      variables["quantizer"],
+      tx.init(variables["params"]),
+  ]
+
+  def run_gen():
+    p, q, o, loss = gen_step(*state, clips, jax.random.key(0))
+    state[:] = [p, q, o]
+    loss.block_until_ready()
+
+  gen_time = _median_time(run_gen, reps)
+
+  init, step = trainer.make_step(c)
+  full = jax.jit(init)(jax.random.key(0))
+  full_step = jax.jit(step, donate_argnums=(0,))
+  holder = [full]
+
+  def run_full():
+    new, m = full_step(holder[0], {"audio": clips}, jax.random.key(1))
+    holder[0] = new
+    m["train/loss"].block_until_ready()
+
+  full_time = _median_time(run_full, reps)
+  return dict(
+      params=n_params, codec=codec_time, gen_step=gen_time, full_step=full_time
+  )
+
+
+# ---------------------------------------------------------------- EnCodec.
+def _import_encodec():
+  try:
+    # pylint: disable-next=g-import-not-at-top,unused-import
+    import torchaudio  # noqa: F401
+  except ImportError:
+    sys.modules["torchaudio"] = types.ModuleType("torchaudio")
+  import encodec  # pylint: disable=g-import-not-at-top
+
+  return encodec
+
+
+def peer(reps, seconds, batch):
+  import torch  # pylint: disable=g-import-not-at-top
+
+  torch.set_num_threads(os.cpu_count())
+  encodec = _import_encodec()
+  torch.manual_seed(0)
+  model = encodec.EncodecModel._get_model(  # pylint: disable=protected-access
+      [LEVELS * 10 * 50 / 1000], sample_rate=SR, channels=1, causal=True
+  )
+  assert model.quantizer.n_q == LEVELS and model.encoder.hop_length == 320
+  model.set_target_bandwidth(LEVELS * 10 * 50 / 1000)
+  n_params = sum(p.numel() for p in model.parameters())
+  audio = torch.from_numpy(
+      np.random.default_rng(0)
+      .uniform(-0.5, 0.5, (1, 1, int(seconds * SR)))
+      .astype(np.float32)
+  )
+  model.eval()
+
+  def codec():
+    with torch.inference_mode():
+      model.decode(model.encode(audio))
+
+  codec_time = _median_time(codec, reps)
+
+  mels = {
+      s: torch.from_numpy(losses.mel_filterbank(s, SR, losses.MEL_BINS))
+      for s in losses.MEL_SCALES
+  }
+  windows = {s: torch.hann_window(s) for s in losses.MEL_SCALES}
+
+  def mel_loss(x, y):
+    total = 0.0
+    for s in losses.MEL_SCALES:
+
+      def mel(a):
+        spec = torch.stft(
+            a, s, s // 4, window=windows[s], center=False, return_complex=True
+        ).abs() / (s / 2)
+        return spec.transpose(1, 2) @ mels[s]
+
+      sx, sy = mel(x), mel(y)
+      log_diff = sx.clamp(min=1e-5).log() - sy.clamp(min=1e-5).log()
+      total = (
+          total
+          + (sx - sy).abs().sum(-1).mean()
+          + (s / 2) ** 0.5 * ((log_diff**2).sum(-1) + 1e-12).sqrt().mean()
+      )
+    return total
+
+  model.train()
+  opt = torch.optim.Adam(model.parameters(), lr=3e-4, betas=(0.5, 0.9))
+  clips = torch.from_numpy(
+      np.random.default_rng(1)
+      .uniform(-0.5, 0.5, (batch, 1, SR))
+      .astype(np.float32)
+  )
+
+  def gen_step():
+    opt.zero_grad()
+    emb = model.encoder(clips)
+    q = model.quantizer(emb, model.frame_rate, model.bandwidth)
+    rec = model.decoder(q.quantized)[..., :SR]
+    loss = mel_loss(clips[:, 0], rec[:, 0]) + q.penalty
+    loss.backward()
+    opt.step()
+
+  gen_time = _median_time(gen_step, reps)
+  return dict(
+      params=n_params,
+      codec=codec_time,
+      gen_step=gen_time,
+      version=f"encodec-{importlib.metadata.version('encodec')}"
+      f"-torch-{torch.__version__.split('+')[0]}",
+  )
+
+
+def main(argv):
+  del argv
+  reps, seconds, batch = _REPS.value, _SECONDS.value, _BATCH.value
+  a = ours(reps, seconds, batch)
+  b = peer(reps, seconds, batch)
+  print(
+      f"ours:    {a['params'] / 1e6:.2f} M params | encode+decode "
+      f"{seconds:g} s in {a['codec']:.3f} s (RTF {seconds / a['codec']:.1f}x)"
+      f" | generator step {a['gen_step']:.3f} s | full GAN step "
+      f"{a['full_step']:.3f} s (batch {batch} x 1 s)"
+  )
+  print(
+      f"encodec: {b['params'] / 1e6:.2f} M params | encode+decode "
+      f"{seconds:g} s in {b['codec']:.3f} s (RTF {seconds / b['codec']:.1f}x)"
+      f" | generator step {b['gen_step']:.3f} s"
+  )
+  peer_name = f"{b['version']}-random-weights-16kHz-C32-8x1024"
+  print(
+      f"RESULT codec_rtf_ours={seconds / a['codec']:.2f} target>=1.0 "
+      "peer=real-time"
+  )
+  print(
+      f"RESULT codec_encode_decode_time_ratio_vs_encodec="
+      f"{a['codec'] / b['codec']:.2f} target<=1.0 peer={peer_name}"
+  )
+  print(
+      f"RESULT codec_train_step_time_ratio_vs_encodec="
+      f"{a['gen_step'] / b['gen_step']:.2f} target<=1.0 peer={peer_name}"
+  )
+
+
+if __name__ == "__main__":
+  app.run(main)
