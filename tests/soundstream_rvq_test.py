@@ -248,3 +248,28 @@ def test_commitment_gradient_reaches_input_from_every_level():
   # Straight-through: the quantized output passes gradients as identity.
   g = jax.grad(lambda z: jnp.sum(model.apply(v, z, train=False)[0]))(z)
   np.testing.assert_allclose(np.asarray(g), 1.0)
+
+
+def test_level_no_example_reaches_is_left_alone():
+  rng = np.random.default_rng(7)
+  model = _model(dead_code_threshold=5.0)  # every code counts as dead
+  v = _variables(model, rng.normal(size=(L, K, D)))
+  z = jnp.asarray(rng.normal(size=(2, 6, D)), jnp.float32)
+  mask = jnp.array([[True, False, False], [True, True, False]])
+  _, _, aux, new = _train(model, v, z, mask=mask)
+  dead = np.asarray(aux["dead"])
+  assert dead[0] == K and dead[2] == 0  # no frames: nothing to sample
+  np.testing.assert_allclose(
+      new["quantizer"]["codebook"][2], v["quantizer"]["codebook"][2], rtol=1e-4
+  )
+  # k-means on the first batch fills every level, masked or not.
+  fresh = _model()
+  v = fresh.init(jax.random.key(0), z, train=False)
+  _, _, _, new = _train(fresh, v, z, mask=mask)
+  # Its counts are the 12 frames of the batch (EMA: 0.99 x k-means counts
+  # + 0.01 x this step's zero assignments), so its codes are not dead.
+  np.testing.assert_allclose(
+      np.asarray(new["quantizer"]["cluster_size"][2]).sum(),
+      0.99 * 12,
+      rtol=1e-5,
+  )

@@ -125,7 +125,8 @@ def ema_update(cluster_size, embed_sum, x, weights, idx, decay, eps):
 
 def replace_dead(key, cluster_size, embed_sum, codebook, x, weights, threshold):
   """Replaces codes with EMA count < threshold by random frames of x."""
-  dead = cluster_size < threshold  # [k]
+  # No frame of the batch reaches this level (quantizer dropout): no samples.
+  dead = (cluster_size < threshold) & (jnp.sum(weights) > 0)  # [k]
   samples = _weighted_sample(key, x, weights, codebook.shape[0])  # [k, d]
   codebook = jnp.where(dead[:, None], samples, codebook)
   cluster_size = jnp.where(dead, threshold, cluster_size)
@@ -220,7 +221,7 @@ class ResidualVQ(nn.Module):
     weights = jnp.repeat(level_mask.astype(z.dtype), t, axis=0)  # [b*t, L]
     r = z.reshape(b * t, d)
     if train:
-      self._maybe_kmeans_init(jax.lax.stop_gradient(r), weights)
+      self._maybe_kmeans_init(jax.lax.stop_gradient(r))
     z_q = jnp.zeros_like(r)
     commit, codes, usage, dead = [], [], [], []
     for q in range(c.num_levels):
@@ -276,10 +277,14 @@ class ResidualVQ(nn.Module):
     self.codebook.value = self.codebook.value.at[q].set(codebook)
     return n_dead
 
-  def _maybe_kmeans_init(self, r, weights):
-    """k-means on the first batch, level by level on the residuals."""
-    c = self.config
+  def _maybe_kmeans_init(self, r):
+    """k-means on the first batch, level by level on the residuals.
 
+    Every frame counts, whatever its dropout mask: a level that no example
+    of the first batch reaches still gets codes from the data.
+    """
+    c = self.config
+    weights = jnp.ones(r.shape[:1], r.dtype)  # [b*t]
     key = self.make_rng(COLLECTION)
 
     def init(state):
@@ -289,14 +294,14 @@ class ResidualVQ(nn.Module):
         means, counts = kmeans(
             jax.random.fold_in(key, q),
             res,
-            weights[:, q],
+            weights,
             c.codebook_size,
             c.kmeans_iters,
         )
         codebook = codebook.at[q].set(means)
         cluster_size = cluster_size.at[q].set(counts)
         embed_sum = embed_sum.at[q].set(means * counts[:, None])
-        res = res - means[nearest_code(res, means)] * weights[:, q, None]
+        res = res - means[nearest_code(res, means)]
       return codebook, cluster_size, embed_sum
 
     state = (self.codebook.value, self.cluster_size.value, self.embed_sum.value)
