@@ -1,0 +1,1 @@
+"""The VideoPoet LM: layers, transformer, chunked cross-entropy."""

@@ -1,0 +1,138 @@
+"""Transformer layers: RMSNorm, RoPE, SwiGLU MLP, grouped-query attention.
+
+Every parameter names its logical axes (`nn.with_logical_partitioning`);
+`videopoet/sharding.py` maps them onto the mesh. Computation runs in `dtype`
+(bf16 or f32), parameters are stored in `param_dtype`.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+_NEG_INF = -1e30
+
+
+def _param(mod, name, shape, axes, dtype, init=nn.initializers.lecun_normal()):
+  return mod.param(name, nn.with_logical_partitioning(init, axes), shape, dtype)
+
+
+class RMSNorm(nn.Module):
+  """x / rms(x) * scale, computed in f32."""
+
+  eps: float = 1e-6
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):  # [..., d]
+    scale = _param(
+        self, "scale", (x.shape[-1],), ("norm",), self.param_dtype,
+        nn.initializers.ones,
+    )  # fmt: skip
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(x32**2, -1, keepdims=True) + self.eps)
+    return (y * scale.astype(jnp.float32)).astype(self.dtype)
+
+
+def rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+  """Rotary position embedding (rotate-half form) of x [b, s, h, d]."""
+  d = x.shape[-1]
+  freq = theta ** (-jnp.arange(0, d, 2, dtype=jnp.float32) / d)  # [d/2]
+  angle = positions[..., None].astype(jnp.float32) * freq  # [b, s, d/2]
+  sin, cos = jnp.sin(angle)[:, :, None], jnp.cos(angle)[:, :, None]
+  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
+  return out.astype(x.dtype)  # [b, s, h, d]
+
+
+def prefix_lm_bias(
+    prefix_len: jax.Array, key_valid: jax.Array, q_len: int
+) -> jax.Array:
+  """Additive attention bias [b, 1, q, k] of the prefix LM.
+
+  Query i sees key j when j <= i (causal) or j < prefix_len (the prefix is
+  bidirectional), and key j is not padding.
+
+  Args:
+    prefix_len: [b] prefix length per example.
+    key_valid: [b, k] False on padding keys.
+    q_len: number of queries (the first q_len positions).
+  """
+  k_len = key_valid.shape[1]
+  i = jnp.arange(q_len)[:, None]  # [q, 1]
+  j = jnp.arange(k_len)[None, :]  # [1, k]
+  seen = (j <= i)[None] | (j < prefix_len[:, None, None])  # [b, q, k]
+  seen &= key_valid[:, None, :]
+  return jnp.where(seen, 0.0, _NEG_INF)[:, None].astype(jnp.float32)
+
+
+class MLP(nn.Module):
+  """SwiGLU: wo(silu(x wi_0) * (x wi_1))."""
+
+  mlp_dim: int
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):  # [b, s, d]
+    d = x.shape[-1]
+    w0 = _param(
+        self, "wi_0", (d, self.mlp_dim), ("embed", "mlp"), self.param_dtype
+    )
+    w1 = _param(
+        self, "wi_1", (d, self.mlp_dim), ("embed", "mlp"), self.param_dtype
+    )
+    wo = _param(
+        self, "wo", (self.mlp_dim, d), ("mlp", "embed"), self.param_dtype
+    )
+    cast = lambda w: w.astype(self.dtype)
+    h = nn.silu(x @ cast(w0)) * (x @ cast(w1))  # [b, s, f]
+    h = nn.with_logical_constraint(
+        h, ("activation_batch", "activation_length", "activation_mlp")
+    )
+    return h @ cast(wo)  # [b, s, d]
+
+
+class Attention(nn.Module):
+  """Multi-head attention with `num_kv_heads` <= `num_heads` (GQA) and RoPE."""
+
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  rope_theta: float = 10_000.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, bias, positions):  # x [b, s, d], bias [b, 1, s, s]
+    d, h, kv, hd = x.shape[-1], self.num_heads, self.num_kv_heads, self.head_dim
+    pd, cast = self.param_dtype, lambda w: w.astype(self.dtype)
+    wq = _param(self, "query", (d, h, hd), ("embed", "heads", "kv"), pd)
+    wk = _param(self, "key", (d, kv, hd), ("embed", "kv_heads", "kv"), pd)
+    wv = _param(self, "value", (d, kv, hd), ("embed", "kv_heads", "kv"), pd)
+    wo = _param(self, "out", (h, hd, d), ("heads", "kv", "embed"), pd)
+    q = rope(
+        jnp.einsum("bsd,dhk->bshk", x, cast(wq)), positions, self.rope_theta
+    )
+    k = rope(
+        jnp.einsum("bsd,dhk->bshk", x, cast(wk)), positions, self.rope_theta
+    )
+    v = jnp.einsum("bsd,dhk->bshk", x, cast(wv))  # [b, s, kv, hd]
+    axes = (
+        "activation_batch",
+        "activation_length",
+        "activation_heads",
+        "activation_kv",
+    )
+    q = nn.with_logical_constraint(q, axes)  # [b, s, h, hd]
+    b, s = q.shape[:2]
+    q = q.reshape(b, s, kv, h // kv, hd) * hd**-0.5  # [b, s, kv, g, hd]
+    logits = jnp.einsum("bqngk,bsnk->bngqs", q, k).astype(jnp.float32)
+    logits = logits + bias[:, :, None]  # [b, kv, g, q, s]
+    probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+    out = jnp.einsum("bngqs,bsnk->bqngk", probs, v).reshape(b, s, h, hd)
+    out = nn.with_logical_constraint(out, axes)
+    return jnp.einsum("bshk,hkd->bsd", out, cast(wo))  # [b, s, d]

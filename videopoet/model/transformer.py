@@ -1,0 +1,232 @@
+"""The VideoPoet LM: a decoder-only transformer used as a prefix LM.
+
+`VideoPoetLM(config)` embeds the unified-vocabulary ids (and, optionally,
+projects precomputed text embeddings into the text positions), runs
+`num_layers` pre-norm blocks (RMSNorm, RoPE attention with optional GQA,
+SwiGLU) under the prefix-LM mask, and scores only the output positions with
+a cross-entropy chunked over the vocabulary (`loss.py`). Layers are stacked
+with `nn.scan` (one compiled block, a `layers` parameter axis) and
+rematerialized according to `remat`.
+"""
+
+import dataclasses
+from typing import Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from videopoet import config_lib
+from videopoet.model import layers
+from videopoet.model import loss as loss_lib
+
+_BLOCK_AXES = ("activation_batch", "activation_length", "activation_embed")
+_REMAT = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Transformer shape and numerics (`config.model`).
+
+  Attributes:
+    vocab_size: rows of the embedding (the vocabulary's padded size).
+    num_valid_ids: real ids (< vocab_size); padding ids are never predicted.
+    num_layers: transformer blocks.
+    embed_dim: model width.
+    num_heads: query heads.
+    num_kv_heads: key/value heads (= num_heads: MHA; fewer: GQA).
+    head_dim: width of one head.
+    mlp_dim: SwiGLU hidden width.
+    rope_theta: RoPE base.
+    dtype: compute dtype.
+    param_dtype: parameter (and optimizer) dtype.
+    remat: what the backward pass keeps: 'none', 'full' (nothing, recompute
+      each block), 'dots', 'dots_no_batch' (JAX checkpoint policies).
+    scan_layers: stack blocks with nn.scan (fast compiles at depth).
+    vocab_chunks: cross-entropy chunks over the vocabulary.
+    text_embed_dim: width of precomputed text embeddings (0: text as ids).
+    text_token_id: the `<text_emb>` id whose input is a text embedding.
+    text_offset: position of the first text token.
+    pad_id: keys holding this id are never attended to.
+  """
+
+  vocab_size: int
+  num_valid_ids: int
+  num_layers: int = 2
+  embed_dim: int = 64
+  num_heads: int = 4
+  num_kv_heads: int = 4
+  head_dim: int = 16
+  mlp_dim: int = 256
+  rope_theta: float = 10_000.0
+  dtype: Literal["float32", "bfloat16"] = "float32"
+  param_dtype: Literal["float32", "bfloat16"] = "float32"
+  remat: Literal["none", "full", "dots", "dots_no_batch"] = "none"
+  scan_layers: bool = True
+  vocab_chunks: int = 1
+  text_embed_dim: int = 0
+  text_token_id: int = -1
+  text_offset: int = 3
+  pad_id: int = 0
+
+  def __post_init__(self):
+    if self.num_heads % self.num_kv_heads:
+      raise config_lib.ConfigError(
+          f"config.model.num_heads={self.num_heads} must be a multiple of"
+          f" num_kv_heads={self.num_kv_heads}"
+      )
+    if self.vocab_size % self.vocab_chunks:
+      raise config_lib.ConfigError(
+          f"config.model.vocab_chunks={self.vocab_chunks} must divide"
+          f" vocab_size={self.vocab_size}"
+      )
+    if not 0 < self.num_valid_ids <= self.vocab_size:
+      raise config_lib.ConfigError(
+          f"config.model.num_valid_ids={self.num_valid_ids} must be in"
+          f" (0, vocab_size={self.vocab_size}]"
+      )
+
+
+class Block(nn.Module):
+  """Pre-norm attention + SwiGLU; (x, bias, positions) -> (x, None)."""
+
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x, bias, positions):  # x [b, s, d]
+    c = self.config
+    kw = dict(dtype=jnp.dtype(c.dtype), param_dtype=jnp.dtype(c.param_dtype))
+    x = nn.with_logical_constraint(x, _BLOCK_AXES)
+    h = layers.RMSNorm(name="pre_attention_norm", **kw)(x)
+    x += layers.Attention(
+        c.num_heads, c.num_kv_heads, c.head_dim, c.rope_theta, **kw,
+        name="attention",
+    )(h, bias, positions)  # fmt: skip
+    h = layers.RMSNorm(name="pre_mlp_norm", **kw)(x)
+    x += layers.MLP(c.mlp_dim, **kw, name="mlp")(h)
+    return nn.with_logical_constraint(x, _BLOCK_AXES), None
+
+
+class VideoPoetLM(nn.Module):
+  """Prefix LM over the unified vocabulary."""
+
+  config: ModelConfig
+
+  def setup(self):
+    c = self.config
+    pd, self._dtype = jnp.dtype(c.param_dtype), jnp.dtype(c.dtype)
+    init = nn.initializers.normal(1.0)
+    self.embedding = self.param(
+        "embedding",
+        nn.with_logical_partitioning(init, ("vocab", "embed")),
+        (c.vocab_size, c.embed_dim),
+        pd,
+    )
+    self.unembedding = self.param(
+        "unembedding",
+        nn.with_logical_partitioning(
+            nn.initializers.lecun_normal(), ("embed", "vocab")
+        ),
+        (c.embed_dim, c.vocab_size),
+        pd,
+    )
+    if c.text_embed_dim:
+      self.text_projection = nn.Dense(
+          c.embed_dim,
+          dtype=self._dtype,
+          param_dtype=pd,
+          kernel_init=nn.with_logical_partitioning(
+              nn.initializers.lecun_normal(), (None, "embed")
+          ),
+          bias_init=nn.with_logical_partitioning(
+              nn.initializers.zeros, ("embed",)
+          ),
+      )
+    block = Block
+    if _REMAT[c.remat] is not None:
+      block = nn.remat(
+          block, policy=_REMAT[c.remat], prevent_cse=not c.scan_layers
+      )
+    if c.scan_layers:
+      self.blocks = nn.scan(
+          block,
+          variable_axes={"params": 0},
+          split_rngs={"params": True},
+          in_axes=(nn.broadcast, nn.broadcast),
+          length=c.num_layers,
+          metadata_params={nn.PARTITION_NAME: "layers"},
+      )(c, name="blocks")
+    else:
+      self.blocks = [block(c, name=f"block_{i}") for i in range(c.num_layers)]
+    self.final_norm = layers.RMSNorm(dtype=self._dtype, param_dtype=pd)
+
+  def __call__(self, inputs, prefix_len, text_embeddings=None):
+    """Final hidden states [b, s, d].
+
+    Args:
+      inputs: [b, s] ids.
+      prefix_len: [b] length of each example's bidirectional prefix.
+      text_embeddings: [b, n_text, text_embed_dim] when text is embedded.
+    """
+    c = self.config
+    x = jnp.take(self.embedding, inputs, axis=0).astype(
+        self._dtype
+    )  # [b, s, d]
+    if c.text_embed_dim:
+      if text_embeddings is None:
+        raise ValueError("config.model.text_embed_dim>0 needs text_embeddings")
+      t = self.text_projection(text_embeddings.astype(self._dtype))
+      placed = (
+          jnp.zeros_like(x)
+          .at[:, c.text_offset : c.text_offset + t.shape[1]]
+          .set(t)
+      )  # [b, s, d]
+      x = jnp.where((inputs == c.text_token_id)[..., None], placed, x)
+    b, s = inputs.shape
+    positions = jnp.broadcast_to(jnp.arange(s), (b, s))  # [b, s]
+    bias = layers.prefix_lm_bias(prefix_len, inputs != c.pad_id, s)
+    x = nn.with_logical_constraint(x, _BLOCK_AXES)
+    if c.scan_layers:
+      x, _ = self.blocks(x, bias, positions)
+    else:
+      for blk in self.blocks:
+        x, _ = blk(x, bias, positions)
+    return self.final_norm(x)  # [b, s, d]
+
+  def logits(self, hidden):
+    """Full logits [..., V] (for sampling a few positions; f32)."""
+    return jnp.einsum(
+        "...d,dv->...v",
+        hidden,
+        self.unembedding.astype(self._dtype),
+        preferred_element_type=jnp.float32,
+    )
+
+  def loss(self, batch):
+    """Per-target loss and correctness at the output positions.
+
+    Args:
+      batch: `inputs` [b, s], `prefix_len` [b], `target_positions` [b, n],
+        `targets` [b, n], optionally `text_embeddings`.
+
+    Returns:
+      (loss [b, n] f32, correct [b, n] bool); weight them by `weights`.
+    """
+    hidden = self(
+        batch["inputs"], batch["prefix_len"], batch.get("text_embeddings")
+    )
+    hidden = jnp.take_along_axis(
+        hidden, batch["target_positions"][..., None], axis=1
+    )  # [b, n, d]
+    return loss_lib.chunked_cross_entropy(
+        hidden,
+        self.unembedding.astype(self._dtype),
+        batch["targets"],
+        self.config.num_valid_ids,
+        self.config.vocab_chunks,
+    )
