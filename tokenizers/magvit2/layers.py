@@ -85,8 +85,8 @@ class CausalConv(nn.Module):
             _KERNEL_INIT,
             (
                 "conv_window",
-                "conv_window",
-                "conv_window",
+                None,
+                None,
                 "conv_in",
                 "conv_out",
             ),

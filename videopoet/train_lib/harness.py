@@ -80,6 +80,11 @@ class Program:
     evaluate: optional `(state, step) -> {name: scalar}`, run on every
       process every `eval_every` steps.
     guard: metric names checked for NaN/Inf (missing ones are skipped).
+    groups: optional `{group: example process-local batch}` for trainers
+      whose batches come in several fixed shapes (alternating gradient
+      descent over task groups). Then `data` yields `(group, batch)` pairs,
+      `step` is called as `step(state, batch, rng, group)` with `group`
+      static, and every group's step is compiled ahead of time at start.
   """
 
   init: Callable[[jax.Array], State]
@@ -87,6 +92,7 @@ class Program:
   data: Iterator[Batch]
   evaluate: Callable[[State, int], Mapping[str, Any]] | None = None
   guard: tuple[str, ...] = ("train/loss", "train/grad_norm")
+  groups: Mapping[Any, Batch] | None = None
 
 
 class NonFiniteError(RuntimeError):
@@ -219,14 +225,30 @@ def train(
   )
 
   # ------------------------------------------------------------ Step fn.
-  def step_fn(state, batch, step):
+  def step_fn(state, batch, step, group=None):
     rng = jax.random.fold_in(step_rng, step)
     with nn.logical_axis_rules(list(rules)):
-      return program.step(state, batch, rng)
+      if program.groups is None:
+        return program.step(state, batch, rng)
+      return program.step(state, batch, rng, group)
 
   step_fn = jax.jit(
-      step_fn, out_shardings=(state_sharding, repl), donate_argnums=(0,)
+      step_fn,
+      out_shardings=(state_sharding, repl),
+      donate_argnums=(0,),
+      static_argnames=("group",),
   )
+  compiled = {}
+  with jax.set_mesh(mesh):
+    for group, example in (program.groups or {}).items():
+      # Ahead of time, one executable per batch shape: a shape that does
+      # not fit in memory fails here, not hours into the run.
+      compiled[group] = step_fn.lower(
+          abstract, sharding.global_batch(example, mesh, rules), np.int32(0),
+          group=group,
+      ).compile()  # fmt: skip
+  if compiled:
+    logging.info("Compiled %d step shapes: %s", len(compiled), list(compiled))
 
   # --------------------------------------------------------- Train loop.
   progress = metrics_lib.Progress(config.total_steps, first_step)
@@ -237,8 +259,14 @@ def train(
   try:
     with jax.set_mesh(mesh):
       for step in range(first_step + 1, config.total_steps + 1):
-        batch = sharding.global_batch(next(program.data), mesh, rules)
-        state, m = step_fn(state, batch, np.int32(step))
+        group, batch = None, next(program.data)
+        if program.groups is not None:
+          group, batch = batch
+        batch = sharding.global_batch(batch, mesh, rules)
+        if group in compiled:
+          state, m = compiled[group](state, batch, np.int32(step))
+        else:
+          state, m = step_fn(state, batch, np.int32(step), group=group)
         history.append((step, m))
         stop = preemption.reached(step)
         last = step == config.total_steps
@@ -253,7 +281,11 @@ def train(
                 f" checkpoint is step {ckpt.latest_step()} in"
                 f" {ckpt.directory}"
             )
-          scalars = {k: np.asarray(v) for k, v in history[-1][1].items()}
+          # The latest value of every metric since the last write (groups
+          # may report different names, e.g. per-task losses).
+          scalars = {}
+          for _, m_ in history:
+            scalars.update({k: np.asarray(v) for k, v in m_.items()})
           writer.write_scalars(step, scalars)
           progress.report(step, scalars)
           history.clear()

@@ -1,0 +1,83 @@
+"""VideoPoet LM configs: `configs/videopoet.py:<size>`.
+
+  python -m experiments.train --config=configs/videopoet.py:tiny \\
+      --workdir=runs/lm --config.data.path=runs/tokens
+
+Sizes (VideoPoet gives none beyond "300M, 1B, 8B"; these are Llama-like
+shapes chosen here): `tiny` (tests, demo), `small` (benchmarks), `300m`
+(24 x 1024, MHA), `1b` (24 x 2048, GQA 16/8), `8b` (Llama-3-8B's
+32 x 4096, GQA 32/8, SwiGLU 14336). Counts exclude the ~270K x d embedding
+and unembedding tables of the full vocabulary.
+"""
+
+import ml_collections
+
+from videopoet import vocab as vocab_lib
+
+_SIZES = {
+    # layers, width, heads, kv heads, head dim, mlp
+    "tiny": (2, 64, 4, 2, 16, 256),
+    "small": (4, 256, 8, 4, 32, 1024),
+    "300m": (24, 1024, 16, 16, 64, 2816),
+    "1b": (24, 2048, 16, 8, 128, 5632),
+    "8b": (32, 4096, 32, 8, 128, 14336),
+}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The LM config of size `arg` (default 'tiny')."""
+  arg = arg or "tiny"
+  if arg not in _SIZES:
+    raise ValueError(f"unknown size {arg!r}; allowed: {', '.join(_SIZES)}")
+  small = arg in ("tiny", "small")
+  c = ml_collections.ConfigDict()
+  c.trainer = dict(
+      total_steps=300 if small else 300_000,  # VideoPoet 300M: 300k steps.
+      seed=0,
+      log_every=10 if small else 100,
+      eval_every=100 if small else 5000,
+      checkpoint=dict(every_steps=100 if small else 2000, keep=3),
+  )
+  c.mesh = (
+      dict(data=-1, fsdp=1, tensor=1)
+      if small
+      else dict(data=1, fsdp=-1, tensor=1)
+  )
+  # Id ranges. visual_bits = the video tokenizer's LFQ bits (tiny MAGVIT-v2:
+  # 10; paper: 18); text_size = the sentencepiece model's size (0: text as
+  # embeddings). pad_to keeps the vocab divisible by the CE chunks x tensor.
+  c.vocab = dict(
+      visual_bits=10 if small else 18, audio_levels=4, audio_codebook=1024,
+      text_size=512 if small else 32_000, pad_to=128 if small else 2048,
+  )  # fmt: skip
+  layers, width, heads, kv, head_dim, mlp = _SIZES[arg]
+  c.model = dict(
+      num_layers=layers, embed_dim=width, num_heads=heads, num_kv_heads=kv,
+      head_dim=head_dim, mlp_dim=mlp,
+      dtype="float32" if small else "bfloat16",  # Compute dtype.
+      param_dtype="float32",  # Parameters and optimizer state.
+      remat="none" if small else "full",
+      scan_layers=True,
+      vocab_chunks=1 if small else 16,  # CE chunks over the vocabulary.
+      text_embed_dim=0,  # >0 with tasks.text_mode='embeddings' (T5-XL: 2048).
+  )  # fmt: skip
+  c.tasks = dict(
+      text_mode="ids", max_text_len=16 if small else 64, text_dropout=0.1,
+      min_context_frames=1, inpaint_fraction=(0.25, 0.5),
+      outpaint_fraction=(0.25, 0.75), stylization_first_frame=False,
+  )  # fmt: skip
+  # Task weights (VideoPoet does not publish its mixture; uniform here).
+  c.mixture = dict(
+      weights=tuple((t, 1.0) for t in vocab_lib.TASK_NAMES),
+      image_phase=0.25, image_share_early=0.9, image_share_late=0.1,
+  )  # fmt: skip
+  c.data = dict(
+      source="arrayrecord", path="", batch_size=8 if small else 1024,
+      eval_batches=2, video_shape=(5, 8, 8) if small else (5, 16, 16),
+      audio_frames=106, random_size=64,
+  )  # fmt: skip
+  c.optimizer = dict(
+      learning_rate=1e-3, warmup_steps=20 if small else 1000,
+      weight_decay=0.01, b2=0.98, grad_clip=1.0,
+  )  # fmt: skip
+  return c

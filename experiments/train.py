@@ -1,0 +1,28 @@
+"""Trains the VideoPoet LM on a task mixture (AGD over task shapes).
+
+  python -m experiments.train --config=configs/videopoet.py:tiny \\
+      --workdir=runs/demo/lm --config.data.path=runs/demo/tokens
+
+Rerunning with the same workdir resumes from the latest checkpoint.
+"""
+
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import common
+from videopoet import lm_trainer
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "LM config (configs/videopoet.py:<size>).", lock_config=True
+)
+
+
+def main(argv):
+  del argv
+  common.init_runtime()
+  lm_trainer.run(_CONFIG.value, common.WORKDIR.value)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])
+  common.run(main)

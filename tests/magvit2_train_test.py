@@ -1,0 +1,111 @@
+"""End to end: the MAGVIT-v2 job trains 2 steps, resumes, loads back."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import magvit2 as magvit2_config
+from configs import synth_av as synth_av_config
+from videopoet import config_lib
+from videopoet.data import synth_av
+from videopoet.data import synth_av_tfds
+from videopoet_tokenizers.common import perceptual
+from videopoet_tokenizers.magvit2 import program
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("data"))
+  cfg = synth_av_config.get_config("tiny")
+  cfg.dataset.update(
+      train_size=8, validation_size=2, test_size=4, test_heldout_size=2
+  )
+  synth_cfg = config_lib.from_config(synth_av.SynthAVConfig, cfg.dataset)
+  synth_av_tfds.build(synth_cfg, d, name="tiny")
+  return d
+
+
+@pytest.fixture(autouse=True)
+def fast_compile():
+  # XLA:CPU's optimizing passes dominate this test's time (the step holds
+  # the generator for images and videos, D, R1 and the perceptual net);
+  # numerics do not depend on them.
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", old)
+
+
+def _config(data_dir, weights, steps, gan=False):
+  c = magvit2_config.get_config("tiny")
+  c.trainer.update(total_steps=steps, log_every=1, eval_every=2)
+  c.trainer.checkpoint.update(every_steps=1, async_save=False)
+  c.model.update(filters=4, num_groups=2)
+  c.quantizer.lfq.num_bits = 8
+  c.discriminator.update(filters=2, channel_multipliers=(1, 1, 1, 1))
+  # The fast variant trains on videos only: one compiled generator, not two.
+  c.loss.update(
+      gan_start_step=0,
+      r1_every=1,
+      image_fraction=0.5 if gan else 0.0,
+      adversarial_weight=0.1 if gan else 0.0,
+  )
+  c.perceptual.update(
+      weights_path=weights, stage_sizes=(1,), width=2, num_classes=4
+  )
+  c.data.update(data_dir=data_dir, batch_size=2, num_frames=5)
+  c.eval.update(batch_size=2, num_batches=1)
+  return c
+
+
+@pytest.mark.parametrize(
+    "gan", [False, pytest.param(True, marks=pytest.mark.slow)]
+)
+def test_train_resume_and_load(data_dir, tmp_path, gan):
+  pcfg = perceptual.PerceptualConfig(stage_sizes=(1,), width=2, num_classes=4)
+  weights = str(tmp_path / "resnet.msgpack")
+  net_params = perceptual.network(pcfg).init(
+      jax.random.key(0), jnp.zeros((1, 32, 32, 3))
+  )["params"]
+  perceptual.save_weights(weights, net_params)
+  workdir = str(tmp_path / "run")
+
+  program.run(_config(data_dir, weights, 2, gan), workdir)
+  program.run(_config(data_dir, weights, 3, gan), workdir)  # Resumes at 2.
+
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  steps = [r["step"] for r in rows if "train/loss" in r]
+  assert steps == [1, 2, 3]
+  train = [r for r in rows if "train/loss" in r]
+  assert all(np.isfinite(r["train/loss"]) for r in train)
+  assert all(r["train/perceptual"] >= 0 for r in train)
+  if gan:  # On from step 0.
+    assert all(r["train/d_loss"] > 0 and r["train/r1"] >= 0 for r in train)
+  else:
+    assert not any("train/d_loss" in r for r in train)
+  evals = [r for r in rows if "eval/psnr" in r]
+  assert evals and {"eval/ssim", "eval/code_usage", "eval/bit_mean_min"} <= set(
+      evals[-1]
+  )
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "3"
+
+  tok = program.load_tokenizer(workdir)
+  assert tok.step == 3
+  video = jnp.zeros((1, 5, 64, 64, 3))
+  ids = tok.encode_to_indices(video)
+  assert ids.shape == (1, 2, 8, 8) and ids.dtype == jnp.int32
+  assert tok.decode_from_indices(ids).shape == (1, 5, 64, 64, 3)
+  assert tok.encode(video[:, 0]).shape == (1, 8, 8, 8)
+
+
+def test_missing_weights_and_data_dir_are_clear_errors(tmp_path):
+  c = _config("", "", 1)
+  with pytest.raises(config_lib.ConfigError, match="data_dir is empty"):
+    program.run(c, str(tmp_path / "a"))
+  with pytest.raises(FileNotFoundError, match="weights_path"):
+    perceptual.load(perceptual.PerceptualConfig(weights_path="/nope.msgpack"))

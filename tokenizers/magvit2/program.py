@@ -1,0 +1,288 @@
+"""Wires MAGVIT-v2 training to the shared harness; evaluation; loading.
+
+  run(config, workdir)         # what `experiments.train_video_tokenizer` does
+  tok = load_tokenizer(workdir)
+  ids = tok.encode_to_indices(video)      # [b, t', h', w'] int32
+  video = tok.decode_from_indices(ids)    # [b, t, h, w, 3] in [-1, 1]
+
+Data: any TFDS dataset with a uint8 `video` [t, h, w, 3] feature read
+through `tfds.data_source` (`synth_av`, `video_folder`).
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from absl import logging
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import tensorflow_datasets as tfds
+
+from videopoet import config_lib
+from videopoet import sharding
+from videopoet.train_lib import data as data_lib
+from videopoet.train_lib import harness
+from videopoet_tokenizers.common import perceptual
+from videopoet_tokenizers.magvit2 import metrics as metrics_lib
+from videopoet_tokenizers.magvit2 import model as model_lib
+from videopoet_tokenizers.magvit2 import quantizers
+from videopoet_tokenizers.magvit2 import train as train_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """`config.data`.
+
+  Attributes:
+    dataset: TFDS name, with its builder config ('synth_av/tiny').
+    data_dir: where `experiments.build_data` wrote it.
+    train_split: split to train on.
+    eval_split: split to evaluate on.
+    batch_size: global clips per step.
+    num_frames: frames per clip (1 + 4k, at most the stored length).
+  """
+
+  dataset: str = "synth_av/tiny"
+  data_dir: str = ""
+  train_split: str = "train"
+  eval_split: str = "test"
+  batch_size: int = 8
+  num_frames: int = 17
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """`config.eval`: clips per eval batch and how many batches (0: all)."""
+
+  batch_size: int = 8
+  num_batches: int = 0
+
+
+def _trainer(config) -> train_lib.Trainer:
+  f = config_lib.from_config
+  return train_lib.Trainer(
+      model=f(model_lib.ModelConfig, config.model, "config.model"),
+      quantizer=f(
+          quantizers.QuantizerConfig, config.quantizer, "config.quantizer"
+      ),
+      disc=f(
+          train_lib.DiscriminatorConfig,
+          config.discriminator,
+          "config.discriminator",
+      ),
+      loss=f(train_lib.LossConfig, config.loss, "config.loss"),
+      optimizer=f(
+          train_lib.OptimizerConfig, config.optimizer, "config.optimizer"
+      ),
+      perceptual=f(
+          perceptual.PerceptualConfig, config.perceptual, "config.perceptual"
+      ),
+  )
+
+
+def _source(cfg: DataConfig, split: str):
+  if not cfg.data_dir:
+    raise config_lib.ConfigError(
+        "config.data.data_dir is empty: build the data first with"
+        " `python -m experiments.build_data` and pass its --data_dir"
+    )
+  if cfg.dataset.startswith("synth_av"):
+    from videopoet.data import synth_av_tfds  # pylint: disable=g-import-not-at-top,unused-import
+  return tfds.data_source(cfg.dataset, data_dir=cfg.data_dir, split=split)
+
+
+def _transform(num_frames: int):
+  def fn(record):
+    video = np.asarray(record["video"])
+    if video.shape[0] < num_frames:
+      raise ValueError(
+          f"clips have {video.shape[0]} frames, fewer than"
+          f" config.data.num_frames={num_frames}"
+      )
+    return {"video": video[:num_frames]}  # [t, h, w, 3] uint8
+
+  return fn
+
+
+def to_float(video: jax.Array) -> jax.Array:
+  """uint8 [..., 3] -> float32 in [-1, 1]."""
+  return video.astype(jnp.float32) / 127.5 - 1.0
+
+
+def make_evaluate(trainer, cfg: DataConfig, ecfg: EvalConfig, mesh):
+  """`(state, step) -> {eval/...}` over the eval split with EMA params."""
+  source = _source(cfg, cfg.eval_split)
+  tok = trainer.tokenizer
+  lfq = isinstance(tok.quantizer, quantizers.LFQ)
+
+  @jax.jit
+  def batch_stats(params, video):
+    video = to_float(video)
+    recon, out = tok.apply(params, video)
+    return (
+        metrics_lib.psnr(video, recon),
+        metrics_lib.ssim(video, recon),
+        out.indices,
+        out.metrics,
+    )
+
+  def evaluate(state, step):
+    del step
+    it = data_lib.batched_iterator(
+        source,
+        global_batch_size=ecfg.batch_size,
+        seed=0,
+        shuffle=False,
+        num_epochs=1,
+        transform=_transform(cfg.num_frames),
+    )
+    sums, ids, n = {}, [], 0
+    for i, batch in enumerate(it):
+      if ecfg.num_batches and i >= ecfg.num_batches:
+        break
+      video = sharding.global_batch(batch, mesh)["video"]
+      p, s, idx, m = batch_stats(state["ema_params"], video)
+      for k, v in dict(psnr=p, ssim=s, **m).items():
+        sums[k] = sums.get(k, 0.0) + float(v)
+      ids.append(np.asarray(jax.device_get(idx)).reshape(-1))
+      n += 1
+    out = {f"eval/{k}": v / max(n, 1) for k, v in sums.items()}
+    ids = np.concatenate(ids)
+    out["eval/code_usage"] = len(np.unique(ids)) / tok.quantizer.codebook_size
+    if lfq:
+      bits = (ids[:, None] >> np.arange(tok.quantizer.num_bits)) & 1
+      means = bits.mean(0)
+      out["eval/bit_mean_min"] = float(means.min())
+      out["eval/bit_mean_max"] = float(means.max())
+    logging.info("eval: %s", {k: round(float(v), 4) for k, v in out.items()})
+    return out
+
+  return evaluate
+
+
+def make_program(config, mesh) -> harness.Program:
+  """The harness program of `config` (see configs/magvit2.py)."""
+  trainer = _trainer(config)
+  dcfg = config_lib.from_config(DataConfig, config.data, "config.data")
+  ecfg = config_lib.from_config(EvalConfig, config.eval, "config.eval")
+  source = _source(dcfg, dcfg.train_split)
+  h, w = np.asarray(source[0]["video"]).shape[1:3]
+  sample = jnp.zeros((1, dcfg.num_frames, h, w, 3))
+  trainer.model.latent_shape(dcfg.num_frames, h, w)  # Fails early if bad.
+  perc_params = perceptual.load(trainer.perceptual)
+
+  def step(state, batch, rng):
+    return trainer.step(state, to_float(batch["video"]), rng, perc_params)
+
+  data = data_lib.batched_iterator(
+      source,
+      global_batch_size=dcfg.batch_size,
+      seed=config.trainer.seed,
+      transform=_transform(dcfg.num_frames),
+  )
+  return harness.Program(
+      init=lambda rng: trainer.init(rng, sample),
+      step=step,
+      data=data,
+      evaluate=make_evaluate(trainer, dcfg, ecfg, mesh),
+      guard=("train/loss", "train/grad_norm", "train/d_loss"),
+  )
+
+
+def run(config, workdir: str):
+  """Trains (or resumes) `config` in `workdir`; returns the final state."""
+  tcfg = config_lib.from_config(
+      harness.TrainerConfig, config.trainer, "config.trainer"
+  )
+  mesh = sharding.create_mesh(
+      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
+  )
+  harness.write_config(workdir, config)
+  return harness.train(tcfg, mesh, workdir, make_program(config, mesh))
+
+
+@dataclasses.dataclass
+class LoadedTokenizer:
+  """A trained tokenizer with its EMA params; every method is jitted."""
+
+  tokenizer: model_lib.Tokenizer
+  params: Any
+  step: int
+
+  def __post_init__(self):
+    def bind(method):
+      return jax.jit(
+          lambda p, x: self.tokenizer.apply(
+              p, x, method=getattr(model_lib.Tokenizer, method)
+          )
+      )
+
+    self._fns = {
+        m: bind(m)
+        for m in ("encode_to_indices", "decode_from_indices", "decode")
+    }
+    self._encode = jax.jit(
+        lambda p, x: self.tokenizer.apply(
+            p, x, method=model_lib.Tokenizer.encode
+        ).quantized
+    )
+
+  def encode(self, video):
+    """[b, t, h, w, 3] (or [b, h, w, 3]) in [-1, 1] -> codes [..., dim]."""
+    return self._encode(self.params, video)
+
+  def decode(self, codes):
+    return self._fns["decode"](self.params, codes)
+
+  def encode_to_indices(self, video):
+    return self._fns["encode_to_indices"](self.params, video)
+
+  def decode_from_indices(self, indices):
+    return self._fns["decode_from_indices"](self.params, indices)
+
+
+def load_tokenizer(path: str, step: int | None = None) -> LoadedTokenizer:
+  """Loads the EMA tokenizer of a run directory (or its `checkpoints/`).
+
+  Args:
+    path: the run's workdir (with `config.json` and `checkpoints/`).
+    step: which checkpoint; default the latest.
+
+  Returns:
+    A `LoadedTokenizer` on the first local device.
+  """
+  workdir = os.path.abspath(path)
+  if os.path.basename(workdir) == "checkpoints":
+    workdir = os.path.dirname(workdir)
+  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  trainer = _trainer(config)
+  registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
+  registry.add("state", ocp.args.StandardRestore, ocp.StandardCheckpointHandler)
+  registry.add("data", ocp.args.JsonRestore, ocp.JsonCheckpointHandler)
+  manager = ocp.CheckpointManager(
+      os.path.join(workdir, "checkpoints"), handler_registry=registry
+  )
+  step = step or manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints")
+  # Shapes from the checkpoint itself: no need to know the data's size.
+  meta = manager.item_metadata(step)["state"]
+  meta = meta.tree if hasattr(meta, "tree") else meta
+  dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=dev),
+      dict(meta),
+      is_leaf=lambda x: hasattr(x, "shape"),
+  )
+  restored = manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+  )
+  manager.close()
+  params = restored["state"]["ema_params"]
+  return LoadedTokenizer(trainer.tokenizer, params, step)

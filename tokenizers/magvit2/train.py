@@ -1,0 +1,265 @@
+"""MAGVIT-v2 training: VQGAN losses on mixed image/video batches.
+
+Generator loss (praxis `VQGANLoss`, MAGVIT trainer):
+  recon_weight * L2 + perceptual.weight * ResNet-logit L2
+  + adversarial_weight * softplus(-D(fake)) (from `gan_start_step`)
+  + quantizer loss (commitment + annealed LFQ entropy penalty).
+Discriminator loss: softplus(-D(real)) + softplus(D(fake))
+  + lecam_weight * LeCam(EMA logits) + r1_weight * R1.
+Adam(b1=0, b2=0.99) for both, with warmup; an EMA of the generator is the
+model that evaluation and `load_tokenizer` use. In every batch the first
+`image_fraction` of the clips become single frames (a random frame each),
+so the causal model learns images (T=1) and videos together.
+
+State (a plain dict): params, ema_params, d_params, opt_g, opt_d,
+lecam (EMAs of the real/fake logits), step.
+"""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from videopoet_tokenizers.common import gan
+from videopoet_tokenizers.common import perceptual
+from videopoet_tokenizers.magvit2 import layers
+from videopoet_tokenizers.magvit2 import model as model_lib
+from videopoet_tokenizers.magvit2 import quantizers
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscriminatorConfig:
+  """`config.discriminator` (praxis defaults: 128, (2, 4, 4, 4))."""
+
+  filters: int = 128
+  channel_multipliers: tuple[int, ...] = (2, 4, 4, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """`config.loss`.
+
+  Attributes:
+    recon_weight: weight of the L2 reconstruction loss (praxis: 5).
+    adversarial_weight: generator GAN weight (praxis: 0.1); 0 removes the
+      discriminator from the step altogether (an autoencoder run).
+    gan_start_step: the GAN terms (G and D) switch on at this step.
+    r1_weight: R1 gradient penalty on real clips (praxis: 10).
+    r1_every: lazy R1 (StyleGAN2): computed every this many steps, with its
+      weight multiplied by as much (1: every step).
+    lecam_weight: LeCam regularization (praxis: 0.001).
+    lecam_decay: EMA decay of the logits LeCam compares with.
+    ema_decay: generator EMA decay (0.999).
+    image_fraction: share of each batch trained as single images.
+  """
+
+  recon_weight: float = 5.0
+  adversarial_weight: float = 0.1
+  gan_start_step: int = 0
+  r1_weight: float = 10.0
+  r1_every: int = 1
+  lecam_weight: float = 0.001
+  lecam_decay: float = 0.999
+  ema_decay: float = 0.999
+  image_fraction: float = 0.25
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """`config.optimizer`: Adam as in MAGVIT (b1 = 0, b2 = 0.99)."""
+
+  learning_rate: float = 1e-4
+  disc_learning_rate: float = 1e-4
+  b1: float = 0.0
+  b2: float = 0.99
+  warmup_steps: int = 500
+  grad_clip: float = 1.0
+
+
+def _adam(lr: float, cfg: OptimizerConfig) -> optax.GradientTransformation:
+  schedule = optax.linear_schedule(0.0, lr, max(1, cfg.warmup_steps))
+  return optax.chain(
+      optax.clip_by_global_norm(cfg.grad_clip),
+      optax.adam(schedule, b1=cfg.b1, b2=cfg.b2),
+  )
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+  """The pure pieces of training; `program.py` wires them to the harness."""
+
+  model: model_lib.ModelConfig
+  quantizer: quantizers.QuantizerConfig
+  disc: DiscriminatorConfig
+  loss: LossConfig
+  optimizer: OptimizerConfig
+  perceptual: perceptual.PerceptualConfig
+
+  @functools.cached_property
+  def tokenizer(self) -> model_lib.Tokenizer:
+    return model_lib.Tokenizer(self.model, self.quantizer.build())
+
+  @functools.cached_property
+  def discriminator(self) -> gan.Discriminator:
+    return gan.Discriminator(self.disc.filters, self.disc.channel_multipliers)
+
+  @property
+  def gan(self) -> bool:
+    return self.loss.adversarial_weight > 0
+
+  @property
+  def tx_g(self):
+    return _adam(self.optimizer.learning_rate, self.optimizer)
+
+  @property
+  def tx_d(self):
+    return _adam(self.optimizer.disc_learning_rate, self.optimizer)
+
+  def init(self, rng: jax.Array, sample: jax.Array) -> dict:
+    """Fresh state; `sample` [b, t, h, w, 3] fixes the discriminator size."""
+    g_rng, d_rng = jax.random.split(layers.init_key(rng))
+    params = self.tokenizer.init(g_rng, sample[:1])
+    d_params = self.discriminator.init(d_rng, sample[:1])
+    return dict(
+        params=params,
+        ema_params=params,
+        d_params=d_params,
+        opt_g=self.tx_g.init(params),
+        opt_d=self.tx_d.init(d_params),
+        lecam=dict(real=jnp.zeros(()), fake=jnp.zeros(())),
+        step=jnp.zeros((), jnp.int32),
+    )
+
+  def _split(self, video: jax.Array, rng: jax.Array):
+    """[b, t, ...] -> (images [n, 1, ...] at random frames, videos)."""
+    n = int(round(video.shape[0] * self.loss.image_fraction))
+    t = jax.random.randint(rng, (n,), 0, video.shape[1])
+    images = video[jnp.arange(n), t][:, None]  # [n, 1, h, w, 3]
+    return [x for x in (images, video[n:]) if x.shape[0]]
+
+  def _g_loss(self, params, d_params, perc_params, clips, step, gan_on):
+    total, metrics, fakes = 0.0, {}, []
+    weights = [c.shape[0] for c in clips]
+    for clip, w in zip(clips, weights):
+      w = w / sum(weights)
+      recon, q = self.tokenizer.apply(params, clip, step=step)
+      l2 = jnp.mean(jnp.square(recon - clip))
+      # The discriminator (and its backward pass) only runs once on.
+      adv = jnp.zeros(())
+      if self.gan:
+        adv = jax.lax.cond(
+            gan_on > 0,
+            lambda r: gan.g_loss_nonsaturating(
+                self.discriminator.apply(d_params, r)
+            ),
+            lambda r: jnp.zeros((), r.dtype),
+            recon,
+        )
+      parts = dict(l2=l2, adversarial=adv, quantizer=q.loss, **q.metrics)
+      loss = (
+          self.loss.recon_weight * l2
+          + q.loss
+          + gan_on * self.loss.adversarial_weight * adv
+      )
+      if perc_params is not None:
+        parts["perceptual"] = perceptual.loss(
+            self.perceptual, perc_params, clip, recon
+        )
+        loss += self.perceptual.weight * parts["perceptual"]
+      total += w * loss
+      for k, v in parts.items():
+        metrics[k] = metrics.get(k, 0.0) + w * v
+      fakes.append(recon)
+    return total, (metrics, fakes)
+
+  def _d_loss(self, d_params, lecam_ema, clips, fakes, step):
+    apply = lambda x: self.discriminator.apply(d_params, x)
+    out = dict(d_adv=0.0, lecam=0.0, r1=0.0, real_logit=0.0, fake_logit=0.0)
+    weights = [c.shape[0] for c in clips]
+    for clip, fake, w in zip(clips, fakes, weights):
+      w = w / sum(weights)
+      real_l, fake_l = apply(clip), apply(jax.lax.stop_gradient(fake))
+      out["d_adv"] += w * gan.d_loss_nonsaturating(real_l, fake_l)
+      out["lecam"] += w * gan.lecam(
+          real_l, fake_l, lecam_ema["real"], lecam_ema["fake"]
+      )
+      if self.loss.r1_weight:
+        every = self.loss.r1_every
+        out["r1"] += (
+            w
+            * every
+            * jax.lax.cond(
+                step % every == 0,
+                lambda c: gan.r1_penalty(apply, c),
+                lambda c: jnp.zeros((), c.dtype),
+                clip,
+            )
+        )
+      out["real_logit"] += w * jnp.mean(real_l)
+      out["fake_logit"] += w * jnp.mean(fake_l)
+    loss = (
+        out["d_adv"]
+        + self.loss.lecam_weight * out["lecam"]
+        + self.loss.r1_weight * out["r1"]
+    )
+    return loss, out
+
+  def step(
+      self, state: dict, video: jax.Array, rng: jax.Array, perc_params=None
+  ) -> tuple[dict, dict]:
+    """One G and one D update on `video` [b, t, h, w, 3] in [-1, 1]."""
+    step = state["step"]
+    gan_on = (step >= self.loss.gan_start_step).astype(jnp.float32)
+    clips = self._split(video, rng)
+    (g_loss, (m, fakes)), g_grads = jax.value_and_grad(
+        self._g_loss, has_aux=True
+    )(state["params"], state["d_params"], perc_params, clips, step, gan_on)
+    updates, opt_g = self.tx_g.update(g_grads, state["opt_g"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    decay = self.loss.ema_decay
+    ema = jax.tree.map(
+        lambda e, p: decay * e + (1 - decay) * p, state["ema_params"], params
+    )
+
+    d_state = {k: state[k] for k in ("d_params", "opt_d", "lecam")}
+    dm = {}
+    if self.gan:
+      d_state, dm = jax.lax.cond(
+          gan_on > 0, self._d_update, self._d_skip, d_state, clips, fakes, step
+      )
+    new = dict(
+        params=params, ema_params=ema, opt_g=opt_g, step=step + 1, **d_state
+    )
+    metrics = {f"train/{k}": v for k, v in {**m, **dm}.items()}
+    metrics.update(
+        {"train/loss": g_loss, "train/grad_norm": optax.global_norm(g_grads)}
+    )
+    return new, metrics
+
+  def _d_update(self, d_state, clips, fakes, step):
+    """One discriminator step; returns its new state and metrics."""
+    (d_loss, dm), d_grads = jax.value_and_grad(self._d_loss, has_aux=True)(
+        d_state["d_params"], d_state["lecam"], clips, fakes, step
+    )
+    updates, opt_d = self.tx_d.update(
+        d_grads, d_state["opt_d"], d_state["d_params"]
+    )
+    ld, old = self.loss.lecam_decay, d_state["lecam"]
+    lecam = dict(
+        real=ld * old["real"] + (1 - ld) * dm["real_logit"],
+        fake=ld * old["fake"] + (1 - ld) * dm["fake_logit"],
+    )
+    new = dict(
+        d_params=optax.apply_updates(d_state["d_params"], updates),
+        opt_d=opt_d,
+        lecam=lecam,
+    )
+    dm = {**dm, "d_loss": d_loss, "d_grad_norm": optax.global_norm(d_grads)}
+    return new, {k: jnp.asarray(v, jnp.float32) for k, v in dm.items()}
+
+  def _d_skip(self, d_state, clips, fakes, step):
+    """Before `gan_start_step`: no discriminator work, zero metrics."""
+    _, shapes = jax.eval_shape(self._d_update, d_state, clips, fakes, step)
+    return d_state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)

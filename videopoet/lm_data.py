@@ -1,0 +1,197 @@
+"""LM input pipeline: token records -> per-task batches -> AGD task mixture.
+
+Records (written by `experiments/tokenize_data.py`, or drawn at random for
+tests) hold token grids (`video`, `audio`, `structure`, `text`, ...; see
+`tasks/builders.py`). For each task, a deterministic, checkpointable Grain
+iterator (`train_lib.data.batched_iterator`) builds that task's sequences;
+`TaskMixture` picks one task per step (so each step has one fixed shape,
+VideoPoet's alternating gradient descent) from the mixture weights and the
+image/video schedule: image tasks get `image_share_early` of the steps for
+the first `image_phase` of training and `image_share_late` after.
+"""
+
+import dataclasses
+import glob
+import os
+
+import array_record.python.array_record_data_source as ards
+from flax import serialization
+import numpy as np
+
+from videopoet import config_lib
+from videopoet import tasks as tasks_lib
+from videopoet import vocab as vocab_lib
+from videopoet.tasks import layout
+from videopoet.train_lib import data as data_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class MixtureConfig:
+  """Task mixture and schedule (`config.mixture`).
+
+  Attributes:
+    weights: (task, weight) pairs; tasks absent or at 0 are not trained.
+    image_phase: fraction of the steps in the image-heavy first phase.
+    image_share_early: share of steps on image tasks in that phase.
+    image_share_late: share of steps on image tasks afterwards.
+  """
+
+  weights: tuple[tuple[str, float], ...]
+  image_phase: float = 0.25
+  image_share_early: float = 0.9
+  image_share_late: float = 0.1
+
+  def __post_init__(self):
+    for task, w in self.weights:
+      if task not in tasks_lib.TASKS:
+        raise config_lib.ConfigError(
+            f"config.mixture.weights: unknown task {task!r}; known:"
+            f" {', '.join(tasks_lib.TASKS)}"
+        )
+      if w < 0:
+        raise config_lib.ConfigError(f"config.mixture.weights[{task}]={w} < 0")
+
+  @property
+  def tasks(self) -> tuple[str, ...]:
+    return tuple(t for t, w in self.weights if w > 0)
+
+  def probabilities(self, step: int, total_steps: int) -> np.ndarray:
+    """P(task) at `step`, in the order of `tasks`."""
+    w = np.array([dict(self.weights)[t] for t in self.tasks], np.float64)
+    image = np.array([t in tasks_lib.IMAGE_TASKS for t in self.tasks])
+    if image.any() and (~image).any():
+      early = step < self.image_phase * total_steps
+      share = self.image_share_early if early else self.image_share_late
+      w = np.where(image, share * w / w[image].sum(), w)
+      w = np.where(~image, (1 - share) * w / w[~image].sum(), w)
+    return w / w.sum()
+
+
+def serialize(record: dict) -> bytes:
+  return serialization.msgpack_serialize(
+      {k: np.asarray(v) for k, v in record.items()}
+  )
+
+
+def deserialize(data: bytes) -> dict:
+  return serialization.msgpack_restore(data)
+
+
+class ArrayRecordSource:
+  """Token records from `<path>/<split>-*.array_record` shards."""
+
+  def __init__(self, path: str, split: str):
+    files = sorted(glob.glob(os.path.join(path, f"{split}-*.array_record")))
+    if not files:
+      raise FileNotFoundError(
+          f"no {split}-*.array_record shards in {path}; run"
+          " experiments.tokenize_data first"
+      )
+    self._source = ards.ArrayRecordDataSource(files)
+
+  def __len__(self):
+    return len(self._source)
+
+  def __getitem__(self, i):
+    return deserialize(self._source[i])
+
+
+class RandomSource:
+  """Random token grids of the vocabulary's ranges (tests, benchmarks)."""
+
+  def __init__(self, vocab, task_config, size, video_shape, audio_frames):
+    self._v, self._cfg, self._n = vocab, task_config, size
+    self._video, self._frames = tuple(video_shape), audio_frames
+
+  def __len__(self):
+    return self._n
+
+  def __getitem__(self, i):
+    rng = np.random.default_rng([7, i])
+    v, n_text = self._v, self._cfg.max_text_len
+    text = np.full(n_text, -1, np.int32)
+    k = int(rng.integers(1, n_text + 1))
+    text[:k] = rng.integers(0, max(v.text_size, 1), k)
+    levels, cb = v.config.audio_levels, v.config.audio_codebook
+    return {
+        "video": rng.integers(0, v.visual_size, self._video, dtype=np.int32),
+        "structure": rng.integers(
+            0, v.visual_size, self._video, dtype=np.int32
+        ),
+        "audio": rng.integers(0, cb, (levels, self._frames), dtype=np.int32),
+        "text": text,
+        "text_mask": text >= 0,
+    }
+
+
+class TaskSource:
+  """`source` seen through one task's builder; `copies` fresh draws each.
+
+  Index i is record `i % len(source)` with its own random draws (masks,
+  context length, caption dropout) seeded by (seed, task, i), so a
+  multi-epoch run sees varied masks and stays deterministic.
+  """
+
+  def __init__(self, source, task, vocab, task_config, seed=0, copies=16):
+    self._src, self._task, self._v, self._cfg = source, task, vocab, task_config
+    self._seed, self._copies = seed, copies
+    self._task_id = list(tasks_lib.TASKS).index(task)
+
+  def __len__(self):
+    return len(self._src) * self._copies
+
+  def __getitem__(self, i):
+    record = self._src[i % len(self._src)]
+    rng = np.random.default_rng([self._seed, self._task_id, i])
+    seq = tasks_lib.build(self._task, record, self._v, self._cfg, rng)
+    out = layout.to_lm_example(seq)
+    if (
+        self._cfg.text_mode == "embeddings"
+        and self._task in tasks_lib.USES_TEXT
+    ):
+      out["text_embeddings"] = np.asarray(record["text_embeddings"], np.float32)
+    return out
+
+
+class TaskMixture:
+  """Yields `(task, batch)`: one task per step, drawn by the schedule."""
+
+  def __init__(self, iterators, mixture: MixtureConfig, total_steps, seed):
+    self._its, self._mix = iterators, mixture
+    self._total, self._seed, self._step = total_steps, seed, 0
+
+  def __iter__(self):
+    return self
+
+  def task_at(self, step: int) -> str:
+    p = self._mix.probabilities(step, self._total)
+    rng = np.random.default_rng([self._seed, step])
+    return self._mix.tasks[int(rng.choice(len(p), p=p))]
+
+  def __next__(self):
+    task = self.task_at(self._step)
+    self._step += 1
+    return task, next(self._its[task])
+
+  def get_state(self) -> dict:
+    return {
+        "step": self._step,
+        "tasks": {t: it.get_state() for t, it in self._its.items()},
+    }
+
+  def set_state(self, state: dict) -> None:
+    self._step = state["step"]
+    for t, s in state["tasks"].items():
+      self._its[t].set_state(s)
+
+
+def task_iterators(source, mixture, vocab, task_config, batch_size, seed):
+  """One batched Grain iterator per task of the mixture."""
+  return {
+      t: data_lib.batched_iterator(
+          TaskSource(source, t, vocab, task_config, seed),
+          global_batch_size=batch_size,
+          seed=seed + i,
+      )
+      for i, t in enumerate(mixture.tasks)
+  }

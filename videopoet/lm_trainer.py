@@ -1,0 +1,201 @@
+"""Trains the VideoPoet LM on a task mixture through the shared harness.
+
+`run(config, workdir)` builds the vocabulary, the model, the per-task
+pipelines and the AGD mixture, and hands the harness a `Program` whose
+`groups` are the tasks: one fixed batch shape per task, each step compiled
+ahead of time. Metrics: `train/loss`, `train/<task>/{loss,accuracy}` and,
+every `eval_every` steps, `val/<task>/{loss,accuracy}` on fixed validation
+batches.
+"""
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from videopoet import config_lib
+from videopoet import lm_data
+from videopoet import sharding
+from videopoet import tasks as tasks_lib
+from videopoet import vocab as vocab_lib
+from videopoet.model import transformer
+from videopoet.tasks import layout
+from videopoet.train_lib import harness
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where token records come from (`config.data`).
+
+  Attributes:
+    source: 'arrayrecord' (shards of `tokenize_data` under `path`) or
+      'random' (random token grids of `video_shape`/`audio_frames`).
+    path: the tokenized data directory.
+    batch_size: global batch size of every task.
+    eval_batches: validation batches per task.
+    video_shape: latent (t', h', w') of 'random' records.
+    audio_frames: audio frames of 'random' records.
+    random_size: records in a 'random' split.
+  """
+
+  source: Literal["arrayrecord", "random"] = "arrayrecord"
+  path: str = ""
+  batch_size: int = 8
+  eval_batches: int = 2
+  video_shape: tuple[int, int, int] = (5, 8, 8)
+  audio_frames: int = 106
+  random_size: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """AdamW with linear warm-up and cosine decay (`config.optimizer`)."""
+
+  learning_rate: float = 1e-3
+  warmup_steps: int = 100
+  weight_decay: float = 0.01
+  b2: float = 0.98
+  grad_clip: float = 1.0
+
+
+def make_vocab(config) -> vocab_lib.Vocab:
+  return vocab_lib.Vocab(
+      config_lib.from_config(
+          vocab_lib.VocabConfig, config.vocab, "config.vocab"
+      )
+  )
+
+
+def make_model_config(config, vocab) -> transformer.ModelConfig:
+  """`config.model` plus the vocabulary-derived fields."""
+  section = dict(config.model.to_dict())
+  section.update(
+      vocab_size=vocab.padded_size,
+      num_valid_ids=vocab.size,
+      text_token_id=vocab.special("<text_emb>"),
+      text_offset=layout.TEXT_OFFSET,
+      pad_id=vocab.pad,
+  )
+  return config_lib.from_config(
+      transformer.ModelConfig, section, "config.model"
+  )
+
+
+def _source(data: DataConfig, split, vocab, task_config):
+  if data.source == "random":
+    return lm_data.RandomSource(
+        vocab, task_config, data.random_size, data.video_shape,
+        data.audio_frames,
+    )  # fmt: skip
+  return lm_data.ArrayRecordSource(data.path, split)
+
+
+def _stack(examples):
+  return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+
+
+def _weighted_metrics(loss, correct, weights):
+  n = jnp.maximum(weights.sum(), 1.0)
+  return (loss * weights).sum() / n, (correct * weights).sum() / n
+
+
+def make_program(config, total_steps: int) -> harness.Program:
+  vocab = make_vocab(config)
+  task_config = config_lib.from_config(
+      tasks_lib.TaskConfig, config.tasks, "config.tasks"
+  )
+  mixture = config_lib.from_config(
+      lm_data.MixtureConfig, config.mixture, "config.mixture"
+  )
+  data = config_lib.from_config(DataConfig, config.data, "config.data")
+  opt = config_lib.from_config(
+      OptimizerConfig, config.optimizer, "config.optimizer"
+  )
+  model = transformer.VideoPoetLM(make_model_config(config, vocab))
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0,
+      opt.learning_rate,
+      opt.warmup_steps,
+      max(total_steps, opt.warmup_steps + 1),
+  )
+  tx = optax.chain(
+      optax.clip_by_global_norm(opt.grad_clip),
+      optax.adamw(schedule, b2=opt.b2, weight_decay=opt.weight_decay),
+  )
+  seed = config.trainer.seed
+  train_src = _source(data, "train", vocab, task_config)
+  iters = lm_data.task_iterators(
+      train_src, mixture, vocab, task_config, data.batch_size, seed
+  )
+  local = data.batch_size // jax.process_count()
+  groups = {}
+  for t in mixture.tasks:  # One example batch per task: its step's shape.
+    ex = lm_data.TaskSource(train_src, t, vocab, task_config, seed)[0]
+    groups[t] = _stack([ex] * local)
+
+  def init(rng):
+    params = model.init(rng, groups[mixture.tasks[0]], method="loss")["params"]
+    return {"params": params, "opt_state": tx.init(params)}
+
+  def loss_fn(params, batch):
+    loss, correct = model.apply({"params": params}, batch, method="loss")
+    return _weighted_metrics(loss, correct, batch["weights"])
+
+  def step(state, batch, rng, group):
+    del rng
+    (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"], batch
+    )
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics = {
+        "train/loss": loss,
+        "train/grad_norm": optax.global_norm(grads),
+        f"train/{group}/loss": loss,
+        f"train/{group}/accuracy": acc,
+    }
+    return {"params": params, "opt_state": opt_state}, metrics
+
+  # Fixed validation batches per task (no shuffle, same draws every time).
+  val_src = _source(data, "validation", vocab, task_config)
+  val_batches = {}
+  for t in mixture.tasks:
+    src = lm_data.TaskSource(val_src, t, vocab, task_config, seed + 1, copies=1)
+    n = min(data.eval_batches, len(src) // data.batch_size)
+    bs = data.batch_size
+    val_batches[t] = [
+        _stack([src[i] for i in range(j * bs, (j + 1) * bs)]) for j in range(n)
+    ]
+
+  eval_fn = jax.jit(lambda params, batch: loss_fn(params, batch))
+
+  def evaluate(state, step_):
+    del step_
+    out = {}
+    for t, batches in val_batches.items():
+      vals = [eval_fn(state["params"], b) for b in batches]
+      out[f"val/{t}/loss"] = float(np.mean([v[0] for v in vals]))
+      out[f"val/{t}/accuracy"] = float(np.mean([v[1] for v in vals]))
+    return out
+
+  it = lm_data.TaskMixture(iters, mixture, total_steps, seed)
+  return harness.Program(
+      init=init, step=step, data=it, evaluate=evaluate, groups=groups
+  )
+
+
+def run(config, workdir: str):
+  """Trains (or resumes) in `workdir`; returns the final state."""
+  trainer = config_lib.from_config(
+      harness.TrainerConfig, config.trainer, "config.trainer"
+  )
+  mesh = sharding.create_mesh(
+      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
+  )
+  harness.write_config(workdir, config)
+  return harness.train(
+      trainer, mesh, workdir, make_program(config, trainer.total_steps)
+  )
