@@ -17,7 +17,9 @@ same 8 levels. Figures (medians over `--reps`, after warm-up):
     printed for information).
 
 Ends with `RESULT` lines (DESIGN.md); ratio <= 1.0 means ours is at least as
-fast. `torchaudio` is not needed: when it is absent a stub stands in for it
+fast. Install the peer with `pip install --no-deps encodec==0.1.1` (its
+`torchaudio` requirement would pull a torch other than the pinned one);
+`torchaudio` is not needed: when it is absent a stub stands in for it
 (EnCodec imports it only for file I/O and resampling).
 """
 
