@@ -1,0 +1,189 @@
+"""Video tokenizer speed: our MAGVIT-v2 (JAX) against its PyTorch twin.
+
+  python -m benchmarks.tokenizer_speed [--reps=3] [--batch=2] [--filters=16]
+      [--blocks=1] [--frames=17] [--res=64]
+
+Peer: `benchmarks/magvit2_torch.py`, the same architecture and size in
+PyTorch (channels first, `F.pad(mode='replicate')` + `nn.Conv3d`), random
+weights, same threads. Figures (medians over `--reps`, after warm-up):
+
+  * a generator train step on `--batch` clips: encoder -> LFQ
+    (straight-through, commitment) -> decoder, L2 loss, backward and an Adam
+    update (no discriminator: identical work on both sides);
+  * encode + decode of the same clips (inference), as clips per second.
+
+FLOPs of each side (XLA's cost analysis, PyTorch's FlopCounterMode) are
+printed so the two can be checked to do the same work. lucidrains'
+`magvit2-pytorch` is not timed: it needs torchvision/kornia builds matching
+the local torch wheel, which this environment does not have.
+
+Ends with `RESULT` lines (DESIGN.md); a ratio <= 1.0 means ours is at least
+as fast.
+"""
+
+import statistics
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+
+from benchmarks import magvit2_torch
+from videopoet_tokenizers.magvit2 import layers
+from videopoet_tokenizers.magvit2 import model as model_lib
+from videopoet_tokenizers.magvit2 import quantizers
+
+_REPS = flags.DEFINE_integer("reps", 3, "Timed repetitions (median).")
+_BATCH = flags.DEFINE_integer("batch", 2, "Clips per step.")
+_FILTERS = flags.DEFINE_integer("filters", 16, "Model filters.")
+_BLOCKS = flags.DEFINE_integer("blocks", 1, "Residual blocks per level.")
+_FRAMES = flags.DEFINE_integer("frames", 17, "Frames per clip (1 + 4k).")
+_RES = flags.DEFINE_integer("res", 64, "Height and width.")
+MULTS, TDOWN, BITS, GROUPS = (1, 2, 2, 4), (False, True, True), 18, 8
+
+
+def _median_time(fn, reps):
+  fn()  # Warm-up (compiles).
+  times = []
+  for _ in range(reps):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return statistics.median(times)
+
+
+def ours(video, reps):
+  cfg = model_lib.ModelConfig(
+      _FILTERS.value, MULTS, _BLOCKS.value, TDOWN, GROUPS
+  )
+  tok = model_lib.Tokenizer(cfg, quantizers.LFQ(num_bits=BITS))
+  params = jax.jit(lambda r: tok.init(layers.init_key(r), video[:1]))(
+      jax.random.key(0)
+  )
+  tx = optax.adam(1e-4)
+  state = (params, tx.init(params))
+
+  def loss_fn(p, v):
+    z = tok.apply(p, v, method=lambda m, x: m.encoder(x))
+    q = jnp.where(z > 0, 1.0, -1.0)
+    zq = z + jax.lax.stop_gradient(q - z)
+    recon = tok.apply(p, zq, method=tok.decode)
+    return jnp.mean((recon - v) ** 2) + 0.25 * jnp.mean(
+        (jax.lax.stop_gradient(q) - z) ** 2
+    )
+
+  @jax.jit
+  def step(state, v):
+    p, o = state
+    loss, g = jax.value_and_grad(loss_fn)(p, v)
+    u, o = tx.update(g, o, p)
+    return (optax.apply_updates(p, u), o), loss
+
+  codec = jax.jit(
+      lambda p, v: tok.apply(
+          p, tok.apply(p, v, method=tok.encode).quantized, method=tok.decode
+      )
+  )
+  flops = {
+      "train": step.lower(state, video)
+      .compile()
+      .cost_analysis()
+      .get("flops", float("nan")),
+      "codec": codec.lower(params, video)
+      .compile()
+      .cost_analysis()
+      .get("flops", float("nan")),
+  }
+  holder = [state]
+
+  def run_step():
+    holder[0], loss = step(holder[0], video)
+    loss.block_until_ready()
+
+  return dict(
+      train=_median_time(run_step, reps),
+      codec=_median_time(
+          lambda: codec(params, video).block_until_ready(), reps
+      ),
+      flops=flops,
+  )
+
+
+def peer(video, reps):
+  model = magvit2_torch.Tokenizer(
+      _FILTERS.value, MULTS, _BLOCKS.value, TDOWN, BITS, GROUPS
+  )
+  opt = torch.optim.Adam(model.parameters(), 1e-4)
+  x = torch.from_numpy(np.asarray(video)).permute(0, 4, 1, 2, 3).contiguous()
+
+  def run_step():
+    opt.zero_grad(set_to_none=True)
+    recon, commit = model(x)
+    loss = F_mse(recon, x) + 0.25 * commit
+    loss.backward()
+    opt.step()
+
+  def run_codec():
+    with torch.no_grad():
+      model(x)
+
+  from torch.utils.flop_counter import FlopCounterMode  # pylint: disable=g-import-not-at-top
+
+  with FlopCounterMode(display=False) as fc:
+    run_step()
+  train_flops = fc.get_total_flops()
+  with FlopCounterMode(display=False) as fc:
+    run_codec()
+  return dict(
+      train=_median_time(run_step, reps),
+      codec=_median_time(run_codec, reps),
+      flops={"train": train_flops, "codec": fc.get_total_flops()},
+  )
+
+
+def F_mse(a, b):  # pylint: disable=invalid-name
+  return torch.mean((a - b) ** 2)
+
+
+def main(argv):
+  del argv
+  torch.set_num_threads(max(1, torch.get_num_threads()))
+  shape = (_BATCH.value, _FRAMES.value, _RES.value, _RES.value, 3)
+  video = jax.random.uniform(jax.random.key(1), shape, minval=-1, maxval=1)
+  a = ours(video, _REPS.value)
+  b = peer(video, _REPS.value)
+  b_clips = _BATCH.value
+  print(
+      f"config: filters={_FILTERS.value} blocks={_BLOCKS.value} "
+      f"clips={shape} jax={jax.__version__} torch={torch.__version__} "
+      f"threads={torch.get_num_threads()}"
+  )
+  for k in ("train", "codec"):
+    print(
+        f"{k}: ours {a[k]:.3f} s ({a['flops'][k] / 1e9:.1f} GFLOP, "
+        f"{a['flops'][k] / a[k] / 1e9:.1f} GFLOP/s); torch {b[k]:.3f} s "
+        f"({b['flops'][k] / 1e9:.1f} GFLOP, "
+        f"{b['flops'][k] / b[k] / 1e9:.1f} GFLOP/s)"
+    )
+  peer_name = f"torch-{torch.__version__.split('+')[0]}-same-arch"
+  print(
+      f"RESULT tokenizer_train_step_ratio_vs_torch="
+      f"{a['train'] / b['train']:.2f} target<=1.0 peer={peer_name}"
+  )
+  print(
+      f"RESULT tokenizer_encode_decode_ratio_vs_torch="
+      f"{a['codec'] / b['codec']:.2f} target<=1.0 peer={peer_name}"
+  )
+  print(
+      f"RESULT tokenizer_encode_decode_clips_per_s="
+      f"{b_clips / a['codec']:.2f} target>={b_clips / b['codec']:.2f} "
+      f"peer={peer_name}"
+  )
+
+
+if __name__ == "__main__":
+  app.run(main)
