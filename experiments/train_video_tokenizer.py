@@ -2,7 +2,12 @@
 
   python -m experiments.train_video_tokenizer \
       --config=configs/magvit2.py:tiny --workdir=W --config.data.data_dir=D
+
+With `--eval_only`, evaluates the latest checkpoint of W instead (PSNR, SSIM,
+code usage on `config.data.eval_split`) and writes W/eval_<step>.json.
 """
+
+import json
 
 from absl import flags
 from ml_collections import config_flags
@@ -10,6 +15,9 @@ from ml_collections import config_flags
 from experiments import common
 from videopoet_tokenizers.magvit2 import program
 
+_EVAL_ONLY = flags.DEFINE_bool(
+    "eval_only", False, "Evaluate the latest checkpoint; do not train."
+)
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "configs/magvit2.py:<tiny|small|base>", lock_config=True
 )
@@ -18,7 +26,11 @@ _CONFIG = config_flags.DEFINE_config_file(
 def main(argv):
   del argv
   common.init_runtime()
-  program.run(_CONFIG.value, common.WORKDIR.value)
+  if _EVAL_ONLY.value:
+    out = program.evaluate_run(_CONFIG.value, common.WORKDIR.value)
+    print(json.dumps(out, indent=2))
+  else:
+    program.run(_CONFIG.value, common.WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -286,3 +286,35 @@ def load_tokenizer(path: str, step: int | None = None) -> LoadedTokenizer:
   manager.close()
   params = restored["state"]["ema_params"]
   return LoadedTokenizer(trainer.tokenizer, params, step)
+
+
+def evaluate_run(config, workdir: str) -> dict[str, float]:
+  """Evaluates the latest EMA checkpoint of `workdir` on `config.eval`.
+
+  The data and eval sections come from `config` (so a run can be evaluated
+  on another split or dataset); writes `<workdir>/eval_<step>.json`.
+  """
+  trainer = _trainer(config)
+  dcfg = config_lib.from_config(DataConfig, config.data, "config.data")
+  ecfg = config_lib.from_config(EvalConfig, config.eval, "config.eval")
+  mesh = sharding.create_mesh(
+      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
+  )
+  tok = load_tokenizer(workdir)
+  evaluate = make_evaluate(trainer, dcfg, ecfg, mesh)
+  with jax.set_mesh(mesh):
+    out = {
+        k: float(v)
+        for k, v in evaluate({"ema_params": tok.params}, tok.step).items()
+    }
+  out["step"] = tok.step
+  if jax.process_index() == 0:
+    with open(
+        os.path.join(workdir, f"eval_{tok.step}.json"), "w", encoding="utf-8"
+    ) as f:
+      json.dump(
+          {"split": dcfg.eval_split, "dataset": dcfg.dataset, **out},
+          f,
+          indent=2,
+      )
+  return out
