@@ -90,7 +90,43 @@ def _source(data: DataConfig, split, vocab, task_config):
         vocab, task_config, data.random_size, data.video_shape,
         data.audio_frames,
     )  # fmt: skip
+  if not data.path:
+    raise config_lib.ConfigError(
+        "config.data.path is empty: point it at the output of"
+        " experiments.tokenize_data (or set config.data.source='random')"
+    )
+  check_token_metadata(data.path, vocab, task_config)
   return lm_data.ArrayRecordSource(data.path, split)
+
+
+def check_token_metadata(path: str, vocab, task_config) -> None:
+  """Fails early when the LM's id ranges do not fit the tokenized data."""
+  from videopoet import tokenize  # pylint: disable=g-import-not-at-top
+
+  meta = tokenize.read_metadata(path)
+  if meta is None:
+    return
+  c = vocab.config
+  wanted = [
+      ("vocab.visual_bits", c.visual_bits, meta["visual_bits"]),
+      ("tasks.max_text_len", task_config.max_text_len, meta["max_text_len"]),
+  ]
+  if meta.get("audio_levels"):
+    wanted += [
+        ("vocab.audio_levels", c.audio_levels, meta["audio_levels"]),
+        ("vocab.audio_codebook", c.audio_codebook, meta["audio_codebook"]),
+    ]
+  for key, have, need in wanted:
+    if have != need:
+      raise config_lib.ConfigError(
+          f"config.{key}={have} but the tokens in {path} were made with"
+          f" {need} (tokens.json); pass --config.{key}={need}"
+      )
+  if task_config.text_mode == "ids" and c.text_size < meta["text_size"]:
+    raise config_lib.ConfigError(
+        f"config.vocab.text_size={c.text_size} is smaller than the text"
+        f" tokenizer's {meta['text_size']} pieces (tokens.json in {path})"
+    )
 
 
 def _stack(examples):

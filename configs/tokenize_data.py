@@ -1,0 +1,43 @@
+r"""Tokenizing a dataset for the LM (`experiments/tokenize_data.py`).
+
+  python -m experiments.tokenize_data --config=configs/tokenize_data.py \
+      --workdir=runs/tokens --config.data_dir=runs/data \
+      --config.video_tokenizer=runs/magvit2 --config.audio_codec=runs/codec \
+      --config.text_tokenizer=runs/text/text.model
+
+Args (`:arg`): `tiny` (default; synth_av/tiny, 16 text ids, the LM's
+`configs/videopoet.py:tiny`) or `base` (64 text ids). Every field is
+documented in `videopoet.tokenize.TokenizeConfig`. `random_init=True` swaps
+the trained tokenizers for tiny RANDOMLY INITIALIZED ones (tests, demo).
+"""
+
+import ml_collections
+
+_ARGS = ("tiny", "base")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = arg or "tiny"
+  if arg not in _ARGS:
+    raise ValueError(f"unknown tokenize_data config {arg!r}; allowed: {_ARGS}")
+  tiny = arg == "tiny"
+  c = ml_collections.ConfigDict()
+  c.dataset = "synth_av/tiny" if tiny else "synth_av/base"
+  c.data_dir = ""
+  c.splits = ("train", "validation", "test")
+  c.limit = 0  # First `limit` examples of each split (0: all).
+  c.video_tokenizer = ""  # Workdir of train_video_tokenizer.
+  c.audio_codec = ""  # Workdir of train_audio_codec.
+  c.text_tokenizer = ""  # text.model of train_text_tokenizer.
+  c.random_init = False  # Tiny RANDOM tokenizers (tests/demo only).
+  c.random = dict(
+      video_config="tiny", visual_bits=10, codec_config="tiny", seed=0
+  )
+  c.num_frames = 17
+  c.audio_levels = 4
+  c.max_text_len = 16 if tiny else 64
+  c.structure = True
+  c.flow_scale = 4.0
+  c.batch_size = 8
+  c.num_shards = 0  # 0: one shard per process.
+  return c

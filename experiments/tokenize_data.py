@@ -1,0 +1,72 @@
+r"""Encodes a dataset with the trained tokenizers into LM token shards.
+
+  python -m experiments.tokenize_data --config=configs/tokenize_data.py:tiny \
+      --workdir=runs/demo/tokens --config.data_dir=runs/demo/data \
+      --config.video_tokenizer=W1 --config.audio_codec=W2 \
+      --config.text_tokenizer=runs/demo/text/text.model
+
+Writes `<workdir>/<split>-%05d-of-%05d.array_record` (read by
+`videopoet.lm_data.ArrayRecordSource`, i.e. `experiments.train` with
+`--config.data.path=<workdir>`) and `<workdir>/tokens.json`. Several
+processes split the shards: `--process_index=i --process_count=n` (no
+coordination needed), or under `jax.distributed` (`--coordinator_address`,
+..., see experiments/common.py) jax's own process index and count. Rerunning
+skips finished shards.
+"""
+
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from experiments import common
+from videopoet import config_lib
+from videopoet import tokenize
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "configs/tokenize_data.py:<arg>", lock_config=True
+)
+_INDEX = flags.DEFINE_integer(
+    "process_index", None, "This process's index (default jax's)."
+)
+_COUNT = flags.DEFINE_integer(
+    "process_count", None, "Number of processes (default jax's)."
+)
+
+
+def main(argv):
+  del argv
+  common.init_runtime()
+  cfg = config_lib.from_config(tokenize.TokenizeConfig, _CONFIG.value, "config")
+  index = jax.process_index() if _INDEX.value is None else _INDEX.value
+  count = jax.process_count() if _COUNT.value is None else _COUNT.value
+  if not 0 <= index < count:
+    raise ValueError(f"--process_index={index} not in [0, {count})")
+  out = common.WORKDIR.value
+  tok = tokenize.load_tokenizers(cfg)
+  sizes = {}
+  for split in cfg.splits:
+    stats = tokenize.tokenize_split(cfg, tok, split, out, index, count)
+    sizes[split] = stats["examples"]
+    print(
+        f"tokenize_data {split}: {stats['encoded']} examples encoded,"
+        f" {stats['skipped_shards']} finished shards skipped,"
+        f" {stats['examples_per_s']:.2f} examples/s (process {index}/{count})",
+        flush=True,
+    )
+  if index == 0:
+    path = tokenize.write_metadata(out, tok, sizes)
+    logging.info("Wrote %s", path)
+  m = tok.metadata
+  print(
+      f"tokens={out} visual_bits={m['visual_bits']}"
+      f" audio_levels={m['audio_levels']} text_size={m['text_size']}"
+      f" random_init={m['random_init']}"
+  )
+  if cfg.random_init:
+    print("NOTE: tokens from RANDOMLY INITIALIZED tokenizers (random_init).")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config", "workdir"])
+  common.run(main)

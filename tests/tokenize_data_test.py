@@ -1,0 +1,186 @@
+"""`tokenize_data`: records, shards across processes, resuming, and the
+`train` job reading the shards (tiny random-init tokenizers, a 32x32
+synth_av build of a few examples)."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from videopoet import config_lib
+from videopoet import lm_data
+from videopoet import text_tokenizer
+from videopoet import tokenize
+from videopoet.data import synth_av
+from videopoet.data import synth_av_tfds
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_DATA = synth_av.SynthAVConfig(
+    resolution=32, train_size=7, validation_size=4, test_size=1,
+    test_heldout_size=1,
+)  # fmt: skip
+_NAME = "synth_av/r32"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  root = tmp_path_factory.mktemp("tokenize")
+  data_dir = str(root / "data")
+  synth_av_tfds.build(_DATA, data_dir, name="r32")
+  src = tfds.data_source(_NAME, split="train", data_dir=data_dir)
+  captions = [src[i]["caption"] for i in range(len(src))]
+  captions = [c.decode() if isinstance(c, bytes) else c for c in captions]
+  sp = text_tokenizer.train(captions, str(root / "text"), 64)
+  cfg = tokenize.TokenizeConfig(
+      dataset=_NAME, data_dir=data_dir, splits=("train", "validation"),
+      text_tokenizer=sp, random_init=True, batch_size=4,
+  )  # fmt: skip
+  return root, cfg, tokenize.load_tokenizers(cfg)
+
+
+def _records(out, split):
+  src = lm_data.ArrayRecordSource(str(out), split)
+  return [src[i] for i in range(len(src))]
+
+
+def test_records_round_trip_with_ids_in_range(setup):
+  root, cfg, tok = setup
+  out = root / "single"
+  stats = tokenize.tokenize_split(cfg, tok, "train", str(out))
+  assert stats["encoded"] == 7 and stats["examples_per_s"] > 0
+  assert os.listdir(out) == ["train-00000-of-00001.array_record"]
+  recs = _records(out, "train")
+  src = tfds.data_source(_NAME, split="train", data_dir=cfg.data_dir)
+  sp = text_tokenizer.load(cfg.text_tokenizer)
+  assert [int(r["index"]) for r in recs] == list(range(7))
+  for r in recs:
+    ex = src[int(r["index"])]
+    assert r["video"].shape == r["structure"].shape == (5, 4, 4)
+    assert r["video"].dtype == np.int32
+    for k in ("video", "structure"):
+      assert 0 <= r[k].min() and r[k].max() < 2**tok.visual_bits
+    assert r["audio"].shape == (4, 106)  # 34,000 samples / 320.
+    assert 0 <= r["audio"].min() and r["audio"].max() < 1024
+    caption = ex["caption"]
+    caption = caption.decode() if isinstance(caption, bytes) else caption
+    assert r["caption"] == caption
+    np.testing.assert_array_equal(
+        r["text"], text_tokenizer.encode(sp, caption, cfg.max_text_len)
+    )
+    assert r["text"].max() < tok.metadata["text_size"]
+    np.testing.assert_array_equal(r["text_mask"], r["text"] >= 0)
+    np.testing.assert_array_equal(r["gt_positions"], ex["positions"])
+    np.testing.assert_array_equal(r["gt_colour"], ex["colour"])
+  # The random tokenizer still tells clips apart.
+  assert len({r["video"].tobytes() for r in recs}) == 7
+  # Structure (flow + depth) is encoded, not a copy of the RGB codes.
+  assert any((r["video"] != r["structure"]).any() for r in recs)
+
+
+def test_two_processes_cover_every_example_once(setup):
+  root, cfg, tok = setup
+  out = str(root / "two")
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  cfg = dataclasses.replace(cfg, num_shards=3)
+  a = tokenize.tokenize_split(cfg, tok, "train", out, 0, 2)
+  b = tokenize.tokenize_split(cfg, tok, "train", out, 1, 2)
+  assert a["encoded"] + b["encoded"] == 7
+  files = sorted(os.path.basename(f) for f in glob.glob(out + "/*"))
+  assert files == [f"train-{i:05d}-of-00003.array_record" for i in range(3)]
+  assert sorted(int(r["index"]) for r in _records(out, "train")) == list(
+      range(7)
+  )
+
+
+def test_rerun_skips_finished_shards_and_redoes_a_killed_one(setup):
+  root, cfg, tok = setup
+  out = str(root / "resume")
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  cfg = dataclasses.replace(cfg, num_shards=2)
+  tokenize.tokenize_split(cfg, tok, "validation", out)
+  first, second = (tokenize.shard_path(out, "validation", i, 2) for i in (0, 1))
+  mtime = os.path.getmtime(first)
+  again = tokenize.tokenize_split(cfg, tok, "validation", out)
+  assert again["encoded"] == 0 and again["skipped_shards"] == 2
+  assert os.path.getmtime(first) == mtime
+  # A process killed while writing shard 1 leaves only its temp file.
+  os.remove(second)
+  with open(second + ".tmp", "wb") as f:
+    f.write(b"half a shard")
+  redo = tokenize.tokenize_split(cfg, tok, "validation", out)
+  assert redo["encoded"] == 2 and redo["skipped_shards"] == 1
+  assert not os.path.exists(second + ".tmp")
+  assert sorted(int(r["index"]) for r in _records(out, "validation")) == [
+      0, 1, 2, 3,
+  ]  # fmt: skip
+  assert os.path.getmtime(first) == mtime
+
+
+def test_empty_tokenizer_paths_are_clear_errors(setup):
+  _, cfg, _ = setup
+  with pytest.raises(config_lib.ConfigError, match="video_tokenizer is empty"):
+    tokenize.TokenizeConfig(data_dir="d", text_tokenizer=cfg.text_tokenizer)
+  with pytest.raises(config_lib.ConfigError, match="text_tokenizer is empty"):
+    tokenize.TokenizeConfig(data_dir="d", random_init=True)
+  with pytest.raises(config_lib.ConfigError, match="data_dir is empty"):
+    tokenize.TokenizeConfig(random_init=True, text_tokenizer="t")
+
+
+def _job(*args, timeout=400):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.run(
+      [sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
+      text=True, timeout=timeout,
+  )  # fmt: skip
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return proc
+
+
+def test_jobs_tokenize_then_train_on_the_shards(setup):
+  """The jobs end to end; stylization, video_to_audio and text_to_video
+  need structure, audio and text from the shards."""
+  root, cfg, _ = setup
+  tokens, lm = str(root / "job_tokens"), str(root / "lm")
+  proc = _job(
+      "experiments.tokenize_data", "--config=configs/tokenize_data.py:tiny",
+      f"--workdir={tokens}", f"--config.dataset={_NAME}",
+      f"--config.data_dir={cfg.data_dir}",
+      f"--config.text_tokenizer={cfg.text_tokenizer}",
+      "--config.random_init=True", "--config.splits=('train', 'validation')",
+      "--config.batch_size=4", "--process_index=0", "--process_count=1",
+  )  # fmt: skip
+  assert "RANDOMLY INITIALIZED" in proc.stdout + proc.stderr
+  with open(os.path.join(tokens, "tokens.json")) as f:
+    meta = json.load(f)
+  assert meta["splits"] == {"train": 7, "validation": 4}
+  assert meta["random_init"] and meta["visual_bits"] == 10
+  tasks = (
+      "(('stylization', 1.0), ('video_to_audio', 1.0),"
+      " ('text_to_video', 1.0))"
+  )
+  common = [
+      "experiments.train", "--config=configs/videopoet.py:tiny",
+      f"--workdir={lm}", f"--config.data.path={tokens}",
+      "--config.data.batch_size=2", "--config.data.eval_batches=1",
+      "--config.trainer.total_steps=3", "--config.trainer.log_every=1",
+      "--config.trainer.eval_every=3", f"--config.mixture.weights={tasks}",
+  ]  # fmt: skip
+  # A vocabulary that does not fit the tokens fails before training.
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  bad = subprocess.run(
+      [sys.executable, "-m", *common, "--config.vocab.visual_bits=12"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=200,
+  )  # fmt: skip
+  assert bad.returncode == 2 and "visual_bits=12" in bad.stderr
+  _job(*common)
+  with open(os.path.join(lm, "metrics.jsonl")) as f:
+    keys = set().union(*(json.loads(line) for line in f))
+  for t in ("stylization", "video_to_audio", "text_to_video"):
+    assert f"val/{t}/loss" in keys
