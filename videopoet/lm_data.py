@@ -69,10 +69,12 @@ class MixtureConfig:
 
 def serialize(record: dict) -> bytes:
   """msgpack of a flat record: arrays, and str/bytes kept as they are."""
-  return serialization.msgpack_serialize({
-      k: v if isinstance(v, (str, bytes)) else np.asarray(v)
-      for k, v in record.items()
-  })
+  return serialization.msgpack_serialize(
+      {
+          k: v if isinstance(v, (str, bytes)) else np.asarray(v)
+          for k, v in record.items()
+      }
+  )
 
 
 def deserialize(data: bytes) -> dict:

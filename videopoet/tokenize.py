@@ -263,7 +263,9 @@ def structure_video(flow: np.ndarray, depth: np.ndarray, flow_scale: float):
 def shard_ranges(num_examples: int, num_shards: int) -> list[range]:
   """Contiguous, near-equal ranges covering [0, num_examples)."""
   return [
-      range(i * num_examples // num_shards, (i + 1) * num_examples // num_shards)
+      range(
+          i * num_examples // num_shards, (i + 1) * num_examples // num_shards
+      )
       for i in range(num_shards)
   ]
 
@@ -306,7 +308,9 @@ class _Progress:
 
 
 def _pad_batch(x: np.ndarray, b: int) -> np.ndarray:
-  return np.concatenate([x, np.repeat(x[-1:], b - len(x), 0)]) if len(x) < b else x
+  return (
+      np.concatenate([x, np.repeat(x[-1:], b - len(x), 0)]) if len(x) < b else x
+  )
 
 
 def _encode_shard(cfg, tok: Tokenizers, source, indices, path, progress):
@@ -336,7 +340,9 @@ def _encode_shard(cfg, tok: Tokenizers, source, indices, path, progress):
       ])  # fmt: skip
       clips = np.concatenate([clips, struct])
     codes = np.asarray(
-        tok.encode_video(_pad_batch(clips, cfg.batch_size * (1 + has_structure)))
+        tok.encode_video(
+            _pad_batch(clips, cfg.batch_size * (1 + has_structure))
+        )
     )
     audio = None
     if tok.encode_audio is not None and "audio" in rows[0]:
@@ -410,8 +416,16 @@ def tokenize_split(
 
 
 def write_metadata(out_dir: str, tok: Tokenizers, split_sizes: dict) -> str:
-  """`<out>/tokens.json`: the id ranges and shapes of the records."""
-  meta = dict(tok.metadata, splits=split_sizes)
+  """`<out>/tokens.json`: the id ranges of the records and split sizes.
+
+  Splits already recorded there by a run with the same tokenizers are kept
+  (so splits can be tokenized by separate runs).
+  """
+  old = read_metadata(out_dir) or {}
+  splits = dict(split_sizes)
+  if {k: v for k, v in old.items() if k != "splits"} == tok.metadata:
+    splits = {**old.get("splits", {}), **splits}
+  meta = dict(tok.metadata, splits=splits)
   path = os.path.join(out_dir, METADATA)
   os.makedirs(out_dir, exist_ok=True)
   with open(path + ".tmp", "w", encoding="utf-8") as f:
