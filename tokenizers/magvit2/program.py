@@ -85,6 +85,10 @@ def _trainer(config) -> train_lib.Trainer:
   )
 
 
+# Public name for other jobs (e.g. tokenize_data's random-init tokenizer).
+trainer_from_config = _trainer
+
+
 def _source(cfg: DataConfig, split: str):
   if not cfg.data_dir:
     raise config_lib.ConfigError(
