@@ -107,10 +107,11 @@ def _setup(size, task, batch_size, mesh_spec=None):
 
   config = videopoet_config.get_config(size)
   config.data.source = "random"
-  config.data.random_size = 4
   config.data.eval_batches = 0
   if batch_size:
     config.data.batch_size = batch_size
+  # Records are drawn lazily; the iterator wants one global batch of them.
+  config.data.random_size = config.data.batch_size
   mixture = dict(config.mixture.to_dict())
   mixture["weights"] = ((task, 1.0),)  # Only this task's shape is built.
   config.mixture = mixture
