@@ -259,7 +259,7 @@ def print_memory_table(rows):
     )
   for r in rows:
     print(
-        f"RESULT lm_{r['size']}_bytes_per_device_params={r['params']}"
+        f"memory lm_{r['size']}_bytes_per_device params={r['params']}"
         f" optimizer={r['opt']} temp={r['temp']}"
         f" activations_est={r['temp'] - r['grads']} mesh={r['mesh']}"
         f" (compile {r['compile_s']:.0f}s)"
