@@ -67,6 +67,8 @@ setuptools.setup(
             "torch==2.13.0",
             # LFQ and ResidualVQ reference implementations (parity tests).
             "vector-quantize-pytorch>=1.32,<1.33",
+            # LlamaForCausalLM peer of benchmarks/lm_speed.py.
+            "transformers>=4.57,<5",
         ],
     },
 )
