@@ -19,8 +19,6 @@ import numpy as np
 import optax
 
 from experiments import common
-from videopoet import config_lib
-from videopoet import sharding
 from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import harness
 
@@ -97,13 +95,7 @@ def make_program(config) -> harness.Program:
 
 
 def run(config, workdir: str):
-  trainer = config_lib.from_config(
-      harness.TrainerConfig, config.trainer, "config.trainer"
-  )
-  mesh = sharding.create_mesh(
-      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
-  )
-  harness.write_config(workdir, config)
+  trainer, mesh = harness.setup(config, workdir)
   state = harness.train(trainer, mesh, workdir, make_program(config))
   params = multihost_utils.process_allgather(state["params"], tiled=True)
   if jax.process_index() == 0:

@@ -18,7 +18,6 @@ import optax
 
 from videopoet import config_lib
 from videopoet import lm_data
-from videopoet import sharding
 from videopoet import tasks as tasks_lib
 from videopoet import vocab as vocab_lib
 from videopoet.model import transformer
@@ -225,13 +224,7 @@ def make_program(config, total_steps: int) -> harness.Program:
 
 def run(config, workdir: str):
   """Trains (or resumes) in `workdir`; returns the final state."""
-  trainer = config_lib.from_config(
-      harness.TrainerConfig, config.trainer, "config.trainer"
-  )
-  mesh = sharding.create_mesh(
-      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
-  )
-  harness.write_config(workdir, config)
+  trainer, mesh = harness.setup(config, workdir)
   return harness.train(
       trainer, mesh, workdir, make_program(config, trainer.total_steps)
   )

@@ -15,7 +15,6 @@ import os
 from typing import Any
 
 from absl import logging
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -200,13 +199,7 @@ def make_program(config, mesh) -> harness.Program:
 
 def run(config, workdir: str):
   """Trains (or resumes) `config` in `workdir`; returns the final state."""
-  tcfg = config_lib.from_config(
-      harness.TrainerConfig, config.trainer, "config.trainer"
-  )
-  mesh = sharding.create_mesh(
-      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
-  )
-  harness.write_config(workdir, config)
+  tcfg, mesh = harness.setup(config, workdir)
   return harness.train(tcfg, mesh, workdir, make_program(config, mesh))
 
 

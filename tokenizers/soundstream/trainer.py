@@ -23,7 +23,6 @@ import numpy as np
 import optax
 
 from videopoet import config_lib
-from videopoet import sharding
 from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import harness
 from videopoet_tokenizers.soundstream import codec as codec_lib
@@ -307,13 +306,7 @@ def run(config, workdir: str):
   Returns:
     The final train state.
   """
-  train_config = config_lib.from_config(
-      harness.TrainerConfig, config.trainer, "config.trainer"
-  )
-  mesh = sharding.create_mesh(
-      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
-  )
-  codec_config = parse(config)
-  harness.write_config(workdir, config)
+  codec_config = parse(config)  # Validate before writing anything.
+  train_config, mesh = harness.setup(config, workdir)
   program = make_program(codec_config, train_config.seed)
   return harness.train(train_config, mesh, workdir, program)

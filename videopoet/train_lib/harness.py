@@ -152,6 +152,23 @@ def _arrays_by_path(tree: Any) -> dict[str, Any]:
   }
 
 
+def setup(
+    config: ml_collections.ConfigDict, workdir: str
+) -> tuple[TrainerConfig, jax.sharding.Mesh]:
+  """Validates `config.trainer`, builds the mesh, writes `config.json`.
+
+  The first line of every trainer's `run(config, workdir)`.
+  """
+  trainer = config_lib.from_config(
+      TrainerConfig, config.trainer, "config.trainer"
+  )
+  mesh = sharding.create_mesh(
+      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
+  )
+  write_config(workdir, config)
+  return trainer, mesh
+
+
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """`<workdir>/config.json`, the full config of the run (process 0)."""
   if jax.process_index() == 0:
