@@ -44,6 +44,10 @@ from videopoet_tokenizers.soundstream import model as model_lib
 from videopoet_tokenizers.soundstream import rvq
 from videopoet_tokenizers.soundstream import trainer
 
+from videopoet import xla_cpu
+
+xla_cpu.configure()  # Before JAX creates its CPU backend.
+
 _REPS = flags.DEFINE_integer("reps", 5, "Timed repetitions (median).")
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Audio length for RTF.")
 _BATCH = flags.DEFINE_integer("batch", 8, "Clips of 1 s per train step.")

@@ -54,6 +54,10 @@ import time
 from absl import app
 from absl import flags
 
+from videopoet import xla_cpu
+
+xla_cpu.configure()  # Before JAX creates its CPU backend.
+
 _CONFIG = flags.DEFINE_string("config", "small", "configs/videopoet.py size.")
 _TASK = flags.DEFINE_string(
     "task", "unconditional_video", "Task whose batch shape is timed."

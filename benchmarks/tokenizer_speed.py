@@ -37,6 +37,10 @@ from videopoet_tokenizers.magvit2 import layers
 from videopoet_tokenizers.magvit2 import model as model_lib
 from videopoet_tokenizers.magvit2 import quantizers
 
+from videopoet import xla_cpu
+
+xla_cpu.configure()  # Before JAX creates its CPU backend.
+
 _REPS = flags.DEFINE_integer("reps", 3, "Timed repetitions (median).")
 _BATCH = flags.DEFINE_integer("batch", 2, "Clips per step.")
 _FILTERS = flags.DEFINE_integer("filters", 16, "Model filters.")

@@ -16,7 +16,10 @@ from absl import app
 import jax
 
 from videopoet import config_lib
+from videopoet import xla_cpu
 from videopoet.train_lib import runtime
+
+xla_cpu.configure()  # Before JAX creates its CPU backend.
 
 WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: checkpoints, metrics, config.json."

@@ -94,13 +94,7 @@ class CausalConv(nn.Module):
         (*self.kernel, x.shape[-1], self.features),
     )
     x = causal_pad(x.astype(self.dtype), self.kernel)
-    y = jax.lax.conv_general_dilated(
-        x,
-        kernel.astype(self.dtype),
-        self.strides,
-        "VALID",
-        dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
-    )  # [b, t', h', w', f]
+    y = conv3d_as_2d(x, kernel.astype(self.dtype), self.strides)
     if self.use_bias:
       bias = self.param(
           "bias",
@@ -109,6 +103,46 @@ class CausalConv(nn.Module):
       )
       y = y + bias.astype(self.dtype)
     return y
+
+
+def conv3d_as_2d(
+    x: jax.Array, kernel: jax.Array, strides: tuple[int, int, int]
+) -> jax.Array:
+  """VALID 3D convolution as a sum over kernel frames of 2D convolutions.
+
+  out[t] = sum_a conv2d(x[t * st + a], kernel[a]): the frames of the batch
+  become the 2D batch. Same numbers as one `conv_general_dilated` (up to
+  summation order), but XLA:CPU runs 2D convolutions and their gradients
+  (with `videopoet.xla_cpu` flags) 3-5x faster than its 3D convolution.
+  1x1x1 kernels are a matmul.
+
+  Args:
+    x: [b, t, h, w, c], already padded.
+    kernel: [kt, kh, kw, c, f].
+    strides: (st, sh, sw).
+
+  Returns:
+    [b, (t - kt) // st + 1, (h - kh) // sh + 1, (w - kw) // sw + 1, f].
+  """
+  kt, kh, kw, _, f = kernel.shape
+  st, sh, sw = strides
+  if (kt, kh, kw) == (1, 1, 1):
+    x = x[:, ::st, ::sh, ::sw]
+    return jnp.einsum("bthwc,cf->bthwf", x, kernel[0, 0, 0])
+  b, t, h, w, c = x.shape
+  t_out = (t - kt) // st + 1
+  y = None
+  for a in range(kt):
+    frames = x[:, a : a + st * (t_out - 1) + 1 : st]  # [b, t_out, h, w, c]
+    ya = jax.lax.conv_general_dilated(
+        frames.reshape(b * t_out, h, w, c),
+        kernel[a],
+        (sh, sw),
+        "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )  # [b * t_out, h', w', f]
+    y = ya if y is None else y + ya
+  return y.reshape(b, t_out, *y.shape[1:3], f)
 
 
 def group_norm_per_frame(
