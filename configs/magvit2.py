@@ -81,7 +81,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer = dict(
       learning_rate=1e-4 if base else 1e-3,
       disc_learning_rate=1e-4 if base else 1e-3,
-      b1=0.0,
+      # praxis's b1=0 steadies long GAN runs; short runs converge faster
+      # with momentum before the GAN starts.
+      b1=0.0 if base else 0.9,
       b2=0.99,
       warmup_steps=500 if base else 50,
       grad_clip=1.0,
@@ -101,6 +103,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       eval_split="test" if tiny else "train",
       batch_size=8,
       num_frames=17,
+      # tiny trains on random 5-frame windows (3.4x cheaper steps on CPU)
+      # and is evaluated on all 17 frames.
+      train_num_frames=5 if tiny else 0,
   )
   c.eval = dict(batch_size=8, num_batches=0 if tiny else 8)
   return c

@@ -10,6 +10,7 @@ import pytest
 
 from videopoet_tokenizers.magvit2 import layers
 from videopoet_tokenizers.magvit2 import model as model_lib
+from videopoet_tokenizers.magvit2 import program
 from videopoet_tokenizers.magvit2 import quantizers
 
 CFG = model_lib.ModelConfig(
@@ -127,3 +128,43 @@ def test_base_config_is_the_paper():
   )
   n = sum(x.size for x in jax.tree.leaves(shapes))
   assert 360e6 < n < 390e6, n  # About 376M (reference note, praxis list).
+
+
+@pytest.mark.parametrize(
+    "kernel,strides",
+    [
+        ((3, 3, 3), (1, 1, 1)),
+        ((4, 4, 4), (2, 2, 2)),
+        ((4, 4, 4), (1, 2, 2)),
+        ((1, 1, 1), (1, 1, 1)),
+        ((3, 1, 2), (2, 1, 1)),
+    ],
+)
+def test_conv3d_as_2d_equals_3d_convolution(kernel, strides):
+  x = jax.random.normal(jax.random.key(0), (2, 9, 10, 12, 5))
+  k = jax.random.normal(jax.random.key(1), (*kernel, 5, 7))
+  want = jax.lax.conv_general_dilated(
+      x, k, strides, "VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
+  )
+  got = layers.conv3d_as_2d(x, k, strides)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
+  # Gradients too (the reformulation exists for their speed).
+  loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))
+  ref = lambda x, k: jax.lax.conv_general_dilated(
+      x, k, strides, "VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
+  )
+  ours = lambda x, k: layers.conv3d_as_2d(x, k, strides)
+  for g_ours, g_ref in zip(
+      jax.grad(loss(ours), (0, 1))(x, k), jax.grad(loss(ref), (0, 1))(x, k)
+  ):
+    np.testing.assert_allclose(g_ours, g_ref, atol=1e-3, rtol=1e-4)
+
+
+def test_random_windows_are_contiguous_windows_of_each_clip():
+  video = jnp.arange(3 * 17).reshape(3, 17, 1)  # frame ids per clip
+  out = program.random_windows(video, 5, jax.random.key(3))
+  assert out.shape == (3, 5, 1)
+  for clip, window in zip(np.asarray(video), np.asarray(out)):
+    start = int(np.where(clip[:, 0] == window[0, 0])[0][0])
+    np.testing.assert_array_equal(window, clip[start : start + 5])
