@@ -98,7 +98,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # Loss weights (paper: adversarial 1, feature 100, reconstruction 1).
   config.loss = dict(
-      adversarial=1.0, feature=100.0, reconstruction=1.0, commitment=1.0
+      adversarial=1.0,
+      feature=100.0,
+      reconstruction=1.0,
+      commitment=1.0,
+      # Clamp of mel magnitudes before the log of L_rec (~-54 dB of full
+      # scale; see trainer.LossConfig).
+      mel_floor=1e-3,
   )
 
   config.optim = dict(

@@ -9,6 +9,7 @@ from videopoet_tokenizers.soundstream import discriminators as disc_lib
 from videopoet_tokenizers.soundstream import losses
 from videopoet_tokenizers.soundstream import metrics
 from videopoet_tokenizers.soundstream import model as model_lib
+from videopoet_tokenizers.soundstream import trainer
 
 SR = 16000
 
@@ -117,3 +118,16 @@ def test_evaluate_reports_every_level():
       "si_sdr@2",
   }
   assert out["si_sdr@2"] > out["si_sdr@1"]
+
+
+def test_mel_floor_prefers_a_faint_noise_over_silence_on_a_pure_tone():
+  # With the paper-less floor 1e-5, digitally silent bins dominate L_rec:
+  # a perfect reconstruction plus noise at 1e-3 of full scale scores about
+  # as badly as silence, and training learns to output near-silence.
+  x = jnp.asarray(_tone()[None]) * 0.2
+  noise = 1e-3 * np.random.default_rng(0).standard_normal(x.shape)
+  faint = x + jnp.asarray(noise, jnp.float32)
+  floor = trainer.LossConfig().mel_floor
+  loss = lambda y, eps: float(losses.multiscale_mel_loss(x, y, SR, eps=eps))
+  assert loss(faint, floor) < 0.05 * loss(jnp.zeros_like(x), floor)
+  assert loss(faint, 1e-5) > 0.5 * loss(jnp.zeros_like(x), 1e-5)
