@@ -166,7 +166,7 @@ def _random_video_tokenizer(rcfg: RandomInitConfig):
   config = magvit2_configs.get_config(rcfg.video_config)
   config.quantizer.kind = "lfq"
   config.quantizer.lfq.num_bits = rcfg.visual_bits
-  tok = program._trainer(config).tokenizer  # pylint: disable=protected-access
+  tok = program.trainer_from_config(config).tokenizer
   m = tok.model
   sample = jnp.zeros((1, 1 + m.time_factor) + (m.space_factor,) * 2 + (3,))
   params = jax.jit(
