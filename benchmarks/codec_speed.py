@@ -72,6 +72,9 @@ def _our_config():
   config.model.rvq.num_levels = LEVELS
   config.data.data_dir = "unused"
   config.data.segment_samples = SR
+  # The full step is timed with the discriminators on (the trainer skips
+  # them before disc_start_step).
+  config.optim.disc_start_step = 0
   return trainer.parse(config)
 
 
