@@ -8,9 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from videopoet.train_lib import data as data_lib
+
 from videopoet_tokenizers.magvit2 import layers
 from videopoet_tokenizers.magvit2 import model as model_lib
-from videopoet_tokenizers.magvit2 import program
 from videopoet_tokenizers.magvit2 import quantizers
 
 CFG = model_lib.ModelConfig(
@@ -163,7 +164,7 @@ def test_conv3d_as_2d_equals_3d_convolution(kernel, strides):
 
 def test_random_windows_are_contiguous_windows_of_each_clip():
   video = jnp.arange(3 * 17).reshape(3, 17, 1)  # frame ids per clip
-  out = program.random_windows(video, 5, jax.random.key(3))
+  out = data_lib.random_windows(video, 5, jax.random.key(3))
   assert out.shape == (3, 5, 1)
   for clip, window in zip(np.asarray(video), np.asarray(out)):
     start = int(np.where(clip[:, 0] == window[0, 0])[0][0])

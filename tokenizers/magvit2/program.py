@@ -60,14 +60,6 @@ class DataConfig:
   train_num_frames: int = 0
 
 
-def random_windows(video: jax.Array, frames: int, rng: jax.Array) -> jax.Array:
-  """A random window of `frames` frames of each clip of [b, t, ...]."""
-  b, t = video.shape[:2]
-  starts = jax.random.randint(rng, (b,), 0, t - frames + 1)
-  take = lambda v, s: jax.lax.dynamic_slice_in_dim(v, s, frames, axis=0)
-  return jax.vmap(take)(video, starts)  # [b, frames, ...]
-
-
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
   """`config.eval`: clips per eval batch and how many batches (0: all)."""
@@ -205,7 +197,7 @@ def make_program(config, mesh) -> harness.Program:
     video = batch["video"]  # [b, num_frames, h, w, 3] uint8
     if window:
       rng, crop_rng = jax.random.split(rng)
-      video = random_windows(video, window, crop_rng)
+      video = data_lib.random_windows(video, window, crop_rng)
     return trainer.step(state, to_float(video), rng, perc_params)
 
   data = data_lib.batched_iterator(

@@ -139,15 +139,6 @@ def _adam(lr, warmup, b1, b2, clip):
   return optax.chain(*chain, optax.adam(schedule, b1=b1, b2=b2)), schedule
 
 
-def random_crop(audio: jax.Array, length: int, rng: jax.Array) -> jax.Array:
-  """A random window [b, length] of each row of audio [b, n]."""
-  b, n = audio.shape
-  starts = jax.random.randint(rng, (b,), 0, n - length + 1)
-  return jax.vmap(lambda x, s: jax.lax.dynamic_slice(x, (s,), (length,)))(
-      audio, starts
-  )
-
-
 def make_step(c: CodecTrainConfig):
   """The pure `(state, batch, rng) -> (state, metrics)` step and init."""
   model = model_lib.SoundStream(c.model)
@@ -180,7 +171,9 @@ def make_step(c: CodecTrainConfig):
   def _step(state, batch, rng, gan: bool):
     """One step; `gan` (static) adds the adversarial terms and D's update."""
     k_crop, k_mask, k_q = jax.random.split(rng, 3)
-    audio = random_crop(batch["audio"], c.data.segment_samples, k_crop)
+    audio = data_lib.random_windows(
+        batch["audio"], c.data.segment_samples, k_crop
+    )
     mask = rvq.dropout_mask(
         k_mask, audio.shape[0], c.model.rvq.num_levels, c.model.rvq.dropout_prob
     )

@@ -86,3 +86,15 @@ def batched_iterator(
   ds = ds.batch(global_batch_size, drop_remainder=True)  # [global_b] int
   ds = ds.repeat(num_epochs).map(read)
   return iter(ds.to_iter_dataset())
+
+
+def random_windows(x: jax.Array, length: int, rng: jax.Array) -> jax.Array:
+  """A random window of `length` along axis 1 of each row of x [b, n, ...].
+
+  Jit-friendly (drawn from `rng` inside the step): audio crops, video clips
+  of fewer frames.
+  """
+  b, n = x.shape[:2]
+  starts = jax.random.randint(rng, (b,), 0, n - length + 1)
+  take = lambda row, s: jax.lax.dynamic_slice_in_dim(row, s, length, axis=0)
+  return jax.vmap(take)(x, starts)  # [b, length, ...]
