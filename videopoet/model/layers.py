@@ -135,10 +135,17 @@ class Attention(nn.Module):
     )
     q = nn.with_logical_constraint(q, axes)  # [b, s, h, hd]
     b, s = q.shape[:2]
-    q = q.reshape(b, s, kv, h // kv, hd) * hd**-0.5  # [b, s, kv, g, hd]
-    logits = jnp.einsum("bqngk,bsnk->bngqs", q, k).astype(jnp.float32)
-    logits = logits + bias[:, :, None]  # [b, kv, g, q, s]
+    g = h // kv  # Query heads per key/value head.
+    # Each kv head's g query heads become one [g * s] row block, so both
+    # attention matmuls are plain batched [b, kv] matmuls (XLA:CPU's
+    # backward of the 5-D "bqngk,bsnk" form transposes the logits twice).
+    q = (q * hd**-0.5).reshape(b, s, kv, g, hd)
+    q = q.transpose(0, 2, 3, 1, 4).reshape(b, kv, g * s, hd)
+    logits = jnp.einsum("bnqk,bsnk->bnqs", q, k).astype(jnp.float32)
+    logits = logits.reshape(b, kv, g, s, s) + bias[:, :, None]  # [b,kv,g,q,s]
     probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    out = jnp.einsum("bngqs,bsnk->bqngk", probs, v).reshape(b, s, h, hd)
+    out = jnp.einsum("bnqs,bsnk->bnqk", probs.reshape(b, kv, g * s, s), v)
+    out = out.reshape(b, kv, g, s, hd).transpose(0, 3, 1, 2, 4)
+    out = out.reshape(b, s, h, hd)  # [b, s, h, hd]
     out = nn.with_logical_constraint(out, axes)
     return jnp.einsum("bshk,hkd->bsd", out, cast(wo))  # [b, s, d]
