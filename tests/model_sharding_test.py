@@ -6,15 +6,18 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_sharded_loss_and_grads_match_single_device():
+@pytest.mark.parametrize("attention", ["batched", "per_example"])
+def test_sharded_loss_and_grads_match_single_device(attention):
   env = dict(os.environ)
   env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
   env["JAX_PLATFORMS"] = "cpu"
   proc = subprocess.run(
-      [sys.executable, "-m", "tests.model_sharding_check"],
+      [sys.executable, "-m", "tests.model_sharding_check", attention],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
   )  # fmt: skip
   assert proc.returncode == 0, proc.stderr[-4000:]
