@@ -58,7 +58,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       param_dtype="float32",  # Parameters and optimizer state.
       remat="none" if small else "full",
       scan_layers=not small,  # CPU: a scan zero-fills its stacked residuals.
-      attention="per_example" if small else "batched",
       vocab_chunks=1 if small else 16,  # CE chunks over the vocabulary.
       text_embed_dim=0,  # >0 with tasks.text_mode='embeddings' (T5-XL: 2048).
   )  # fmt: skip

@@ -6,7 +6,6 @@ line with the largest differences.
 """
 
 import json
-import sys
 
 import flax.linen as nn
 import jax
@@ -17,12 +16,12 @@ from videopoet import sharding
 from videopoet.model import transformer
 
 
-def main(attention: str = "batched"):
+def main():
   assert jax.device_count() == 8, jax.devices()
   config = transformer.ModelConfig(
       vocab_size=512, num_valid_ids=500, num_layers=2, embed_dim=32,
       num_heads=4, num_kv_heads=2, head_dim=8, mlp_dim=64, vocab_chunks=4,
-      remat="full", attention=attention,
+      remat="full",
   )  # fmt: skip
   model = transformer.VideoPoetLM(config)
   rng = np.random.default_rng(0)
@@ -87,4 +86,4 @@ def main(attention: str = "batched"):
 
 
 if __name__ == "__main__":
-  main(*sys.argv[1:])
+  main()

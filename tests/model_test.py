@@ -52,12 +52,9 @@ def _jacobian_pattern(config, prefix_len):
   return np.asarray(rows > 0)
 
 
-@pytest.mark.parametrize(
-    "remat,attention",
-    [("none", "batched"), ("full", "batched"), ("none", "per_example")],
-)
-def test_prefix_lm_mask_by_gradients(remat, attention):
-  dep = _jacobian_pattern(_config(remat=remat, attention=attention), PREFIX)
+@pytest.mark.parametrize("remat", ["none", "full"])
+def test_prefix_lm_mask_by_gradients(remat):
+  dep = _jacobian_pattern(_config(remat=remat), PREFIX)
   i, j = np.meshgrid(np.arange(S), np.arange(S), indexing="ij")
   expected = (j <= i) | (j < PREFIX)
   np.testing.assert_array_equal(dep, expected)
@@ -205,30 +202,6 @@ def test_loss_bf16_and_remat_match_f32():
                   (dict(dtype="bfloat16"), 0.1)]:  # fmt: skip
     m = transformer.VideoPoetLM(_config(**kw))
     np.testing.assert_allclose(loss(m)(params, batch)[0], ref, atol=tol)
-
-
-def test_per_example_attention_equals_batched():
-  # Examples with different prefixes and padding: each loop iteration must
-  # take its own example's mask.
-  inputs = jnp.arange(10, 10 + S)[None].repeat(3, 0).at[2, -2:].set(0)
-  batch = dict(
-      inputs=inputs,
-      prefix_len=jnp.array([3, 5, 9]),
-      target_positions=jnp.array([[5, 6, 7], [8, 9, 10], [9, 9, 9]]),
-      targets=jnp.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]]),
-  )
-  params = _params()
-
-  def loss_and_grads(attention):
-    m = transformer.VideoPoetLM(_config(attention=attention))
-    f = lambda p: m.apply(p, batch, method="loss")[0].mean()
-    return jax.jit(jax.value_and_grad(f))(params)
-
-  (ref, ref_g), (out, out_g) = map(loss_and_grads, ["batched", "per_example"])
-  np.testing.assert_allclose(out, ref, atol=1e-6)
-  chex.assert_trees_all_close(out_g, ref_g, atol=1e-6)
-  grads = jax.tree.leaves(out_g)
-  assert max(float(jnp.abs(g).max()) for g in grads) > 1e-3
 
 
 def test_bad_config_is_a_clear_error():

@@ -102,65 +102,6 @@ class MLP(nn.Module):
     return (h.reshape(-1, self.mlp_dim) @ cast(wo)).reshape(*lead, d)
 
 
-_ATTENTION_AXES = (
-    "activation_batch", "activation_length", "activation_heads",
-    "activation_kv",
-)  # fmt: skip
-
-
-def _attend(q, k, v, bias, dtype):
-  """Softmax attention of one batch: q [b, s, h, hd], k/v [b, s, kv, hd].
-
-  Each kv head's g = h / kv query heads become one [g * s] row block, so
-  both matmuls are plain [b, kv]-batched ones (XLA:CPU's backward of the
-  5-D "bqngk,bsnk" form transposes the logits twice).
-  """
-  b, s, h, hd = q.shape
-  kv = k.shape[2]
-  g = h // kv
-  q = (q * hd**-0.5).reshape(b, s, kv, g, hd)
-  q = q.transpose(0, 2, 3, 1, 4).reshape(b, kv, g * s, hd)
-  logits = jnp.einsum("bnqk,bsnk->bnqs", q, k).astype(jnp.float32)
-  logits = logits.reshape(b, kv, g, s, s) + bias[:, :, None]  # [b,kv,g,q,s]
-  probs = jax.nn.softmax(logits, axis=-1).astype(dtype)
-  out = jnp.einsum("bnqs,bsnk->bnqk", probs.reshape(b, kv, g * s, s), v)
-  out = out.reshape(b, kv, g, s, hd).transpose(0, 3, 1, 2, 4)
-  return out.reshape(b, s, h, hd)  # [b, s, h, hd]
-
-
-def _attend_per_example(q, k, v, bias, dtype):
-  """`_attend` one example at a time, each rematerialized in the backward.
-
-  On CPU one example's [kv, g * s, s] logits stay in cache between the
-  matmul, the softmax and their gradients: ~25% faster attention than the
-  batched form at the `small` shape (benchmarks/lm_speed.py). Under a mesh
-  the loop runs inside `shard_map` over each device's own examples and
-  heads, so it never slices a sharded batch axis.
-  """
-
-  def local(q, k, v, bias):
-    one = jax.checkpoint(lambda *a: _attend(*(x[None] for x in a), dtype)[0])
-    return jax.lax.map(lambda a: one(*a), (q, k, v, bias))
-
-  mesh = jax.sharding.get_abstract_mesh()
-  if mesh.empty:
-    return local(q, k, v, bias)
-  spec = nn.logical_to_mesh_axes(_ATTENTION_AXES)
-  heads = spec[2]
-  shards = 1
-  for name in (heads,) if isinstance(heads, str) else heads or ():
-    shards *= mesh.shape[name]
-  if k.shape[2] % shards:  # Fewer kv heads than head shards: gather heads.
-    spec = jax.P(spec[0], spec[1], None, spec[3])
-  bias_spec = jax.P(spec[0], None, None, None)
-  return jax.shard_map(
-      local,
-      in_specs=(spec, spec, spec, bias_spec),
-      out_specs=spec,
-      check_vma=False,
-  )(q, k, v, bias)
-
-
 class Attention(nn.Module):
   """Multi-head attention with `num_kv_heads` <= `num_heads` (GQA) and RoPE."""
 
@@ -168,7 +109,6 @@ class Attention(nn.Module):
   num_kv_heads: int
   head_dim: int
   rope_theta: float = 10_000.0
-  per_example: bool = False  # `_attend_per_example` (CPU) vs `_attend`.
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -187,8 +127,25 @@ class Attention(nn.Module):
         jnp.einsum("bsd,dhk->bshk", x, cast(wk)), positions, self.rope_theta
     )
     v = jnp.einsum("bsd,dhk->bshk", x, cast(wv))  # [b, s, kv, hd]
-    q = nn.with_logical_constraint(q, _ATTENTION_AXES)  # [b, s, h, hd]
-    attend = _attend_per_example if self.per_example else _attend
-    out = attend(q, k, v, bias, self.dtype)  # [b, s, h, hd]
-    out = nn.with_logical_constraint(out, _ATTENTION_AXES)
+    axes = (
+        "activation_batch",
+        "activation_length",
+        "activation_heads",
+        "activation_kv",
+    )
+    q = nn.with_logical_constraint(q, axes)  # [b, s, h, hd]
+    b, s = q.shape[:2]
+    g = h // kv  # Query heads per key/value head.
+    # Each kv head's g query heads become one [g * s] row block, so both
+    # attention matmuls are plain batched [b, kv] matmuls (XLA:CPU's
+    # backward of the 5-D "bqngk,bsnk" form transposes the logits twice).
+    q = (q * hd**-0.5).reshape(b, s, kv, g, hd)
+    q = q.transpose(0, 2, 3, 1, 4).reshape(b, kv, g * s, hd)
+    logits = jnp.einsum("bnqk,bsnk->bnqs", q, k).astype(jnp.float32)
+    logits = logits.reshape(b, kv, g, s, s) + bias[:, :, None]  # [b,kv,g,q,s]
+    probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+    out = jnp.einsum("bnqs,bsnk->bnqk", probs.reshape(b, kv, g * s, s), v)
+    out = out.reshape(b, kv, g, s, hd).transpose(0, 3, 1, 2, 4)
+    out = out.reshape(b, s, h, hd)  # [b, s, h, hd]
+    out = nn.with_logical_constraint(out, axes)
     return jnp.einsum("bshk,hkd->bsd", out, cast(wo))  # [b, s, d]
