@@ -391,7 +391,9 @@ def speed(size, task, batch_size, reps, matmul_n, peer):
       f" targets, {mc.num_layers} layers x {mc.embed_dim}, heads"
       f" {mc.num_heads}/{mc.num_kv_heads} x {mc.head_dim}, mlp {mc.mlp_dim},"
       f" vocab {mc.vocab_size}, dtype {mc.dtype}, remat {mc.remat},"
-      f" vocab_chunks {mc.vocab_chunks}; params {ours.n_params / 1e6:.2f}M"
+      f" vocab_chunks {mc.vocab_chunks}, microbatches"
+      f" {ours.config.optimizer.microbatches} (gradient accumulation, same"
+      f" math); params {ours.n_params / 1e6:.2f}M"
       f" (matmul {n_matmul / 1e6:.2f}M)"
   )
   print(
