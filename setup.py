@@ -46,6 +46,8 @@ setuptools.setup(
         "numpy>=1.26,<2.5",
         "scipy>=1.13,<1.18",
         "pillow>=10,<14",
+        # Optical flow of structure clips for datasets without flow maps.
+        "opencv-python-headless>=4.9,<6",
         # Audio codec metrics (eval_audio_codec): ViSQOL, STOI, PESQ.
         "visqol-python>=3.8,<4",
         "pystoi>=0.4.1,<0.5",

@@ -36,7 +36,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.num_frames = 17
   c.audio_levels = 4
   c.max_text_len = 16 if tiny else 64
-  c.structure = True
+  c.structure = True  # Flow + depth clips for stylization.
+  # TorchScript depth network (e.g. MiDaS exported with torch.jit.trace) for
+  # datasets without depth maps (video_folder); '': depth channel 0.
+  c.depth_model = ""
+  c.depth_input_size = 256
   c.flow_scale = 4.0
   c.batch_size = 8
   c.num_shards = 0  # 0: one shard per process.

@@ -12,7 +12,9 @@ fields the task builders read (`tasks/builders.py`):
   structure  int32 [t', h', w']  visual codes of the structure video: optical
              flow (dx, dy) and depth as 3 channels in [-1, 1], encoded by the
              same video tokenizer (VideoPoet: RAFT flow + MiDaS depth; here
-             the dataset's own flow and depth maps, when it has them),
+             the dataset's own flow and depth maps when it has them, else
+             OpenCV Farneback flow and the `depth_model` network's depth:
+             `videopoet/data/structure.py`),
   audio      int32 [levels, f]   the first `audio_levels` RVQ levels,
   text       int32 [max_text]    sentencepiece ids, -1 after the caption,
   text_mask  bool  [max_text],
@@ -46,6 +48,7 @@ import tensorflow_datasets as tfds
 from videopoet import config_lib
 from videopoet import lm_data
 from videopoet import text_tokenizer
+from videopoet.data import structure as structure_lib
 
 METADATA = "tokens.json"
 # synth_av's ground truth, copied into the records as `gt_<name>`.
@@ -91,7 +94,13 @@ class TokenizeConfig:
     num_frames: frames per clip (1 + 4k, at most the stored length).
     audio_levels: RVQ levels kept (VideoPoet: 4; 0: no audio).
     max_text_len: text ids per record (the LM's `config.tasks.max_text_len`).
-    structure: encode flow + depth as `structure` when the dataset has them.
+    structure: encode a flow + depth `structure` clip per example: the
+      dataset's own maps (synth_av) or, for any other dataset, OpenCV
+      Farneback flow and `depth_model`'s depth.
+    depth_model: local TorchScript depth network (e.g. MiDaS exported with
+      torch.jit.trace) for datasets without depth maps; '' leaves the depth
+      channel at 0 (flow-only structure), said once in the log.
+    depth_input_size: the depth network's input side (multiple of 32).
     flow_scale: flow of this many pixels per frame maps to +-1.
     batch_size: clips per encoder call (the last batch is padded).
     num_shards: shards per split (0: one per process).
@@ -110,6 +119,8 @@ class TokenizeConfig:
   audio_levels: int = 4
   max_text_len: int = 16
   structure: bool = True
+  depth_model: str = ""
+  depth_input_size: int = 256
   flow_scale: float = 4.0
   batch_size: int = 8
   num_shards: int = 0
@@ -156,6 +167,7 @@ class Tokenizers:
   visual_bits: int
   audio_codebook: int
   metadata: dict
+  depth: Any = None  # structure_lib.DepthEstimator or None
 
 
 def _random_video_tokenizer(rcfg: RandomInitConfig):
@@ -230,7 +242,13 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
     codebook = codec.config.rvq.codebook_size
     encode_audio = lambda a: codec.encode(a, cfg.audio_levels)
   sp = text_tokenizer.load(cfg.text_tokenizer)
+  depth = None
+  if cfg.structure and cfg.depth_model:
+    depth = structure_lib.DepthEstimator(
+        cfg.depth_model, cfg.depth_input_size, cfg.batch_size
+    )
   meta.update(
+      depth_model=os.path.abspath(cfg.depth_model) if depth else "",
       text_tokenizer=os.path.abspath(cfg.text_tokenizer),
       visual_bits=bits,
       audio_levels=cfg.audio_levels,
@@ -245,19 +263,8 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
       visual_bits=bits,
       audio_codebook=codebook,
       metadata=meta,
+      depth=depth,
   )
-
-
-def structure_video(flow: np.ndarray, depth: np.ndarray, flow_scale: float):
-  """Flow [t, h, w, 2] + depth [t, h, w] -> float32 [t, h, w, 3] in [-1, 1].
-
-  Flow is clipped at +-`flow_scale` pixels; depth is relative per clip (as
-  MiDaS's is): 0 -> -1, the clip's largest value -> +1.
-  """
-  flow = np.clip(np.asarray(flow, np.float32) / flow_scale, -1.0, 1.0)
-  depth = np.asarray(depth, np.float32)
-  depth = 2.0 * depth / max(float(depth.max()), 1.0) - 1.0
-  return np.concatenate([flow, depth[..., None]], axis=-1)
 
 
 def shard_ranges(num_examples: int, num_shards: int) -> list[range]:
@@ -313,16 +320,29 @@ def _pad_batch(x: np.ndarray, b: int) -> np.ndarray:
   )
 
 
+def _structure(row, video, depth_model, cfg) -> np.ndarray:
+  """The structure clip [t, h, w, 3] of one example (`structure_lib`)."""
+  t = cfg.num_frames
+  if "flow" in row and "depth" in row:  # The dataset's own maps (synth_av).
+    flow, depth = np.asarray(row["flow"])[:t], np.asarray(row["depth"])[:t]
+  else:
+    flow = structure_lib.farneback_flow(video)
+    depth = (
+        depth_model(video)
+        if depth_model is not None
+        else np.zeros(video.shape[:3], np.float32)
+    )
+  return structure_lib.structure_video(flow, depth, cfg.flow_scale)
+
+
 def _encode_shard(cfg, tok: Tokenizers, source, indices, path, progress):
   """Writes the records of `indices` to `path` (via `path.tmp`)."""
   tmp = path + ".tmp"
   writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
-  has_structure = None
+  has_structure = cfg.structure
   for lo in range(0, len(indices), cfg.batch_size):
     batch_idx = indices[lo : lo + cfg.batch_size]
     rows = [source[int(i)] for i in batch_idx]
-    if has_structure is None:
-      has_structure = cfg.structure and "flow" in rows[0] and "depth" in rows[0]
     t = cfg.num_frames
     video = np.stack([np.asarray(r["video"])[:t] for r in rows])
     if video.shape[1] < t:
@@ -331,13 +351,9 @@ def _encode_shard(cfg, tok: Tokenizers, source, indices, path, progress):
       )
     clips = video.astype(np.float32) / 127.5 - 1.0  # [b, t, h, w, 3]
     if has_structure:
-      struct = np.stack([
-          structure_video(
-              np.asarray(r["flow"])[:t], np.asarray(r["depth"])[:t],
-              cfg.flow_scale,
-          )
-          for r in rows
-      ])  # fmt: skip
+      struct = np.stack(
+          [_structure(r, v, tok.depth, cfg) for r, v in zip(rows, video)]
+      )  # [b, t, h, w, 3]
       clips = np.concatenate([clips, struct])
     codes = np.asarray(
         tok.encode_video(
@@ -388,6 +404,18 @@ def tokenize_split(
   """
   source = _source(cfg, split)
   n = len(source) if not cfg.limit else min(cfg.limit, len(source))
+  if cfg.structure and n:
+    first = source[0]
+    if "flow" in first and "depth" in first:
+      how = "the dataset's flow and depth maps"
+    elif tok.depth is not None:
+      how = f"OpenCV Farneback flow + depth from {tok.depth.path}"
+    else:
+      how = (
+          "OpenCV Farneback flow; depth channel 0 (no config.depth_model"
+          " given: pass a TorchScript depth network for depth)"
+      )
+    logging.info("tokenize %s: structure clips from %s", split, how)
   num_shards = cfg.num_shards or process_count
   ranges = shard_ranges(n, num_shards)
   mine = [i for i in range(num_shards) if i % process_count == process_index]
