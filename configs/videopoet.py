@@ -43,9 +43,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       if small
       else dict(data=1, fsdp=-1, tensor=1)
   )
-  # Id ranges. visual_bits = the video tokenizer's LFQ bits (tiny MAGVIT-v2:
-  # 10; paper: 18); text_size = the sentencepiece model's size (0: text as
-  # embeddings). pad_to keeps the vocab divisible by the CE chunks x tensor.
+  # Id ranges. visual_bits = the video tokenizer's LFQ bits: 10 for the
+  # random tokenizers of tests and `make demo`, 18 for every trained
+  # configs/magvit2.py preset (the paper's); `train` checks it against the
+  # tokens' tokens.json and names the flag to pass. text_size = the
+  # sentencepiece model's size (0: text as embeddings). pad_to keeps the
+  # vocab divisible by the CE chunks x tensor.
   c.vocab = dict(
       visual_bits=10 if small else 18, audio_levels=4, audio_codebook=1024,
       text_size=512 if small else 32_000, pad_to=128 if small else 2048,

@@ -97,6 +97,26 @@ def test_layout(task):
   assert seq.max_outputs == seq.loss_mask.sum()
 
 
+def test_res_token_marks_non_square_outputs():
+  """A portrait grid [t', 14, 8] puts `<res>` last in the prefix of every
+  task with a video output (and nowhere else); square grids have none."""
+  rng = np.random.default_rng(3)
+  ex = dict(_example())
+  for name in ("video", "structure"):
+    ex[name] = rng.integers(0, 2**10, (T, 14, 8)).astype(np.int32)
+  res = V.special("<res>")
+  for task in tasks.TASKS:
+    square = tasks.build(task, _example(), V, CFG, np.random.default_rng(0))
+    assert res not in square.tokens, task
+    seq = tasks.build(task, ex, V, CFG, np.random.default_rng(0))
+    if task == "video_to_audio":
+      assert res not in seq.tokens
+      continue
+    assert seq.tokens[seq.prefix_len - 1] == res, task
+    assert (seq.tokens == res).sum() == 1, task
+    assert not seq.loss_mask[seq.prefix_len - 1]
+
+
 def test_every_task_has_a_builder_and_a_token():
   assert set(tasks.TASKS) == set(vocab_lib.TASK_NAMES)
   ids = {V.task(t) for t in tasks.TASKS}

@@ -97,6 +97,18 @@ def _text(sb: layout.SequenceBuilder, ex: Example, ctx: Context, task: str):
   sb.add_segment("<bot_i>", ids, "<eot_i>")
 
 
+def _end_prefix(sb: layout.SequenceBuilder, out_video: np.ndarray | None):
+  """Ends the prefix, after `<res>` when the output grid is not square.
+
+  VideoPoet marks the portrait output resolution (128x224) with `<res>` and
+  assumes square (128x128) without it; `out_video` is the output's grid
+  [t', h', w'] (None: no visual output).
+  """
+  if out_video is not None and out_video.shape[1] != out_video.shape[2]:
+    sb.add_special("<res>")
+  sb.end_prefix()
+
+
 def _visual_out(sb, v, video, end=True):
   sb.add_segment("<bov_o>", v.visual_to_ids(video), "<eov_o>" if end else None)
 
@@ -110,9 +122,10 @@ def _audio_split(audio: np.ndarray, video: np.ndarray, frames_in: int) -> int:
 
 
 def unconditional_video(ex, ctx, task="unconditional_video"):
+  video = _field(ex, "video", task)
   sb = layout.SequenceBuilder(ctx.vocab, task)
-  sb.end_prefix()
-  _visual_out(sb, ctx.vocab, _field(ex, "video", task))
+  _end_prefix(sb, video)
+  _visual_out(sb, ctx.vocab, video)
   sb.add_special("<eos>")
   return sb.build()
 
@@ -120,8 +133,9 @@ def unconditional_video(ex, ctx, task="unconditional_video"):
 def text_to_video(ex, ctx, task="text_to_video"):
   sb = layout.SequenceBuilder(ctx.vocab, task)
   _text(sb, ex, ctx, task)
-  sb.end_prefix()
-  _visual_out(sb, ctx.vocab, _field(ex, "video", task))
+  video = _field(ex, "video", task)
+  _end_prefix(sb, video)
+  _visual_out(sb, ctx.vocab, video)
   sb.add_special("<eos>")
   return sb.build()
 
@@ -130,8 +144,9 @@ def text_to_image(ex, ctx, task="text_to_image"):
   """The image is the first latent frame; no `<eov_o>`, no `<eos>`."""
   sb = layout.SequenceBuilder(ctx.vocab, task)
   _text(sb, ex, ctx, task)
-  sb.end_prefix()
-  _visual_out(sb, ctx.vocab, _field(ex, "video", task)[:1], end=False)
+  image = _field(ex, "video", task)[:1]
+  _end_prefix(sb, image)
+  _visual_out(sb, ctx.vocab, image, end=False)
   return sb.build()
 
 
@@ -140,7 +155,7 @@ def image_to_video(ex, ctx, task="image_to_video"):
   sb = layout.SequenceBuilder(v, task)
   _text(sb, ex, ctx, task)
   sb.add_segment("<bov_i>", v.visual_to_ids(video[:1]), "<eov_i>")
-  sb.end_prefix()
+  _end_prefix(sb, video)
   _visual_out(sb, v, video[1:])
   sb.add_special("<eos>")
   return sb.build()
@@ -158,7 +173,7 @@ def frame_continuation(ex, ctx, task="frame_continuation"):
   k = int(ctx.rng.integers(lo, video.shape[0]))
   sb = layout.SequenceBuilder(v, task)
   sb.add_segment("<bov_i>", v.visual_to_ids(video[:k]), "<eov_i>")
-  sb.end_prefix()
+  _end_prefix(sb, video)
   _visual_out(sb, v, video[k:])
   sb.add_special("<eos>")
   # With k = lo the output is longest: pad targets to that.
@@ -171,7 +186,7 @@ def _painting(ex, ctx, task, mask_fn):
   ids = np.where(hidden[None], v.special("<mask>"), v.visual_to_ids(video))
   sb = layout.SequenceBuilder(v, task)
   sb.add_segment("<bov_i>", ids, "<eov_i>")
-  sb.end_prefix()
+  _end_prefix(sb, video)
   _visual_out(sb, v, video)
   sb.add_special("<eos>")
   return sb.build()
@@ -194,7 +209,7 @@ def stylization(ex, ctx, task="stylization"):
   if ctx.config.stylization_first_frame:
     ids = np.concatenate([v.visual_to_ids(video[:1]).reshape(-1), ids.ravel()])
   sb.add_segment("<bov_i>", ids, "<eov_i>")
-  sb.end_prefix()
+  _end_prefix(sb, video)
   _visual_out(sb, v, video)
   sb.add_special("<eos>")
   return sb.build()
@@ -206,7 +221,7 @@ def video_to_audio(ex, ctx, task="video_to_audio"):
   sb.add_segment(
       "<bov_i>", v.visual_to_ids(_field(ex, "video", task)), "<eov_i>"
   )
-  sb.end_prefix()
+  _end_prefix(sb, None)  # Audio out: no `<res>`.
   sb.add_segment(
       "<boa_o>", v.audio_to_ids(_field(ex, "audio", task)), "<eoa_o>"
   )
@@ -220,8 +235,9 @@ def audio_to_video(ex, ctx, task="audio_to_video"):
   sb.add_segment(
       "<boa_i>", v.audio_to_ids(_field(ex, "audio", task)), "<eoa_i>"
   )
-  sb.end_prefix()
-  _visual_out(sb, v, _field(ex, "video", task))
+  video = _field(ex, "video", task)
+  _end_prefix(sb, video)
+  _visual_out(sb, v, video)
   sb.add_special("<eos>")
   return sb.build()
 
@@ -234,7 +250,7 @@ def audio_video_continuation(ex, ctx, task="audio_video_continuation"):
   sb = layout.SequenceBuilder(v, task)
   sb.add_segment("<bov_i>", v.visual_to_ids(video[:1]), "<eov_i>")
   sb.add_segment("<boa_i>", v.audio_to_ids(audio[:, :cut]), "<eoa_i>")
-  sb.end_prefix()
+  _end_prefix(sb, video)
   _visual_out(sb, v, video[1:])
   sb.add_segment("<boa_o>", v.audio_to_ids(audio[:, cut:]), "<eoa_o>")
   sb.add_special("<eos>")

@@ -2,9 +2,11 @@
 
 ```
 <bos> <task_X> [<bot_i> text <eot_i>] [<bov_i> visual-in <eov_i>]
-[<boa_i> audio-in <eoa_i>] | <bov_o> visual-out <eov_o>
+[<boa_i> audio-in <eoa_i>] [<res>] | <bov_o> visual-out <eov_o>
 [<boa_o> audio-out <eoa_o>] <eos>            ('|' = end of the prefix)
 ```
+
+(`<res>`: the output video is not square, `builders._end_prefix`.)
 
 A task builder appends segments to a `SequenceBuilder` and gets a `Sequence`:
 the token ids, the prefix length (attention is bidirectional inside it,
