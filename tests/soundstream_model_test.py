@@ -5,7 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import flax.linen as nn
+
 from videopoet_tokenizers.soundstream import codec as codec_lib
+from videopoet_tokenizers.soundstream import layers
 from videopoet_tokenizers.soundstream import model as model_lib
 from videopoet_tokenizers.soundstream import rvq
 
@@ -104,3 +107,76 @@ def test_tokens_roundtrip_level_major():
     )
   with pytest.raises(ValueError, match="do not split"):
     codec_lib.tokens_to_codes(ids[:, :5], 2, base=1000)
+
+
+def _lax_conv(p, x, k, s, d):
+  """The direct causal convolution that `layers.CausalConv` rewrites."""
+  x = jnp.pad(x, ((0, 0), ((k - 1) * d + 1 - s, 0), (0, 0)))
+  y = jax.lax.conv_general_dilated(
+      x, p["kernel"], (s,), "VALID", rhs_dilation=(d,),
+      dimension_numbers=("NWC", "WIO", "NWC"),
+  )  # fmt: skip
+  return y + p["bias"]
+
+
+def _flax_conv_transpose(p, x, s):
+  y = nn.ConvTranspose(p["kernel"].shape[-1], (2 * s,), strides=(s,),
+                       padding="VALID").apply({"params": p}, x)  # fmt: skip
+  return y[:, : x.shape[1] * s]
+
+
+@pytest.mark.parametrize(
+    "kind,k,s,d",
+    [("conv", 7, 1, 1), ("conv", 7, 1, 9), ("conv", 1, 1, 1),
+     ("conv", 4, 2, 1), ("conv", 10, 5, 1), ("conv", 16, 8, 1),
+     ("transpose", 0, 2, 1), ("transpose", 0, 5, 1), ("transpose", 0, 8, 1)],
+)  # fmt: skip
+def test_matmul_convs_equal_lax_convs(kind, k, s, d):
+  """The matmul forms give the direct convolutions' outputs and gradients
+  (same parameter tree as flax's nn.Conv / nn.ConvTranspose)."""
+  x = jax.random.normal(jax.random.key(0), (2, 40, 6))
+  if kind == "conv":
+    mod = layers.CausalConv(5, k, s, d)
+    ref = lambda p, x: _lax_conv(p, x, k, s, d)
+  else:
+    mod = layers.CausalConvTranspose(5, s)
+    ref = lambda p, x: _flax_conv_transpose(p, x, s)
+  params = nn.unbox(mod.init(jax.random.key(1), x))["params"]
+  params = jax.tree.map(lambda a: a + 0.1, params)  # A non-zero bias.
+  ours = lambda p, x: mod.apply({"params": p}, x)
+  theirs = lambda p, x: ref(p["conv"], x)
+  np.testing.assert_allclose(ours(params, x), theirs(params, x), atol=2e-6)
+  probe = jax.random.normal(jax.random.key(2), ours(params, x).shape)
+  g = lambda f: jax.grad(lambda p, x: (f(p, x) * probe).sum(), (0, 1))
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+      g(ours)(params, x), g(theirs)(params, x),
+  )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "n,c,out,groups", [(64, 16, 64, 4), (61, 8, 32, 2), (40, 4, 16, 1)]
+)
+def test_grouped_strided_conv_equals_flax_conv(n, c, out, groups):
+  """The MelGAN layer as batched matmuls == nn.Conv with feature groups
+  (SAME padding, stride 4, kernel 41), outputs and gradients, on the same
+  parameter tree; also for lengths that are not a multiple of the stride."""
+  from videopoet_tokenizers.soundstream import discriminators  # pylint: disable=g-import-not-at-top
+
+  x = jax.random.normal(jax.random.key(0), (2, n, c))
+  mod = discriminators.GroupedStridedConv(out, 41, 4, groups)
+  ref_mod = nn.Conv(out, (41,), 4, padding="SAME", feature_group_count=groups)
+  params = nn.unbox(mod.init(jax.random.key(1), x))["params"]
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(
+      jnp.shape, ref_mod.init(jax.random.key(1), x)["params"]
+  )
+  params = jax.tree.map(lambda a: a + 0.1, params)
+  ours = lambda p, x: mod.apply({"params": p}, x)
+  theirs = lambda p, x: ref_mod.apply({"params": p}, x)
+  np.testing.assert_allclose(ours(params, x), theirs(params, x), atol=2e-5)
+  probe = jax.random.normal(jax.random.key(2), ours(params, x).shape)
+  g = lambda f: jax.grad(lambda p, x: (f(p, x) * probe).sum(), (0, 1))
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
+      g(ours)(params, x), g(theirs)(params, x),
+  )  # fmt: skip

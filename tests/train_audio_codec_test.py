@@ -126,3 +126,32 @@ def test_config_errors_name_the_key(tmp_path):
     trainer.make_program(trainer.parse(config), 0)
   for arg in ("tiny", "small", "base"):
     trainer.parse(soundstream_config.get_config(arg))
+
+
+def test_phased_batches_switch_to_gan_and_resume_in_phase():
+  from videopoet_tokenizers.soundstream import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+
+  class Counter:  # A checkpointable inner iterator.
+
+    def __init__(self):
+      self.i = 0
+
+    def __next__(self):
+      self.i += 1
+      return {"audio": self.i}
+
+    def get_state(self):
+      return {"i": self.i}
+
+    def set_state(self, s):
+      self.i = s["i"]
+
+  it = trainer_lib.PhasedBatches(Counter(), gan_from=2)
+  got = [next(it) for _ in range(3)]
+  assert [p for p, _ in got] == ["recon", "recon", "gan"]
+  state = it.get_state()
+  resumed = trainer_lib.PhasedBatches(Counter(), gan_from=5)
+  resumed.set_state(state)
+  assert [next(resumed) for _ in range(3)] == [
+      ("recon", {"audio": 4}), ("recon", {"audio": 5}), ("gan", {"audio": 6})
+  ]

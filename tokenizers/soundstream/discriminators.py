@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from videopoet_tokenizers.soundstream import layers
 from videopoet_tokenizers.soundstream import losses
 
 
@@ -59,6 +60,44 @@ def _conv(features, kernel, strides=1, groups=1, name=None):
   )
 
 
+class GroupedStridedConv(nn.Module):
+  """`nn.Conv(features, (k,), stride, padding='SAME', feature_group_count=
+  groups)` on [b, n, c] as one batched matmul over the groups.
+
+  XLA:CPU differentiates grouped convolutions very slowly (the 1024-channel
+  MelGAN layer: 2.5 s for 32 ms of forward). Here the kernel is padded with
+  zero taps to a multiple of the stride, the input cut into frames of
+  `stride` samples, and output i reads frames i .. i + k'/stride - 1: a
+  [groups] batch of [b * t, k' * c / groups] @ [k' * c / groups, out /
+  groups] matmuls. Same parameters and numbers as the `nn.Conv`.
+  """
+
+  features: int
+  kernel_size: int
+  stride: int
+  groups: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:  # [b, n, c]
+    b, n, c = x.shape
+    k, s, g = self.kernel_size, self.stride, self.groups
+    cg, og = c // g, self.features // g
+    kernel, bias = layers.conv_params(self, (k, cg, self.features))
+    t = -(-n // s)  # SAME: ceil(n / s) outputs.
+    lo = max((t - 1) * s + k - n, 0) // 2
+    taps = -(-k // s) * s  # k' >= k, a multiple of s.
+    frames = t + taps // s - 1
+    x = jnp.pad(x, ((0, 0), (lo, frames * s - n - lo), (0, 0)))
+    x = x.reshape(b, frames, s * c)  # [b, frames, s * c]
+    cols = jnp.stack([x[:, m : m + t] for m in range(taps // s)], 2)
+    cols = cols.reshape(b * t, taps, g, cg).transpose(2, 0, 1, 3)
+    cols = cols.reshape(g, b * t, taps * cg)  # [g, b * t, k' * c / g]
+    w = jnp.pad(kernel, ((0, taps - k), (0, 0), (0, 0)))  # [k', c / g, out]
+    w = w.reshape(taps, cg, g, og).transpose(2, 0, 1, 3)
+    y = jnp.einsum("gnk,gko->ngo", cols, w.reshape(g, taps * cg, og))
+    return y.reshape(b, t, self.features) + bias  # [b, ceil(n / s), out]
+
+
 class WaveDiscriminator(nn.Module):
   """One MelGAN scale on audio [b, n] -> logits [b, n / 4^downsamples]."""
 
@@ -75,9 +114,8 @@ class WaveDiscriminator(nn.Module):
     c = self.channels
     for i in range(self.downsamples):
       out = min(c * 4, self.max_channels)
-      x = _conv(out, (41,), 4, groups=c // 4 if c >= 4 else 1, name=f"down{i}")(
-          x
-      )
+      groups = c // 4 if c >= 4 else 1
+      x = GroupedStridedConv(out, 41, 4, groups, name=f"down{i}")(x)
       x = nn.leaky_relu(x, 0.2)
       features.append(x)
       c = out

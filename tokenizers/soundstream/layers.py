@@ -29,8 +29,40 @@ def constrain(x: jax.Array) -> jax.Array:
   return nn.with_logical_constraint(x, ACTIVATION_AXES)
 
 
+def conv_params(module: nn.Module, shape: tuple[int, int, int]):
+  """`module`'s kernel [window, in, out] and bias [out], created as flax's
+  `nn.Conv` creates them (same names, initializers and tree)."""
+  kernel = module.param("kernel", _kernel_init(), shape)
+  bias = module.param("bias", nn.initializers.zeros, shape[-1:])
+  return kernel, bias
+
+
+class _Kernel(nn.Module):
+  """The parameters of a 1-D conv under this module's name (`conv`), so the
+  tree matches the `nn.Conv` / `nn.ConvTranspose` submodule it replaced."""
+
+  shape: tuple[int, int, int]
+
+  @nn.compact
+  def __call__(self):
+    return conv_params(self, self.shape)
+
+
+def _windows(x: jax.Array, taps: int, t: int):
+  """[b, t + taps - 1, c] -> [b, t, taps * c]: each output's taps side by
+  side (tap-major, as the kernel reshapes)."""
+  return jnp.concatenate([x[:, j : j + t] for j in range(taps)], -1)
+
+
 class CausalConv(nn.Module):
-  """Conv1D padded on the past side; `n` samples -> `n // stride` outputs."""
+  """Conv1D padded on the past side; `n` samples -> `n // stride` outputs.
+
+  Pointwise and strided convolutions are matmuls: a strided one reads
+  frames of `stride` samples, output i the k / stride frames from i on
+  ([b, t, k * c] @ [k * c, out]). Dilated stride-1 ones stay XLA
+  convolutions (on CPU a gathered-taps matmul is 2-4x slower for them).
+  Same numbers as `lax.conv` (tests compare outputs and gradients).
+  """
 
   features: int
   kernel_size: int
@@ -39,44 +71,62 @@ class CausalConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:  # [b, t, c]
-    effective = (self.kernel_size - 1) * self.dilation + 1
-    pad = effective - self.stride
+    b, n, c = x.shape
+    k, s, d = self.kernel_size, self.stride, self.dilation
+    effective = (k - 1) * d + 1
+    pad = effective - s
     if pad < 0:
-      raise ValueError(
-          f"kernel {self.kernel_size} shorter than stride " f"{self.stride}"
-      )
-    x = jnp.pad(x, ((0, 0), (pad, 0), (0, 0)))
-    return nn.Conv(
-        self.features,
-        (self.kernel_size,),
-        strides=(self.stride,),
-        kernel_dilation=(self.dilation,),
-        padding="VALID",
-        kernel_init=_kernel_init(),
-        name="conv",
-    )(
-        x
-    )  # [b, t // stride, features]
+      raise ValueError(f"kernel {k} shorter than stride {s}")
+    kernel, bias = _Kernel((k, c, self.features), name="conv")()
+    t = n // s
+    if s == 1 and k > 1:  # XLA's own conv: fastest here, both directions.
+      x = jnp.pad(x, ((0, 0), (pad, 0), (0, 0)))
+      y = jax.lax.conv_general_dilated(
+          x, kernel, (1,), "VALID", rhs_dilation=(d,),
+          dimension_numbers=("NWC", "WIO", "NWC"),
+      )  # fmt: skip
+      return y + bias  # [b, n, out]
+    if s == 1:  # Pointwise.
+      cols = x
+    else:
+      if d != 1 or k % s:
+        raise ValueError(
+            f"strided conv needs dilation 1 and a kernel ({k}) that is a"
+            f" multiple of the stride ({s})"
+        )
+      # Frames of `s` samples; output i reads frames i .. i + k/s - 1.
+      x = jnp.pad(x[:, : t * s], ((0, 0), (pad, 0), (0, 0)))
+      frames = x.reshape(b, t + pad // s, s * c)  # [b, t + k/s - 1, s * c]
+      cols = _windows(frames, k // s, t)  # [b, t, k * c]
+    y = cols.reshape(b * t, -1) @ kernel.reshape(k * c, self.features)
+    return (y + bias).reshape(b, t, self.features)  # [b, n // stride, out]
 
 
 class CausalConvTranspose(nn.Module):
-  """Transposed conv, kernel 2 * stride; t frames -> t * stride samples."""
+  """Transposed conv, kernel 2 * stride; t frames -> t * stride samples.
+
+  One matmul gives each input frame's 2 * stride output samples; output
+  frame i is the first half of input i's plus the second half of input
+  i - 1's (the overlap-add of `lax.conv_transpose`, same numbers). The
+  second half of the last input frame belongs to frame t and is dropped.
+  """
 
   features: int
   stride: int
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:  # [b, t, c]
-    t = x.shape[1]
-    y = nn.ConvTranspose(
-        self.features,
-        (2 * self.stride,),
-        strides=(self.stride,),
-        padding="VALID",
-        kernel_init=_kernel_init(),
-        name="conv",
-    )(x)
-    return y[:, : t * self.stride]  # [b, t * stride, features]
+    b, t, c = x.shape
+    s, f = self.stride, self.features
+    kernel, bias = _Kernel((2 * s, c, f), name="conv")()
+    # [c, 2s * f]: `lax.conv_transpose` (flax's, transpose_kernel=False)
+    # correlates the stride-dilated input with the kernel, so tap j writes
+    # output sample 2s - 1 - j of the input frame's 2s.
+    w = kernel[::-1].transpose(1, 0, 2).reshape(c, 2 * s * f)
+    y = (x.reshape(b * t, c) @ w).reshape(b, t, 2, s * f)
+    first, second = y[:, :, 0], y[:, :, 1]  # [b, t, s * f] each
+    second = jnp.pad(second[:, :-1], ((0, 0), (1, 0), (0, 0)))
+    return (first + second + jnp.tile(bias, s)).reshape(b, t * s, f)
 
 
 class ResidualUnit(nn.Module):

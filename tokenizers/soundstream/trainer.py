@@ -7,8 +7,11 @@ One step (pure, jitted once, state donated):
   2. generator: encode -> RVQ (EMA/k-means/dead-code update of the
      `quantizer` collection) -> decode; loss = l_rec L_rec + l_commit
      L_commit + l_adv L_adv + l_feat L_feat, the last two (and the
-     discriminators' forward passes) only from `disc_start_step` on (a
-     `lax.cond` between two branches); Adam (warmup, optional clipping);
+     discriminators' forward passes) only from `disc_start_step` on: two
+     step programs, 'recon' and 'gan', compiled ahead of time, the data
+     iterator says which one a batch is for (`PhasedBatches`; a `lax.cond`
+     between them made XLA:CPU run every convolution inside the branch
+     ~50x slower); Adam (warmup, optional clipping);
   3. discriminators: hinge loss on real and (stop-gradient) fake audio,
      gradient clipping, Adam; skipped before `disc_start_step`;
   4. EMA of the generator's weights (`gen_ema`, what `load_codec` uses).
@@ -258,19 +261,37 @@ def make_step(c: CodecTrainConfig):
     )
     return new_state, metrics
 
-  def step(state, batch, rng):
-    # Before `disc_start_step` the discriminators are not run at all (the
-    # reconstruction-only branch is ~4x cheaper); both branches compile.
-    return jax.lax.cond(
-        state["step"] >= o.disc_start_step,
-        functools.partial(_step, gan=True),
-        functools.partial(_step, gan=False),
-        state,
-        batch,
-        rng,
-    )
+  def step(state, batch, rng, phase: str):
+    """`phase` (static): 'recon' before `disc_start_step`, then 'gan'."""
+    return _step(state, batch, rng, gan=phase == "gan")
 
   return init, step
+
+
+class PhasedBatches:
+  """Yields `(phase, batch)`: 'recon' for the first `gan_from` batches (steps
+  1 .. gan_from), then 'gan' (`step` of the state counts from 0, and the GAN
+  terms start when it reaches `disc_start_step`). The count is part of the
+  iterator's checkpointed state, so a resumed run picks the right phase."""
+
+  def __init__(self, batches, gan_from: int):
+    self._batches, self._gan_from, self._count = batches, gan_from, 0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    phase = "gan" if self._count >= self._gan_from else "recon"
+    batch = next(self._batches)
+    self._count += 1
+    return phase, batch
+
+  def get_state(self) -> dict:
+    return {"batches": self._batches.get_state(), "count": self._count}
+
+  def set_state(self, state: dict) -> None:
+    self._batches.set_state(state["batches"])
+    self._count = int(state["count"])
 
 
 def make_evaluate(c: CodecTrainConfig, clips: np.ndarray):
@@ -309,10 +330,15 @@ def make_program(c: CodecTrainConfig, seed: int) -> harness.Program:
       [np.asarray(eval_source[i]["audio"], np.float32) for i in range(n)]
   )
   init, step = make_step(c)
+  example = audio_data.audio_only(source[0])
+  local = c.data.global_batch_size // jax.process_count()
+  example = {k: np.stack([v] * local) for k, v in example.items()}
+  phases = ("recon", "gan") if c.optim.disc_start_step > 0 else ("gan",)
   return harness.Program(
       init=init,
       step=step,
-      data=it,
+      data=PhasedBatches(it, c.optim.disc_start_step),
+      groups={p: example for p in phases},
       evaluate=make_evaluate(c, clips),
       guard=("train/loss", "train/disc_loss", "train/grad_norm"),
   )
