@@ -109,3 +109,22 @@ def test_missing_weights_and_data_dir_are_clear_errors(tmp_path):
     program.run(c, str(tmp_path / "a"))
   with pytest.raises(FileNotFoundError, match="weights_path"):
     perceptual.load(perceptual.PerceptualConfig(weights_path="/nope.msgpack"))
+
+
+def test_phases_name_each_steps_program():
+  """No `lax.cond`: the data iterator picks the step program by step."""
+  c = magvit2_config.get_config("tiny")
+  c.loss.update(gan_start_step=3, r1_every=2, adversarial_weight=0.1)
+  t = program._trainer(c)  # pylint: disable=protected-access
+  assert t.phases() == ("recon", "gan", "gan_r1")
+  assert [t.phase_of(i) for i in range(7)] == [
+      "recon", "recon", "recon", "gan", "gan_r1", "gan", "gan_r1"
+  ]
+  c.loss.update(gan_start_step=0, r1_every=1)
+  t = program._trainer(c)  # pylint: disable=protected-access
+  assert t.phases() == ("gan_r1",) and t.phase_of(0) == "gan_r1"
+  c.loss.update(adversarial_weight=0.0)
+  t = program._trainer(c)  # pylint: disable=protected-access
+  assert t.phases() == ("recon",) and t.phase_of(5) == "recon"
+  with pytest.raises(ValueError, match="unknown phase"):
+    t.step({"step": 0}, None, None, phase="gan2")

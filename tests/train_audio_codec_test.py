@@ -129,7 +129,7 @@ def test_config_errors_name_the_key(tmp_path):
 
 
 def test_phased_batches_switch_to_gan_and_resume_in_phase():
-  from videopoet_tokenizers.soundstream import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  from videopoet.train_lib import data as data_lib  # pylint: disable=g-import-not-at-top
 
   class Counter:  # A checkpointable inner iterator.
 
@@ -146,11 +146,12 @@ def test_phased_batches_switch_to_gan_and_resume_in_phase():
     def set_state(self, s):
       self.i = s["i"]
 
-  it = trainer_lib.PhasedBatches(Counter(), gan_from=2)
+  phases = lambda start: lambda i: "gan" if i >= start else "recon"
+  it = data_lib.PhasedBatches(Counter(), phases(2))
   got = [next(it) for _ in range(3)]
   assert [p for p, _ in got] == ["recon", "recon", "gan"]
   state = it.get_state()
-  resumed = trainer_lib.PhasedBatches(Counter(), gan_from=5)
+  resumed = data_lib.PhasedBatches(Counter(), phases(5))
   resumed.set_state(state)
   assert [next(resumed) for _ in range(3)] == [
       ("recon", {"audio": 4}), ("recon", {"audio": 5}), ("gan", {"audio": 6})

@@ -193,12 +193,12 @@ def make_program(config, mesh) -> harness.Program:
     trainer.model.latent_shape(window, h, w)
   perc_params = perceptual.load(trainer.perceptual)
 
-  def step(state, batch, rng):
+  def step(state, batch, rng, phase):
     video = batch["video"]  # [b, num_frames, h, w, 3] uint8
     if window:
       rng, crop_rng = jax.random.split(rng)
       video = data_lib.random_windows(video, window, crop_rng)
-    return trainer.step(state, to_float(video), rng, perc_params)
+    return trainer.step(state, to_float(video), rng, perc_params, phase)
 
   data = data_lib.batched_iterator(
       source,
@@ -206,10 +206,16 @@ def make_program(config, mesh) -> harness.Program:
       seed=config.trainer.seed,
       transform=_transform(dcfg.num_frames),
   )
+  # One step program per phase (reconstruction only, GAN, GAN + lazy R1),
+  # compiled ahead of time; the iterator names each batch's.
+  record = _transform(dcfg.num_frames)(source[0])
+  local = dcfg.batch_size // jax.process_count()
+  example = {k: np.stack([np.asarray(v)] * local) for k, v in record.items()}
   return harness.Program(
       init=lambda rng: trainer.init(rng, sample),
       step=step,
-      data=data,
+      data=data_lib.PhasedBatches(data, trainer.phase_of),
+      groups={phase: example for phase in trainer.phases()},
       evaluate=make_evaluate(trainer, dcfg, ecfg, mesh),
       guard=("train/loss", "train/grad_norm", "train/d_loss"),
   )

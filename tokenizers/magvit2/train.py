@@ -148,20 +148,13 @@ class Trainer:
       l2 = jnp.mean(jnp.square(recon - clip))
       # The discriminator (and its backward pass) only runs once on.
       adv = jnp.zeros(())
-      if self.gan:
-        adv = jax.lax.cond(
-            gan_on > 0,
-            lambda r: gan.g_loss_nonsaturating(
-                self.discriminator.apply(d_params, r)
-            ),
-            lambda r: jnp.zeros((), r.dtype),
-            recon,
-        )
+      if gan_on:
+        adv = gan.g_loss_nonsaturating(self.discriminator.apply(d_params, recon))
       parts = dict(l2=l2, adversarial=adv, quantizer=q.loss, **q.metrics)
       loss = (
           self.loss.recon_weight * l2
           + q.loss
-          + gan_on * self.loss.adversarial_weight * adv
+          + self.loss.adversarial_weight * adv
       )
       if perc_params is not None:
         parts["perceptual"] = perceptual.loss(
@@ -174,7 +167,7 @@ class Trainer:
       fakes.append(recon)
     return total, (metrics, fakes)
 
-  def _d_loss(self, d_params, lecam_ema, clips, fakes, step):
+  def _d_loss(self, d_params, lecam_ema, clips, fakes, r1):
     apply = lambda x: self.discriminator.apply(d_params, x)
     out = dict(d_adv=0.0, lecam=0.0, r1=0.0, real_logit=0.0, fake_logit=0.0)
     weights = [c.shape[0] for c in clips]
@@ -185,18 +178,8 @@ class Trainer:
       out["lecam"] += w * gan.lecam(
           real_l, fake_l, lecam_ema["real"], lecam_ema["fake"]
       )
-      if self.loss.r1_weight:
-        every = self.loss.r1_every
-        out["r1"] += (
-            w
-            * every
-            * jax.lax.cond(
-                step % every == 0,
-                lambda c: gan.r1_penalty(apply, c),
-                lambda c: jnp.zeros((), c.dtype),
-                clip,
-            )
-        )
+      if r1:
+        out["r1"] += w * self.loss.r1_every * gan.r1_penalty(apply, clip)
       out["real_logit"] += w * jnp.mean(real_l)
       out["fake_logit"] += w * jnp.mean(fake_l)
     loss = (
@@ -206,12 +189,38 @@ class Trainer:
     )
     return loss, out
 
+  def phases(self) -> tuple[str, ...]:
+    """The step programs a run uses: 'recon' (before `gan_start_step`),
+    'gan', and 'gan_r1' (a GAN step that adds the lazy R1 penalty)."""
+    out = ["recon"] if not self.gan or self.loss.gan_start_step > 0 else []
+    if self.gan:
+      r1 = self.loss.r1_weight > 0
+      out += ["gan"] if not r1 or self.loss.r1_every > 1 else []
+      out += ["gan_r1"] if r1 else []
+    return tuple(out)
+
+  def phase_of(self, step: int) -> str:
+    """The program of the step whose state has `step` (counting from 0)."""
+    if not self.gan or step < self.loss.gan_start_step:
+      return "recon"
+    r1 = self.loss.r1_weight > 0 and step % self.loss.r1_every == 0
+    return "gan_r1" if r1 else "gan"
+
   def step(
-      self, state: dict, video: jax.Array, rng: jax.Array, perc_params=None
-  ) -> tuple[dict, dict]:
-    """One G and one D update on `video` [b, t, h, w, 3] in [-1, 1]."""
+      self, state: dict, video: jax.Array, rng: jax.Array, perc_params=None,
+      phase: str = "gan_r1",
+  ) -> tuple[dict, dict]:  # fmt: skip
+    """One G and one D update on `video` [b, t, h, w, 3] in [-1, 1].
+
+    `phase` (static, `phase_of(step)`): 'recon' runs no discriminator;
+    'gan' adds the GAN terms and the D update; 'gan_r1' also R1. Separate
+    programs, not a `lax.cond`: XLA:CPU runs convolutions inside a
+    conditional's branches ~50x slower.
+    """
+    if phase not in ("recon", "gan", "gan_r1"):
+      raise ValueError(f"unknown phase {phase!r}")
     step = state["step"]
-    gan_on = (step >= self.loss.gan_start_step).astype(jnp.float32)
+    gan_on = self.gan and phase != "recon"
     clips = self._split(video, rng)
     (g_loss, (m, fakes)), g_grads = jax.value_and_grad(
         self._g_loss, has_aux=True
@@ -226,9 +235,9 @@ class Trainer:
     d_state = {k: state[k] for k in ("d_params", "opt_d", "lecam")}
     dm = {}
     if self.gan:
-      d_state, dm = jax.lax.cond(
-          gan_on > 0, self._d_update, self._d_skip, d_state, clips, fakes, step
-      )
+      r1 = phase == "gan_r1" and self.loss.r1_weight > 0
+      update = self._d_update if gan_on else self._d_skip
+      d_state, dm = update(d_state, clips, fakes, r1)
     new = dict(
         params=params, ema_params=ema, opt_g=opt_g, step=step + 1, **d_state
     )
@@ -238,10 +247,10 @@ class Trainer:
     )
     return new, metrics
 
-  def _d_update(self, d_state, clips, fakes, step):
+  def _d_update(self, d_state, clips, fakes, r1):
     """One discriminator step; returns its new state and metrics."""
     (d_loss, dm), d_grads = jax.value_and_grad(self._d_loss, has_aux=True)(
-        d_state["d_params"], d_state["lecam"], clips, fakes, step
+        d_state["d_params"], d_state["lecam"], clips, fakes, r1
     )
     updates, opt_d = self.tx_d.update(
         d_grads, d_state["opt_d"], d_state["d_params"]
@@ -259,7 +268,10 @@ class Trainer:
     dm = {**dm, "d_loss": d_loss, "d_grad_norm": optax.global_norm(d_grads)}
     return new, {k: jnp.asarray(v, jnp.float32) for k, v in dm.items()}
 
-  def _d_skip(self, d_state, clips, fakes, step):
+  def _d_skip(self, d_state, clips, fakes, r1):
     """Before `gan_start_step`: no discriminator work, zero metrics."""
-    _, shapes = jax.eval_shape(self._d_update, d_state, clips, fakes, step)
+    del r1
+    _, shapes = jax.eval_shape(
+        functools.partial(self._d_update, r1=False), d_state, clips, fakes
+    )
     return d_state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)

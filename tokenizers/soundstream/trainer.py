@@ -8,10 +8,9 @@ One step (pure, jitted once, state donated):
      `quantizer` collection) -> decode; loss = l_rec L_rec + l_commit
      L_commit + l_adv L_adv + l_feat L_feat, the last two (and the
      discriminators' forward passes) only from `disc_start_step` on: two
-     step programs, 'recon' and 'gan', compiled ahead of time, the data
-     iterator says which one a batch is for (`PhasedBatches`; a `lax.cond`
-     between them made XLA:CPU run every convolution inside the branch
-     ~50x slower); Adam (warmup, optional clipping);
+     step programs, 'recon' and 'gan', compiled ahead of time; the data
+     iterator names each batch's (`train_lib.data.PhasedBatches`); Adam
+     (warmup, optional clipping);
   3. discriminators: hinge loss on real and (stop-gradient) fake audio,
      gradient clipping, Adam; skipped before `disc_start_step`;
   4. EMA of the generator's weights (`gen_ema`, what `load_codec` uses).
@@ -268,32 +267,6 @@ def make_step(c: CodecTrainConfig):
   return init, step
 
 
-class PhasedBatches:
-  """Yields `(phase, batch)`: 'recon' for the first `gan_from` batches (steps
-  1 .. gan_from), then 'gan' (`step` of the state counts from 0, and the GAN
-  terms start when it reaches `disc_start_step`). The count is part of the
-  iterator's checkpointed state, so a resumed run picks the right phase."""
-
-  def __init__(self, batches, gan_from: int):
-    self._batches, self._gan_from, self._count = batches, gan_from, 0
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    phase = "gan" if self._count >= self._gan_from else "recon"
-    batch = next(self._batches)
-    self._count += 1
-    return phase, batch
-
-  def get_state(self) -> dict:
-    return {"batches": self._batches.get_state(), "count": self._count}
-
-  def set_state(self, state: dict) -> None:
-    self._batches.set_state(state["batches"])
-    self._count = int(state["count"])
-
-
 def make_evaluate(c: CodecTrainConfig, clips: np.ndarray):
   """`(state, step) -> {eval/metric@levels}` on fixed clips [b, n]."""
   codec = None
@@ -337,7 +310,9 @@ def make_program(c: CodecTrainConfig, seed: int) -> harness.Program:
   return harness.Program(
       init=init,
       step=step,
-      data=PhasedBatches(it, c.optim.disc_start_step),
+      data=data_lib.PhasedBatches(
+          it, lambda i: "gan" if i >= c.optim.disc_start_step else "recon"
+      ),
       groups={p: example for p in phases},
       evaluate=make_evaluate(c, clips),
       guard=("train/loss", "train/disc_loss", "train/grad_norm"),

@@ -98,3 +98,34 @@ def random_windows(x: jax.Array, length: int, rng: jax.Array) -> jax.Array:
   starts = jax.random.randint(rng, (b,), 0, n - length + 1)
   take = lambda row, s: jax.lax.dynamic_slice_in_dim(row, s, length, axis=0)
   return jax.vmap(take)(x, starts)  # [b, length, ...]
+
+
+class PhasedBatches:
+  """Yields `(phase, batch)` pairs for a trainer with several step programs.
+
+  `phase_of(i)` names the program of the i-th batch (0-based: the batch the
+  state with `step == i` trains on), e.g. 'recon' before a GAN starts, then
+  'gan'. The harness compiles one program per phase ahead of time (its
+  `Program.groups`) instead of a `lax.cond` in one step: XLA:CPU runs the
+  convolutions inside a conditional's branches ~50x slower. The batch count
+  is saved with the iterator's state, so a resumed run keeps its phase.
+  """
+
+  def __init__(self, batches, phase_of: Callable[[int], str]):
+    self._batches, self._phase_of, self._count = batches, phase_of, 0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    phase = self._phase_of(self._count)
+    batch = next(self._batches)
+    self._count += 1
+    return phase, batch
+
+  def get_state(self) -> dict:
+    return {"batches": self._batches.get_state(), "count": self._count}
+
+  def set_state(self, state: dict) -> None:
+    self._batches.set_state(state["batches"])
+    self._count = int(state["count"])
