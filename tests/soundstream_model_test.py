@@ -109,6 +109,18 @@ def test_tokens_roundtrip_level_major():
     codec_lib.tokens_to_codes(ids[:, :5], 2, base=1000)
 
 
+def _assert_same_function(ours, theirs, params, x, atol, grad_atol):
+  """Equal outputs, and equal gradients (params and input) of a random
+  projection of the outputs."""
+  np.testing.assert_allclose(ours(params, x), theirs(params, x), atol=atol)
+  probe = jax.random.normal(jax.random.key(2), ours(params, x).shape)
+  g = lambda f: jax.grad(lambda p, x: (f(p, x) * probe).sum(), (0, 1))
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, atol=grad_atol),
+      g(ours)(params, x), g(theirs)(params, x),
+  )  # fmt: skip
+
+
 def _lax_conv(p, x, k, s, d):
   """The direct causal convolution that `layers.CausalConv` rewrites."""
   x = jnp.pad(x, ((0, 0), ((k - 1) * d + 1 - s, 0), (0, 0)))
@@ -145,13 +157,7 @@ def test_matmul_convs_equal_lax_convs(kind, k, s, d):
   params = jax.tree.map(lambda a: a + 0.1, params)  # A non-zero bias.
   ours = lambda p, x: mod.apply({"params": p}, x)
   theirs = lambda p, x: ref(p["conv"], x)
-  np.testing.assert_allclose(ours(params, x), theirs(params, x), atol=2e-6)
-  probe = jax.random.normal(jax.random.key(2), ours(params, x).shape)
-  g = lambda f: jax.grad(lambda p, x: (f(p, x) * probe).sum(), (0, 1))
-  jax.tree.map(
-      lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
-      g(ours)(params, x), g(theirs)(params, x),
-  )  # fmt: skip
+  _assert_same_function(ours, theirs, params, x, atol=2e-6, grad_atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -173,10 +179,4 @@ def test_grouped_strided_conv_equals_flax_conv(n, c, out, groups):
   params = jax.tree.map(lambda a: a + 0.1, params)
   ours = lambda p, x: mod.apply({"params": p}, x)
   theirs = lambda p, x: ref_mod.apply({"params": p}, x)
-  np.testing.assert_allclose(ours(params, x), theirs(params, x), atol=2e-5)
-  probe = jax.random.normal(jax.random.key(2), ours(params, x).shape)
-  g = lambda f: jax.grad(lambda p, x: (f(p, x) * probe).sum(), (0, 1))
-  jax.tree.map(
-      lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
-      g(ours)(params, x), g(theirs)(params, x),
-  )  # fmt: skip
+  _assert_same_function(ours, theirs, params, x, atol=2e-5, grad_atol=1e-4)
