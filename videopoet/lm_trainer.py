@@ -22,6 +22,7 @@ from videopoet import tasks as tasks_lib
 from videopoet import vocab as vocab_lib
 from videopoet.model import transformer
 from videopoet.tasks import layout
+from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import harness
 
 
@@ -133,11 +134,6 @@ def _stack(examples):
   return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
-def _weighted_metrics(loss, correct, weights):
-  n = jnp.maximum(weights.sum(), 1.0)
-  return (loss * weights).sum() / n, (correct * weights).sum() / n
-
-
 def make_program(config, total_steps: int) -> harness.Program:
   vocab = make_vocab(config)
   task_config = config_lib.from_config(
@@ -171,24 +167,24 @@ def make_program(config, total_steps: int) -> harness.Program:
   iters = lm_data.task_iterators(
       train_src, mixture, vocab, task_config, data.batch_size, seed
   )
-  local = data.batch_size // jax.process_count()
   groups = {}
   for t in mixture.tasks:  # One example batch per task: its step's shape.
     ex = lm_data.TaskSource(train_src, t, vocab, task_config, seed)[0]
-    groups[t] = _stack([ex] * local)
+    groups[t] = data_lib.example_batch(ex, data.batch_size)
 
   def init(rng):
     params = model.init(rng, groups[mixture.tasks[0]], method="loss")["params"]
     return {"params": params, "opt_state": tx.init(params)}
 
-  def loss_fn(params, batch):
-    loss, correct = model.apply({"params": params}, batch, method="loss")
-    return _weighted_metrics(loss, correct, batch["weights"])
-
   def weighted_sums(params, batch):  # (sum w * loss, (sum w * correct, sum w))
     loss, correct = model.apply({"params": params}, batch, method="loss")
     w = batch["weights"]
     return (loss * w).sum(), ((correct * w).sum(), w.sum())
+
+  def loss_fn(params, batch):  # Mean loss and accuracy over target weights.
+    total, (hits, n) = weighted_sums(params, batch)
+    n = jnp.maximum(n, 1.0)
+    return total / n, hits / n
 
   def loss_and_grads(params, batch):
     """Mean loss, accuracy and gradients over the batch's target weights.

@@ -198,7 +198,9 @@ def make_program(config, mesh) -> harness.Program:
     if window:
       rng, crop_rng = jax.random.split(rng)
       video = data_lib.random_windows(video, window, crop_rng)
-    return trainer.step(state, to_float(video), rng, perc_params, phase)
+    return trainer.step(
+        state, to_float(video), rng, perc_params, phase=phase
+    )
 
   data = data_lib.batched_iterator(
       source,
@@ -208,9 +210,9 @@ def make_program(config, mesh) -> harness.Program:
   )
   # One step program per phase (reconstruction only, GAN, GAN + lazy R1),
   # compiled ahead of time; the iterator names each batch's.
-  record = _transform(dcfg.num_frames)(source[0])
-  local = dcfg.batch_size // jax.process_count()
-  example = {k: np.stack([np.asarray(v)] * local) for k, v in record.items()}
+  example = data_lib.example_batch(
+      _transform(dcfg.num_frames)(source[0]), dcfg.batch_size
+  )
   return harness.Program(
       init=lambda rng: trainer.init(rng, sample),
       step=step,

@@ -208,7 +208,7 @@ class Trainer:
 
   def step(
       self, state: dict, video: jax.Array, rng: jax.Array, perc_params=None,
-      phase: str = "gan_r1",
+      *, phase: str,
   ) -> tuple[dict, dict]:  # fmt: skip
     """One G and one D update on `video` [b, t, h, w, 3] in [-1, 1].
 

@@ -303,9 +303,9 @@ def make_program(c: CodecTrainConfig, seed: int) -> harness.Program:
       [np.asarray(eval_source[i]["audio"], np.float32) for i in range(n)]
   )
   init, step = make_step(c)
-  example = audio_data.audio_only(source[0])
-  local = c.data.global_batch_size // jax.process_count()
-  example = {k: np.stack([v] * local) for k, v in example.items()}
+  example = data_lib.example_batch(
+      audio_data.audio_only(source[0]), c.data.global_batch_size
+  )
   phases = ("recon", "gan") if c.optim.disc_start_step > 0 else ("gan",)
   return harness.Program(
       init=init,

@@ -88,6 +88,13 @@ def batched_iterator(
   return iter(ds.to_iter_dataset())
 
 
+def example_batch(record: Record, global_batch_size: int) -> Record:
+  """This process's share of a batch of copies of `record`: the shape a
+  step program is compiled for ahead of time (`harness.Program.groups`)."""
+  local = global_batch_size // jax.process_count()
+  return {k: np.stack([np.asarray(v)] * local) for k, v in record.items()}
+
+
 def random_windows(x: jax.Array, length: int, rng: jax.Array) -> jax.Array:
   """A random window of `length` along axis 1 of each row of x [b, n, ...].
 
