@@ -37,12 +37,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import common
 from configs import soundstream as soundstream_config
 from videopoet import config_lib
 from videopoet_tokenizers.soundstream import losses
 from videopoet_tokenizers.soundstream import model as model_lib
 from videopoet_tokenizers.soundstream import rvq
-from videopoet_tokenizers.soundstream import trainer
 
 from videopoet import xla_cpu
 
@@ -51,6 +51,12 @@ xla_cpu.configure()  # Before JAX creates its CPU backend.
 _REPS = flags.DEFINE_integer("reps", 5, "Timed repetitions (median).")
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Audio length for RTF.")
 _BATCH = flags.DEFINE_integer("batch", 8, "Clips of 1 s per train step.")
+_FULL_STEP = flags.DEFINE_bool(
+    "full_step",
+    True,
+    "Also time our full GAN step (the trainer; it imports the training"
+    " harness and with it TensorFlow through clu's metric writers).",
+)
 LEVELS = 8
 SR = 16000
 
@@ -74,12 +80,37 @@ def _our_config():
   config.data.segment_samples = SR
   # The full step is timed with the discriminators on (its 'gan' phase).
   config.optim.disc_start_step = 0
-  return trainer.parse(config)
+  return config
 
 
-def ours(reps, seconds, batch):
-  c = _our_config()
-  model = model_lib.SoundStream(c.model)
+def _full_step_time(config, clips, reps):
+  """Our trainer's whole 'gan' step (generator, discriminators, EMA)."""
+  # Imported here: the trainer brings the harness, clu and TensorFlow, which
+  # a GPU machine without TensorFlow lacks (--nofull_step).
+  # pylint: disable-next=g-import-not-at-top
+  from videopoet_tokenizers.soundstream import trainer
+
+  init, step = trainer.make_step(trainer.parse(config))
+  full = jax.jit(init)(jax.random.key(0))
+  full_step = jax.jit(
+      lambda s, b, r: step(s, b, r, "gan"), donate_argnums=(0,)
+  )
+  holder = [full]
+
+  def run_full():
+    new, m = full_step(holder[0], {"audio": clips}, jax.random.key(1))
+    holder[0] = new
+    m["train/loss"].block_until_ready()
+
+  return _median_time(run_full, reps)
+
+
+def ours(reps, seconds, batch, full_step):
+  config = _our_config()
+  model_config = config_lib.from_config(
+      model_lib.ModelConfig, config.model, "config.model"
+  )
+  model = model_lib.SoundStream(model_config)
   variables = model_lib.init_variables(model, jax.random.key(0))
   n_params = sum(x.size for x in jax.tree.leaves(variables["params"]))
   audio = jnp.asarray(
@@ -128,19 +159,7 @@ def ours(reps, seconds, batch):
 
   gen_time = _median_time(run_gen, reps)
 
-  init, step = trainer.make_step(c)
-  full = jax.jit(init)(jax.random.key(0))
-  full_step = jax.jit(
-      lambda s, b, r: step(s, b, r, "gan"), donate_argnums=(0,)
-  )
-  holder = [full]
-
-  def run_full():
-    new, m = full_step(holder[0], {"audio": clips}, jax.random.key(1))
-    holder[0] = new
-    m["train/loss"].block_until_ready()
-
-  full_time = _median_time(run_full, reps)
+  full_time = _full_step_time(config, clips, reps) if full_step else np.nan
   return dict(
       params=n_params, codec=codec_time, gen_step=gen_time, full_step=full_time
   )
@@ -162,11 +181,12 @@ def peer(reps, seconds, batch):
   import torch  # pylint: disable=g-import-not-at-top
 
   torch.set_num_threads(os.cpu_count())
+  device = common.torch_device(torch)
   encodec = _import_encodec()
   torch.manual_seed(0)
   model = encodec.EncodecModel._get_model(  # pylint: disable=protected-access
       [LEVELS * 10 * 50 / 1000], sample_rate=SR, channels=1, causal=True
-  )
+  ).to(device)
   assert model.quantizer.n_q == LEVELS and model.encoder.hop_length == 320
   model.set_target_bandwidth(LEVELS * 10 * 50 / 1000)
   n_params = sum(p.numel() for p in model.parameters())
@@ -174,20 +194,23 @@ def peer(reps, seconds, batch):
       np.random.default_rng(0)
       .uniform(-0.5, 0.5, (1, 1, int(seconds * SR)))
       .astype(np.float32)
-  )
+  ).to(device)
   model.eval()
 
   def codec():
     with torch.inference_mode():
       model.decode(model.encode(audio))
 
-  codec_time = _median_time(codec, reps)
+  sync = lambda fn: common.synchronized(torch, device, fn)
+  codec_time = _median_time(sync(codec), reps)
 
   mels = {
-      s: torch.from_numpy(losses.mel_filterbank(s, SR, losses.MEL_BINS))
+      s: torch.from_numpy(losses.mel_filterbank(s, SR, losses.MEL_BINS)).to(
+          device
+      )
       for s in losses.MEL_SCALES
   }
-  windows = {s: torch.hann_window(s) for s in losses.MEL_SCALES}
+  windows = {s: torch.hann_window(s, device=device) for s in losses.MEL_SCALES}
 
   def mel_loss(x, y):
     total = 0.0
@@ -214,7 +237,7 @@ def peer(reps, seconds, batch):
       np.random.default_rng(1)
       .uniform(-0.5, 0.5, (batch, 1, SR))
       .astype(np.float32)
-  )
+  ).to(device)
 
   def gen_step():
     opt.zero_grad()
@@ -225,20 +248,21 @@ def peer(reps, seconds, batch):
     loss.backward()
     opt.step()
 
-  gen_time = _median_time(gen_step, reps)
+  gen_time = _median_time(sync(gen_step), reps)
   return dict(
       params=n_params,
       codec=codec_time,
       gen_step=gen_time,
       version=f"encodec-{importlib.metadata.version('encodec')}"
-      f"-torch-{torch.__version__.split('+')[0]}",
+      f"-torch-{torch.__version__.split('+')[0]}-{device}",
   )
 
 
 def main(argv):
   del argv
   reps, seconds, batch = _REPS.value, _SECONDS.value, _BATCH.value
-  a = ours(reps, seconds, batch)
+  print(common.describe_device())
+  a = ours(reps, seconds, batch, _FULL_STEP.value)
   b = peer(reps, seconds, batch)
   print(
       f"ours:    {a['params'] / 1e6:.2f} M params | encode+decode "

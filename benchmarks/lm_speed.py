@@ -352,17 +352,29 @@ class HFLlama:
         hidden_act="silu",
         torch_dtype=torch.float32,
     )
-    self.model = transformers.LlamaForCausalLM(cfg).float().train()
+    from benchmarks import common  # pylint: disable=g-import-not-at-top
+
+    self.device = common.torch_device(torch)
+    self.model = (
+        transformers.LlamaForCausalLM(cfg).float().train().to(self.device)
+    )
     self.attn = self.model.config._attn_implementation  # pylint: disable=protected-access
     self.opt = torch.optim.AdamW(
         self.model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01
     )
-    self.ids = torch.from_numpy(inputs.astype("int64"))
+    self.ids = torch.from_numpy(inputs.astype("int64")).to(self.device)
+    self.compute_dtype = mc.dtype
     self.n_params = sum(p.numel() for p in self.model.parameters())
     self.torch = torch
 
   def step(self):
-    loss = self.model(input_ids=self.ids, labels=self.ids).loss
+    # Our bf16 configs keep f32 parameters and compute in bf16: autocast.
+    with self.torch.autocast(
+        self.device,
+        dtype=self.torch.bfloat16,
+        enabled=self.compute_dtype == "bfloat16",
+    ):
+      loss = self.model(input_ids=self.ids, labels=self.ids).loss
     loss.backward()
     self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
     self.opt.step()
@@ -413,7 +425,7 @@ def speed(size, task, batch_size, reps, matmul_n, peer):
     print(
         f"peer: transformers {importlib.metadata.version('transformers')}"
         f" LlamaForCausalLM ({hf.attn} attention), torch"
-        f" {importlib.metadata.version('torch')}, threads"
+        f" {importlib.metadata.version('torch')} ({hf.device}), threads"
         f" {hf.torch.get_num_threads()}; params {hf.n_params / 1e6:.2f}M"
     )
   # Warm-up (compile, allocator, first-step optimizer state).

@@ -32,6 +32,7 @@ import numpy as np
 import optax
 import torch
 
+from benchmarks import common
 from benchmarks import magvit2_torch
 from videopoet_tokenizers.magvit2 import layers
 from videopoet_tokenizers.magvit2 import model as model_lib
@@ -118,11 +119,13 @@ def ours(video, reps):
 
 
 def peer(video, reps):
+  device = common.torch_device(torch)
   model = magvit2_torch.Tokenizer(
       _FILTERS.value, MULTS, _BLOCKS.value, TDOWN, BITS, GROUPS
-  )
+  ).to(device)
   opt = torch.optim.Adam(model.parameters(), 1e-4)
   x = torch.from_numpy(np.asarray(video)).permute(0, 4, 1, 2, 3).contiguous()
+  x = x.to(device)
 
   def run_step():
     opt.zero_grad(set_to_none=True)
@@ -142,9 +145,10 @@ def peer(video, reps):
   train_flops = fc.get_total_flops()
   with FlopCounterMode(display=False) as fc:
     run_codec()
+  sync = lambda fn: common.synchronized(torch, device, fn)
   return dict(
-      train=_median_time(run_step, reps),
-      codec=_median_time(run_codec, reps),
+      train=_median_time(sync(run_step), reps),
+      codec=_median_time(sync(run_codec), reps),
       flops={"train": train_flops, "codec": fc.get_total_flops()},
   )
 
@@ -163,9 +167,14 @@ def main(argv):
   b_clips = _BATCH.value
   print(
       f"config: filters={_FILTERS.value} blocks={_BLOCKS.value} "
-      f"clips={shape} jax={jax.__version__} torch={torch.__version__} "
-      f"threads={torch.get_num_threads()}"
+      f"clips={shape} {common.describe_device()} torch={torch.__version__}"
+      f" ({common.torch_device(torch)}) threads={torch.get_num_threads()}"
   )
+  if jax.default_backend() != "cpu":
+    print(
+        "note: XLA's cost analysis does not count convolutions that run as"
+        " library calls (cuDNN), so our GFLOP below undercount on a GPU"
+    )
   for k in ("train", "codec"):
     print(
         f"{k}: ours {a[k]:.3f} s ({a['flops'][k] / 1e9:.1f} GFLOP, "

@@ -94,7 +94,7 @@ class CausalConv(nn.Module):
         (*self.kernel, x.shape[-1], self.features),
     )
     x = causal_pad(x.astype(self.dtype), self.kernel)
-    y = conv3d_as_2d(x, kernel.astype(self.dtype), self.strides)
+    y = conv3d(x, kernel.astype(self.dtype), self.strides)
     if self.use_bias:
       bias = self.param(
           "bias",
@@ -103,6 +103,27 @@ class CausalConv(nn.Module):
       )
       y = y + bias.astype(self.dtype)
     return y
+
+
+def conv3d(
+    x: jax.Array, kernel: jax.Array, strides: tuple[int, int, int]
+) -> jax.Array:
+  """VALID 3D convolution in the form that is fast on the current backend.
+
+  XLA:CPU: `conv3d_as_2d`. GPU and TPU: one `conv_general_dilated` (cuDNN
+  or the TPU's convolution unit); the CPU form there costs memory, e.g. 40
+  GiB of temporaries for a 128-filter train step on 4 x 17 x 128 x 128 clips
+  on an H100, where the 3D convolution needs a fraction of it.
+  """
+  if jax.default_backend() == "cpu":
+    return conv3d_as_2d(x, kernel, strides)
+  return jax.lax.conv_general_dilated(
+      x,
+      kernel,
+      strides,
+      "VALID",
+      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+  )
 
 
 def conv3d_as_2d(

@@ -1,0 +1,44 @@
+"""What the side-by-side benchmarks share: the device of the PyTorch peer.
+
+JAX picks its backend itself (a GPU when jaxlib has one); the peer must run
+on the same kind of device, or the ratio compares a GPU with a CPU. On a GPU
+both sides use their default precision for f32 work on tensor cores (TF32):
+JAX's default matmul/conv precision, and torch's TF32 switches turned on
+here, so neither side gets an easier arithmetic.
+"""
+
+import jax
+
+
+def torch_device(torch) -> str:
+  """'cuda' when JAX runs on a GPU (torch must see one too), else 'cpu'."""
+  if jax.default_backend() != "gpu":
+    return "cpu"
+  if not torch.cuda.is_available():
+    raise RuntimeError(
+        "JAX runs on a GPU but torch sees none: the peer would run on the"
+        " CPU and the ratio would compare different devices"
+    )
+  torch.backends.cuda.matmul.allow_tf32 = True
+  torch.backends.cudnn.allow_tf32 = True
+  torch.backends.cudnn.benchmark = True
+  return "cuda"
+
+
+def synchronized(torch, device: str, fn):
+  """fn, followed by waiting for the device's queued work (for timing)."""
+  if device != "cuda":
+    return fn
+
+  def run():
+    out = fn()
+    torch.cuda.synchronize()
+    return out
+
+  return run
+
+
+def describe_device() -> str:
+  """One line naming JAX's device, for the benchmark's header."""
+  d = jax.devices()[0]
+  return f"jax {jax.__version__} on {d.platform} ({d.device_kind})"
