@@ -16,6 +16,14 @@ same 8 levels. Figures (medians over `--reps`, after warm-up):
     package ships no discriminators, so the GAN part is timed for ours only,
     printed for information).
 
+Two peers: EnCodec as shipped (one residual unit per block with kernel 3
+and half-width hidden channels, two LSTM layers: ~4x fewer FLOPs than the
+paper's SoundStream), and the same `encodec` code at SoundStream's layer
+geometry (three residual units per block, kernel 7, dilations 1/3/9, no
+bottleneck, no LSTM, D = our embed_dim), which does our arithmetic. FLOPs
+per second of audio are printed for each (XLA's cost analysis, torch's
+FlopCounterMode).
+
 Ends with `RESULT` lines (DESIGN.md); ratio <= 1.0 means ours is at least as
 fast. Install the peer with `pip install --no-deps encodec==0.1.1` (its
 `torchaudio` requirement would pull a torch other than the pinned one);
@@ -123,6 +131,11 @@ def ours(reps, seconds, batch, full_step):
       lambda: decode(variables, encode(variables, audio)).block_until_ready(),
       reps,
   )
+  codes = jax.eval_shape(encode, variables, audio)
+  flops = sum(
+      fn.lower(variables, arg).compile().cost_analysis()["flops"]
+      for fn, arg in ((encode, audio), (decode, codes))
+  )
 
   tx = optax.adam(3e-4, b1=0.5, b2=0.9)
   clips = jnp.asarray(
@@ -161,7 +174,11 @@ def ours(reps, seconds, batch, full_step):
 
   full_time = _full_step_time(config, clips, reps) if full_step else np.nan
   return dict(
-      params=n_params, codec=codec_time, gen_step=gen_time, full_step=full_time
+      params=n_params,
+      codec=codec_time,
+      gen_step=gen_time,
+      full_step=full_time,
+      flops_per_s=flops / seconds,
   )
 
 
@@ -177,16 +194,49 @@ def _import_encodec():
   return encodec
 
 
-def peer(reps, seconds, batch):
+def _encodec_model(encodec, geometry: str, embed_dim: int):
+  """EnCodec at 16 kHz, hop 320, 8 x 1,024 codes; see the module doc."""
+  bandwidth = LEVELS * 10 * 50 / 1000
+  if geometry == "encodec":
+    return encodec.EncodecModel._get_model(  # pylint: disable=protected-access
+        [bandwidth], sample_rate=SR, channels=1, causal=True
+    )
+  seanet = dict(
+      channels=1,
+      dimension=embed_dim,
+      n_filters=32,
+      n_residual_layers=3,
+      ratios=[8, 5, 4, 2],
+      residual_kernel_size=7,
+      dilation_base=3,
+      compress=1,
+      lstm=0,
+      causal=True,
+      norm="weight_norm",
+  )
+  m = encodec.modules
+  quantizer = encodec.quantization.ResidualVectorQuantizer(
+      dimension=embed_dim, n_q=LEVELS, bins=1024
+  )
+  return encodec.EncodecModel(
+      m.SEANetEncoder(**seanet),
+      m.SEANetDecoder(**seanet),
+      quantizer,
+      [bandwidth],
+      SR,
+      1,
+  )
+
+
+def peer(reps, seconds, batch, geometry, embed_dim):
   import torch  # pylint: disable=g-import-not-at-top
+  from torch.utils.flop_counter import FlopCounterMode  # pylint: disable=g-import-not-at-top
 
   torch.set_num_threads(os.cpu_count())
   device = common.torch_device(torch)
   encodec = _import_encodec()
   torch.manual_seed(0)
-  model = encodec.EncodecModel._get_model(  # pylint: disable=protected-access
-      [LEVELS * 10 * 50 / 1000], sample_rate=SR, channels=1, causal=True
-  ).to(device)
+  model = _encodec_model(encodec, geometry, embed_dim).to(device)
   assert model.quantizer.n_q == LEVELS and model.encoder.hop_length == 320
   model.set_target_bandwidth(LEVELS * 10 * 50 / 1000)
   n_params = sum(p.numel() for p in model.parameters())
@@ -203,6 +253,9 @@ def peer(reps, seconds, batch):
 
   sync = lambda fn: common.synchronized(torch, device, fn)
   codec_time = _median_time(sync(codec), reps)
+  with FlopCounterMode(display=False) as counter:
+    codec()
+  codec_flops = counter.get_total_flops() / seconds
 
   mels = {
       s: torch.from_numpy(losses.mel_filterbank(s, SR, losses.MEL_BINS)).to(
@@ -253,6 +306,7 @@ def peer(reps, seconds, batch):
       params=n_params,
       codec=codec_time,
       gen_step=gen_time,
+      flops_per_s=codec_flops,
       version=f"encodec-{importlib.metadata.version('encodec')}"
       f"-torch-{torch.__version__.split('+')[0]}-{device}",
   )
@@ -263,31 +317,40 @@ def main(argv):
   reps, seconds, batch = _REPS.value, _SECONDS.value, _BATCH.value
   print(common.describe_device())
   a = ours(reps, seconds, batch, _FULL_STEP.value)
-  b = peer(reps, seconds, batch)
+  embed_dim = _our_config().model.embed_dim
+  peers = {
+      g: peer(reps, seconds, batch, g, embed_dim)
+      for g in ("encodec", "soundstream")
+  }
   print(
-      f"ours:    {a['params'] / 1e6:.2f} M params | encode+decode "
-      f"{seconds:g} s in {a['codec']:.3f} s (RTF {seconds / a['codec']:.1f}x)"
+      f"ours:    {a['params'] / 1e6:.2f} M params"
+      f" {a['flops_per_s'] / 1e9:.2f} GFLOP per audio second | encode+decode"
+      f" {seconds:g} s in {a['codec']:.3f} s (RTF {seconds / a['codec']:.1f}x)"
       f" | generator step {a['gen_step']:.3f} s | full GAN step "
       f"{a['full_step']:.3f} s (batch {batch} x 1 s)"
   )
   print(
-      f"encodec: {b['params'] / 1e6:.2f} M params | encode+decode "
-      f"{seconds:g} s in {b['codec']:.3f} s (RTF {seconds / b['codec']:.1f}x)"
-      f" | generator step {b['gen_step']:.3f} s"
-  )
-  peer_name = f"{b['version']}-random-weights-16kHz-C32-8x1024"
-  print(
       f"RESULT codec_rtf_ours={seconds / a['codec']:.2f} target>=1.0 "
       "peer=real-time"
   )
-  print(
-      f"RESULT codec_encode_decode_time_ratio_vs_encodec="
-      f"{a['codec'] / b['codec']:.2f} target<=1.0 peer={peer_name}"
-  )
-  print(
-      f"RESULT codec_train_step_time_ratio_vs_encodec="
-      f"{a['gen_step'] / b['gen_step']:.2f} target<=1.0 peer={peer_name}"
-  )
+  for geometry, b in peers.items():
+    print(
+        f"encodec ({geometry} geometry): {b['params'] / 1e6:.2f} M params"
+        f" {b['flops_per_s'] / 1e9:.2f} GFLOP per audio second |"
+        f" encode+decode {seconds:g} s in {b['codec']:.3f} s (RTF"
+        f" {seconds / b['codec']:.1f}x) | generator step"
+        f" {b['gen_step']:.3f} s"
+    )
+    suffix = "" if geometry == "encodec" else "_soundstream_geometry"
+    peer_name = f"{b['version']}-random-weights-16kHz-C32-8x1024-{geometry}"
+    print(
+        f"RESULT codec_encode_decode_time_ratio_vs_encodec{suffix}="
+        f"{a['codec'] / b['codec']:.2f} target<=1.0 peer={peer_name}"
+    )
+    print(
+        f"RESULT codec_train_step_time_ratio_vs_encodec{suffix}="
+        f"{a['gen_step'] / b['gen_step']:.2f} target<=1.0 peer={peer_name}"
+    )
 
 
 if __name__ == "__main__":
