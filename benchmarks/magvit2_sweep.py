@@ -1,0 +1,93 @@
+"""MAGVIT-v2 `tiny` variants: PSNR of 32 synth_av test clips against steps.
+
+  python -m benchmarks.magvit2_sweep --make_data=/tmp/d   # once, needs TFDS
+  python -m benchmarks.magvit2_sweep NAMES STEPS         # e.g. base,f32 800
+
+Reconstruction-only steps (the 'recon' phase; batch 8 of random 5-frame
+windows, as `tiny` trains), PSNR of the EMA and raw weights on all 17 frames.
+The data is read from `.gpu/synth.npz` (2,000 train + 32 test clips, 23 MB),
+so the sweep runs where TensorFlow is not installed (the lent GPU machine).
+The variants (`SWEEP`) override fields of `configs/magvit2.py:tiny`.
+"""
+import json, os, sys, time
+import numpy as np, jax, jax.numpy as jnp
+from configs import magvit2 as cfgmod
+from videopoet import config_lib
+from videopoet_tokenizers.magvit2 import model as model_lib, quantizers, train as train_lib
+from videopoet_tokenizers.common import perceptual
+
+DATA = ".gpu/synth.npz"
+
+
+def make_data(data_dir):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from videopoet.data import synth_av_tfds  # pylint: disable=g-import-not-at-top,unused-import
+
+  split = lambda s, n: np.stack([
+      np.asarray(r["video"][:17]) for r in
+      (tfds.data_source("synth_av/tiny", data_dir=data_dir, split=s)[i]
+       for i in range(n))])
+  os.makedirs(os.path.dirname(DATA), exist_ok=True)
+  np.savez_compressed(DATA, train=split("train", 2000), test=split("test", 32))
+
+
+if len(sys.argv) > 1 and sys.argv[1].startswith("--make_data="):
+  make_data(sys.argv[1].split("=", 1)[1])
+  sys.exit()
+d = np.load(DATA); TRAIN, TEST = d["train"], d["test"]
+def make(overrides):
+  c = cfgmod.get_config("tiny")
+  for k, v in overrides.items():
+    node = c
+    *path, last = k.split(".")
+    for p in path: node = node[p]
+    node[last] = v
+  f = config_lib.from_config
+  return c, train_lib.Trainer(
+      model=f(model_lib.ModelConfig, c.model, "m"),
+      quantizer=f(quantizers.QuantizerConfig, c.quantizer, "q"),
+      disc=f(train_lib.DiscriminatorConfig, c.discriminator, "d"),
+      loss=f(train_lib.LossConfig, c.loss, "l"),
+      optimizer=f(train_lib.OptimizerConfig, c.optimizer, "o"),
+      perceptual=f(perceptual.PerceptualConfig, c.perceptual, "p"))
+
+def tofloat(v): return v.astype(jnp.float32) / 127.5 - 1
+
+def run(name, overrides, steps, evals, batch=8, win=5):
+  c, tr = make(overrides)
+  rng = np.random.default_rng(0)
+  state = jax.jit(tr.init)(jax.random.key(0), tofloat(jnp.asarray(TRAIN[:1, :win])))
+  step = jax.jit(lambda s, v, r: tr.step(s, v, r, phase="recon"), donate_argnums=0)
+  tok = tr.tokenizer
+  recon = jax.jit(lambda p, v: tok.apply(p, v)[0])
+  test = tofloat(jnp.asarray(TEST))
+  out = []
+  t0 = time.time()
+  for i in range(1, steps + 1):
+    idx = rng.integers(0, len(TRAIN), batch); st = rng.integers(0, 17 - win + 1, batch)
+    v = np.stack([TRAIN[j, s:s + win] for j, s in zip(idx, st)])
+    state, m = step(state, tofloat(jnp.asarray(v)), jax.random.key(i))
+    if i in evals:
+      ps = []
+      for p in ("ema_params", "params"):
+        r = np.asarray(recon(state[p], test)); mse = np.mean((r.clip(-1, 1) - np.asarray(test)) ** 2, axis=(1, 2, 3, 4))
+        ps.append(float(np.mean(10 * np.log10(4 / mse))))
+      out.append((i, round(ps[0], 2), round(ps[1], 2), round(float(m["train/l2"]), 5)))
+      print(name, i, "psnr ema/raw", ps, "l2", float(m["train/l2"]), f"{time.time()-t0:.0f}s", flush=True)
+  return out
+
+SWEEP = {
+  "base": {},
+  "no_entropy_anneal": {"quantizer.lfq.anneal_factor": 1.0},
+  "entropy_0.02": {"quantizer.lfq.entropy_weight": 0.02, "quantizer.lfq.anneal_factor": 1.0},
+  "lr3e-3": {"optimizer.learning_rate": 3e-3},
+  "space4x": {"model.channel_multipliers": (1, 2, 4), "model.temporal_downsample": (True, True)},
+  "f32": {"model.filters": 32},
+  "e002_space4x": {"quantizer.lfq.entropy_weight": 0.02, "quantizer.lfq.anneal_factor": 1.0, "model.channel_multipliers": (1, 2, 4), "model.temporal_downsample": (True, True)},
+}
+names = sys.argv[1].split(",") if len(sys.argv) > 1 else list(SWEEP)
+steps = int(sys.argv[2]) if len(sys.argv) > 2 else 700
+res = {}
+for n in names:
+  res[n] = run(n, SWEEP[n], steps, {steps // 8, steps // 4, steps // 2, steps})
+print(json.dumps(res))
