@@ -9,7 +9,7 @@ RUN_DIR ?= runs/demo
 # Pytest workers: the default suite is sized for a 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test test-slow test-all venv format clean
+.PHONY: demo test test-slow test-all venv peers format clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,15 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,parity]'
 	touch $(STAMP)
+
+# Benchmark peers, without their dependencies (which would replace the pinned
+# torch): EnCodec (codec_speed) and lucidrains' magvit2-pytorch with what its
+# model module imports (tokenizer_speed; see benchmarks/magvit2_lucidrains.py).
+peers: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps encodec==0.1.1 \
+	  magvit2-pytorch==0.5.1 kornia==0.8.1 kornia-rs==0.2.0 beartype==0.23.1 \
+	  gateloop-transformer==0.2.5 taylor-series-linear-attention==0.2.0 \
+	  rotary-embedding-torch==0.9.1 jaxtyping==0.3.11 pytorch-warmup==0.2.0
 
 demo: $(STAMP)
 	RUN_DIR=$(RUN_DIR) bash experiments/demo.sh

@@ -13,9 +13,11 @@ weights, same threads. Figures (medians over `--reps`, after warm-up):
   * encode + decode of the same clips (inference), as clips per second.
 
 FLOPs of each side (XLA's cost analysis, PyTorch's FlopCounterMode) are
-printed so the two can be checked to do the same work. lucidrains'
-`magvit2-pytorch` is not timed: it needs torchvision/kornia builds matching
-the local torch wheel, which this environment does not have.
+printed so the two can be checked to do the same work. A third model,
+lucidrains' `magvit2-pytorch` (`benchmarks/magvit2_lucidrains.py`) at its
+closest configuration, does different layers, so it is compared per FLOP:
+our seconds per FLOP over its seconds per FLOP (`--nolucidrains` skips it;
+it is skipped with a message when the package is missing).
 
 Ends with `RESULT` lines (DESIGN.md); a ratio <= 1.0 means ours is at least
 as fast.
@@ -33,6 +35,7 @@ import optax
 import torch
 
 from benchmarks import common
+from benchmarks import magvit2_lucidrains
 from benchmarks import magvit2_torch
 from videopoet_tokenizers.magvit2 import layers
 from videopoet_tokenizers.magvit2 import model as model_lib
@@ -48,6 +51,9 @@ _FILTERS = flags.DEFINE_integer("filters", 16, "Model filters.")
 _BLOCKS = flags.DEFINE_integer("blocks", 1, "Residual blocks per level.")
 _FRAMES = flags.DEFINE_integer("frames", 17, "Frames per clip (1 + 4k).")
 _RES = flags.DEFINE_integer("res", 64, "Height and width.")
+_LUCIDRAINS = flags.DEFINE_bool(
+    "lucidrains", True, "Also time magvit2-pytorch (per-FLOP ratio)."
+)
 MULTS, TDOWN, BITS, GROUPS = (1, 2, 2, 4), (False, True, True), 18, 8
 
 
@@ -196,6 +202,34 @@ def main(argv):
       f"{b_clips / a['codec']:.2f} target>={b_clips / b['codec']:.2f} "
       f"peer={peer_name}"
   )
+  if _LUCIDRAINS.value:
+    _lucidrains(a, shape)
+
+
+def _lucidrains(a, shape):
+  """Times lucidrains' model on the same clips; per-FLOP RESULT lines."""
+  try:
+    c = magvit2_lucidrains.time_peer(
+        shape[0], shape[1], shape[2], _REPS.value, common.torch_device(torch)
+    )
+  except ImportError as e:
+    print(f"lucidrains magvit2-pytorch skipped: {e}")
+    return
+  print(
+      f"lucidrains magvit2-pytorch ({c['params'] / 1e6:.2f}M params, layers"
+      f" {magvit2_lucidrains.LAYERS}):"
+  )
+  for k in ("train", "codec"):
+    print(
+        f"  {k}: {c[k]:.3f} s ({c['flops'][k] / 1e9:.1f} GFLOP,"
+        f" {c['flops'][k] / c[k] / 1e9:.1f} GFLOP/s)"
+    )
+    per_flop = (a[k] / a["flops"][k]) / (c[k] / c["flops"][k])
+    name = {"train": "train_step", "codec": "encode_decode"}[k]
+    print(
+        f"RESULT tokenizer_{name}_time_per_flop_ratio_vs_lucidrains="
+        f"{per_flop:.2f} target<=1.0 peer=magvit2-pytorch-0.5.1"
+    )
 
 
 if __name__ == "__main__":
