@@ -22,6 +22,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.global_batch_size = 8
   # Seconds the input pipeline sleeps per batch (makes a kill land mid-run).
   config.data_delay_s = 0.0
+  # 512^2 matmuls each step computes (slow steps the host can run ahead of).
+  config.step_work = 0
   # Record indices whose inputs are NaN (tests the non-finite guard).
   config.nan_records = ()
   config.width = 32

@@ -74,6 +74,16 @@ def make_program(config) -> harness.Program:
       return jnp.mean((pred - batch["y"]) ** 2)
 
     loss, grads = jax.value_and_grad(loss_fn)(state["params"])
+    if config.step_work:
+      # Seconds of real computation (not a host callback: those run
+      # synchronously), so the host can dispatch ahead of the device.
+      x = jax.lax.fori_loop(
+          0,
+          config.step_work,
+          lambda _, x: jnp.tanh(x @ x),
+          jnp.full((512, 512), 1e-3, jnp.float32) + loss,
+      )
+      grads = jax.tree.map(lambda g: g + 0.0 * jnp.sum(x), grads)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     metrics = {"train/loss": loss, "train/grad_norm": optax.global_norm(grads)}

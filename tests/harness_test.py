@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -138,6 +139,46 @@ def test_sigterm_saves_and_stops(reference, tmp_path):
   assert "SIGTERM" in err
   _run(workdir)
   _assert_identical(_params(workdir), _params(reference))
+
+
+def test_sigterm_stops_within_a_step_of_slow_running_steps(tmp_path):
+  # Dispatch is asynchronous: without a bound, the host queues every step
+  # (no log line or checkpoint in between to wait on) and a SIGTERM would
+  # wait for all of them, past a preemption's grace period.
+  workdir = str(tmp_path)
+  proc = subprocess.Popen(
+      _cmd(
+          workdir,
+          "--config.step_work=600",  # ~0.2 s a step on 2 cores
+          "--config.trainer.total_steps=400",
+          "--config.trainer.log_every=1000",
+          "--config.trainer.checkpoint.every_steps=1000",
+      ),
+      cwd=ROOT,
+      env=_env(),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
+  lines = []
+  reader = threading.Thread(target=lambda: lines.extend(proc.stderr))
+  reader.start()
+  deadline = time.time() + 120
+  while not any("Training steps" in l for l in lines):
+    assert proc.poll() is None, "".join(lines)[-4000:]
+    assert time.time() < deadline, "training never started"
+    time.sleep(0.02)
+  time.sleep(5)  # compile, then some steps
+  proc.send_signal(signal.SIGTERM)
+  signalled = time.time()
+  proc.wait(timeout=300)
+  stopped_after = time.time() - signalled
+  reader.join()
+  assert proc.returncode == 0, "".join(lines)[-4000:]
+  assert _steps(workdir), "no checkpoint saved"
+  # One or two ~0.2 s steps and the save; unbounded, the queued steps took
+  # ~80 s here.
+  assert stopped_after < 30, stopped_after
 
 
 def test_two_processes_over_gloo_match_single_process(reference, tmp_path):

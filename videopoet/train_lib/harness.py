@@ -285,6 +285,13 @@ def train(
         else:
           state, m = step_fn(state, batch, np.int32(step), group=group)
         history.append((step, m))
+        # At most two steps in flight: the host may prepare step s + 1
+        # while step s runs, but no further, so a SIGTERM's checkpoint waits
+        # for one step, not for every step queued since the last log line
+        # (XLA:CPU dispatch is asynchronous: 50 queued 10-second steps would
+        # outlast a preemption's grace period).
+        if len(history) > 1:
+          jax.block_until_ready(history[-2][1])
         stop = preemption.reached(step)
         last = step == config.total_steps
         save = stop or last or step % config.checkpoint.every_steps == 0
