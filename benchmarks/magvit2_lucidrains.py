@@ -21,15 +21,13 @@ model module imports with `make peers` (no dependencies: they would replace
 the pinned torch).
 """
 
+import argparse
 import importlib
 import importlib.util
 import statistics
 import sys
 import time
 import types
-
-from absl import app
-from absl import flags
 
 # Layers (lucidrains' names) mirroring our tiny-benchmark encoder.
 LAYERS = (
@@ -154,15 +152,16 @@ def time_peer(batch, frames, res, reps, device="cpu") -> dict:
   )
 
 
-_REPS = flags.DEFINE_integer("reps", 3, "Timed repetitions (median).")
-_BATCH = flags.DEFINE_integer("batch", 2, "Clips per step.")
-_FRAMES = flags.DEFINE_integer("frames", 17, "Frames per clip.")
-_RES = flags.DEFINE_integer("res", 64, "Height and width.")
-
-
-def main(argv):
-  del argv
-  r = time_peer(_BATCH.value, _FRAMES.value, _RES.value, _REPS.value)
+def main():
+  # argparse, not absl flags: tokenizer_speed imports this module and
+  # defines flags of the same names.
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--reps", type=int, default=3)
+  parser.add_argument("--batch", type=int, default=2)
+  parser.add_argument("--frames", type=int, default=17)
+  parser.add_argument("--res", type=int, default=64)
+  args = parser.parse_args()
+  r = time_peer(args.batch, args.frames, args.res, args.reps)
   print(f"magvit2-pytorch 0.5.1, layers {LAYERS}, {r['params'] / 1e6:.2f}M")
   for k in ("train", "codec"):
     print(
@@ -172,4 +171,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  main()
