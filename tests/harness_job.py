@@ -75,8 +75,8 @@ def make_program(config) -> harness.Program:
 
     loss, grads = jax.value_and_grad(loss_fn)(state["params"])
     if config.step_work:
-      # Seconds of real computation (not a host callback: those run
-      # synchronously), so the host can dispatch ahead of the device.
+      # `step_work` 512^2 matmuls of real computation (a host callback
+      # would run synchronously), so the host can dispatch ahead of them.
       x = jax.lax.fori_loop(
           0,
           config.step_work,
