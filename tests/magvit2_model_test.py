@@ -162,6 +162,30 @@ def test_conv3d_as_2d_equals_3d_convolution(kernel, strides):
     np.testing.assert_allclose(g_ours, g_ref, atol=1e-3, rtol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_affine_with_matmul_parameter_gradients_equals_autodiff(dtype):
+  x = jax.random.normal(jax.random.key(0), (2, 3, 4, 5, 6), dtype)
+  scale = jax.random.normal(jax.random.key(1), (6,))
+  bias = jax.random.normal(jax.random.key(2), (6,))
+  loss = lambda f: lambda *a: jnp.sum(jnp.sin(f(*a)).astype(jnp.float32))
+  tol = dict(atol=1e-5, rtol=1e-5) if dtype == jnp.float32 else dict(
+      atol=0.1, rtol=0.02
+  )
+  for ours, ref, args in (
+      (layers.scale_and_shift, lambda x, s, b: x * s + b, (x, scale, bias)),
+      (layers.shift, lambda x, b: x + b, (x, bias.astype(dtype))),
+  ):
+    np.testing.assert_allclose(ours(*args), ref(*args), **tol)
+    argnums = tuple(range(len(args)))
+    got = jax.grad(loss(ours), argnums)(*args)
+    want = jax.grad(loss(ref), argnums)(*args)
+    for a, g, w in zip(args, got, want):
+      assert g.dtype == a.dtype
+      np.testing.assert_allclose(
+          np.asarray(g, np.float32), np.asarray(w, np.float32), **tol
+      )
+
+
 def test_random_windows_are_contiguous_windows_of_each_clip():
   video = jnp.arange(3 * 17).reshape(3, 17, 1)  # frame ids per clip
   out = data_lib.random_windows(video, 5, jax.random.key(3))
