@@ -162,6 +162,23 @@ def test_conv3d_as_2d_equals_3d_convolution(kernel, strides):
     np.testing.assert_allclose(g_ours, g_ref, atol=1e-3, rtol=1e-4)
 
 
+@pytest.mark.parametrize(
+    "shape,pads",
+    [
+        ((2, 5, 6, 7, 3), ((0, 0), (2, 0), (1, 1), (1, 2), (0, 0))),
+        ((1, 1, 4, 1, 2), ((0, 0), (3, 0), (0, 2), (1, 1), (0, 0))),
+    ],
+)
+def test_edge_pad_gradient_equals_autodiff_of_jnp_pad(shape, pads):
+  x = jax.random.normal(jax.random.key(0), shape)
+  want_y = jnp.pad(x, pads, mode="edge")
+  np.testing.assert_array_equal(layers.edge_pad(x, pads), want_y)
+  w = jax.random.normal(jax.random.key(1), want_y.shape)
+  got = jax.grad(lambda x: jnp.sum(w * layers.edge_pad(x, pads)))(x)
+  want = jax.grad(lambda x: jnp.sum(w * jnp.pad(x, pads, mode="edge")))(x)
+  np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_affine_with_matmul_parameter_gradients_equals_autodiff(dtype):
   x = jax.random.normal(jax.random.key(0), (2, 3, 4, 5, 6), dtype)
