@@ -139,10 +139,12 @@ def test_base_config_is_the_paper():
         ((4, 4, 4), (1, 2, 2)),
         ((1, 1, 1), (1, 1, 1)),
         ((3, 1, 2), (2, 1, 1)),
+        ((2, 4, 2), (1, 2, 2)),  # Space-to-depth, odd height cropped.
+        ((3, 3, 3), (1, 2, 2)),  # Kernel not a multiple: strided 2D.
     ],
 )
 def test_conv3d_as_2d_equals_3d_convolution(kernel, strides):
-  x = jax.random.normal(jax.random.key(0), (2, 9, 10, 12, 5))
+  x = jax.random.normal(jax.random.key(0), (2, 9, 11, 12, 5))
   k = jax.random.normal(jax.random.key(1), (*kernel, 5, 7))
   want = jax.lax.conv_general_dilated(
       x, k, strides, "VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
