@@ -68,11 +68,22 @@ class CondNorm(nn.Module):
     self.gamma = nn.Linear(emb, c)
     self.beta = nn.Linear(emb, c)
 
-  def forward(self, x, cond):
-    cond = cond.movedim(1, -1)
-    g = self.gamma(cond).movedim(-1, 1)
-    b = self.beta(cond).movedim(-1, 1)
+  def forward(self, x, z, time_strides):
+    # gamma and beta on the latent grid, then upsampled: as ours.
+    z = z.movedim(1, -1)
+    g = _upsample_latent(self.gamma(z).movedim(-1, 1), time_strides)
+    b = _upsample_latent(self.beta(z).movedim(-1, 1), time_strides)
     return _gn_per_frame(x, self.groups) * (1 + g) + b
+
+
+def _upsample_latent(v, time_strides):
+  for ts in time_strides:
+    v = (
+        v.repeat_interleave(ts, 2)
+        .repeat_interleave(2, 3)
+        .repeat_interleave(2, 4)[:, :, ts - 1 :]
+    )
+  return v
 
 
 class Encoder(nn.Module):
@@ -132,11 +143,11 @@ class Decoder(nn.Module):
     self.conv_last = CausalConv(c, 3, 3)
 
   def forward(self, z):
-    cond = z
+    time_strides = []
     x = self.mid(self.conv_first(z))
     n = len(self.mults)
     for k, i in enumerate(reversed(range(n))):
-      x = self.res[k](self.cond_norms[k](x, cond))
+      x = self.res[k](self.cond_norms[k](x, z, time_strides))
       if i > 0:
         ts = 2 if self.tdown[i - 1] else 1
         x = self.ups[k](x)
@@ -145,11 +156,7 @@ class Decoder(nn.Module):
         # Channels as [ts, 2, 2, c], as ours (praxis's depth_to_space).
         x = x.reshape(b, ts, 2, 2, c, t, h, w).permute(0, 4, 5, 1, 6, 2, 7, 3)
         x = x.reshape(b, c, t * ts, 2 * h, 2 * w)[:, :, ts - 1 :]
-        cond = (
-            cond.repeat_interleave(ts, 2)
-            .repeat_interleave(2, 3)
-            .repeat_interleave(2, 4)[:, :, ts - 1 :]
-        )
+        time_strides.append(ts)
     return self.conv_last(F.silu(self.norm(x)))
 
 

@@ -3,6 +3,7 @@
 import functools
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -162,6 +163,23 @@ def test_conv3d_as_2d_equals_3d_convolution(kernel, strides):
       jax.grad(loss(ours), (0, 1))(x, k), jax.grad(loss(ref), (0, 1))(x, k)
   ):
     np.testing.assert_allclose(g_ours, g_ref, atol=1e-3, rtol=1e-4)
+
+
+def test_cond_norm_projects_then_upsamples_as_upsample_then_project():
+  z = jax.random.normal(jax.random.key(0), (2, 3, 2, 2, 5))  # Latent grid.
+  strides = (2, 1)  # 3 -> 5 -> 5 frames, 2 -> 4 -> 8 pixels.
+  x = jax.random.normal(jax.random.key(1), (2, 5, 8, 8, 8))
+  norm = layers.CondNorm(num_groups=4)
+  params = nn.unbox(norm.init(jax.random.key(2), x, z, strides))
+  got = norm.apply(params, x, z, strides)
+  p = params["params"]
+  up = layers.upsample_latent(z, strides)  # [2, 5, 8, 8, 5]
+  assert up.shape[:4] == x.shape[:4]
+  dense = lambda name: up @ p[name]["kernel"] + p[name]["bias"]
+  want = layers.group_norm_per_frame(x, 4) * (1 + dense("gamma")) + dense(
+      "beta"
+  )
+  np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(

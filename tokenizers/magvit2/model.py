@@ -132,7 +132,7 @@ class Decoder(nn.Module):
   def __call__(self, z: jax.Array) -> jax.Array:
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
-    cond = z
+    time_strides = []  # Upsamplings so far, from z's grid to x's.
     channels = cfg.filters * cfg.channel_multipliers[-1]
     x = layers.CausalConv(channels, dtype=dtype, name="conv_first")(z)
     for j in range(cfg.num_res_blocks):
@@ -140,7 +140,9 @@ class Decoder(nn.Module):
           x
       )
     for i in reversed(range(len(cfg.channel_multipliers))):
-      x = layers.CondNorm(cfg.num_groups, dtype, name=f"cond_norm_{i}")(x, cond)
+      x = layers.CondNorm(cfg.num_groups, dtype, name=f"cond_norm_{i}")(
+          x, z, time_strides
+      )
       channels = cfg.filters * cfg.channel_multipliers[i]
       for j in range(cfg.num_res_blocks):
         x = layers.ResBlock(
@@ -152,7 +154,7 @@ class Decoder(nn.Module):
         # Depth-to-space doubles every frame; frame 0 has no past, so its
         # first ts - 1 copies go: 1 + k frames -> 1 + k * ts.
         x = layers.depth_to_space(x, ts)[:, ts - 1 :]  # [b, t*, 2h, 2w, c]
-        cond = layers.upsample_nearest(cond, ts)[:, ts - 1 :]
+        time_strides.append(ts)
         x = layers.constrain(x)
     x = layers.swish(
         layers.GroupNormSpatial(cfg.num_groups, dtype, name="norm")(x)
