@@ -68,22 +68,14 @@ class CondNorm(nn.Module):
     self.gamma = nn.Linear(emb, c)
     self.beta = nn.Linear(emb, c)
 
-  def forward(self, x, z, time_strides):
-    # gamma and beta on the latent grid, then upsampled: as ours.
-    z = z.movedim(1, -1)
-    g = _upsample_latent(self.gamma(z).movedim(-1, 1), time_strides)
-    b = _upsample_latent(self.beta(z).movedim(-1, 1), time_strides)
+  def forward(self, x, cond):
+    # Projects the upsampled latent: in PyTorch this is faster to train than
+    # projecting on the latent grid and upsampling (ours does the latter;
+    # same numbers): repeat_interleave's backward is slow here.
+    cond = cond.movedim(1, -1)
+    g = self.gamma(cond).movedim(-1, 1)
+    b = self.beta(cond).movedim(-1, 1)
     return _gn_per_frame(x, self.groups) * (1 + g) + b
-
-
-def _upsample_latent(v, time_strides):
-  for ts in time_strides:
-    v = (
-        v.repeat_interleave(ts, 2)
-        .repeat_interleave(2, 3)
-        .repeat_interleave(2, 4)[:, :, ts - 1 :]
-    )
-  return v
 
 
 class Encoder(nn.Module):
@@ -143,11 +135,11 @@ class Decoder(nn.Module):
     self.conv_last = CausalConv(c, 3, 3)
 
   def forward(self, z):
-    time_strides = []
+    cond = z
     x = self.mid(self.conv_first(z))
     n = len(self.mults)
     for k, i in enumerate(reversed(range(n))):
-      x = self.res[k](self.cond_norms[k](x, z, time_strides))
+      x = self.res[k](self.cond_norms[k](x, cond))
       if i > 0:
         ts = 2 if self.tdown[i - 1] else 1
         x = self.ups[k](x)
@@ -156,7 +148,11 @@ class Decoder(nn.Module):
         # Channels as [ts, 2, 2, c], as ours (praxis's depth_to_space).
         x = x.reshape(b, ts, 2, 2, c, t, h, w).permute(0, 4, 5, 1, 6, 2, 7, 3)
         x = x.reshape(b, c, t * ts, 2 * h, 2 * w)[:, :, ts - 1 :]
-        time_strides.append(ts)
+        cond = (
+            cond.repeat_interleave(ts, 2)
+            .repeat_interleave(2, 3)
+            .repeat_interleave(2, 4)[:, :, ts - 1 :]
+        )
     return self.conv_last(F.silu(self.norm(x)))
 
 
