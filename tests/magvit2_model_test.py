@@ -11,6 +11,7 @@ import pytest
 
 from videopoet.train_lib import data as data_lib
 
+from videopoet_tokenizers.common import affine
 from videopoet_tokenizers.magvit2 import layers
 from videopoet_tokenizers.magvit2 import model as model_lib
 from videopoet_tokenizers.magvit2 import quantizers
@@ -205,12 +206,14 @@ def test_affine_with_matmul_parameter_gradients_equals_autodiff(dtype):
   scale = jax.random.normal(jax.random.key(1), (6,))
   bias = jax.random.normal(jax.random.key(2), (6,))
   loss = lambda f: lambda *a: jnp.sum(jnp.sin(f(*a)).astype(jnp.float32))
-  tol = dict(atol=1e-5, rtol=1e-5) if dtype == jnp.float32 else dict(
-      atol=0.1, rtol=0.02
+  tol = (
+      dict(atol=1e-5, rtol=1e-5)
+      if dtype == jnp.float32
+      else dict(atol=0.1, rtol=0.02)
   )
   for ours, ref, args in (
-      (layers.scale_and_shift, lambda x, s, b: x * s + b, (x, scale, bias)),
-      (layers.shift, lambda x, b: x + b, (x, bias.astype(dtype))),
+      (affine.scale_and_shift, lambda x, s, b: x * s + b, (x, scale, bias)),
+      (affine.shift, lambda x, b: x + b, (x, bias.astype(dtype))),
   ):
     np.testing.assert_allclose(ours(*args), ref(*args), **tol)
     argnums = tuple(range(len(args)))

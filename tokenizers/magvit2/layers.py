@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from videopoet_tokenizers.common import affine
+
 Dtype = Any
 _KERNEL_INIT = nn.initializers.lecun_normal()
 
@@ -28,74 +30,6 @@ def init_key(rng: jax.Array) -> jax.Array:
   return jax.random.wrap_key_data(
       jax.random.bits(rng, (4,), jnp.uint32), impl="rbg"
   )
-
-
-def channel_sums(*xs: jax.Array) -> list[jax.Array]:
-  """Sums of each [..., c] array over all axes but the last, as matmuls.
-
-  A parameter gradient such as a bias's is a sum over batch, time and space.
-  As a reduce, XLA:CPU fuses the whole expression that produces the
-  activation gradient into it and evaluates it on one thread, column by
-  column (70-140 ms per GroupNorm or bias gradient of the tokenizer_speed
-  step, a quarter of the step). As a product with a row of ones the
-  activation gradient is computed once, in parallel, and the sum runs in
-  YNNPACK (two rows: one would be an Eigen matrix-vector product).
-  Accumulates in float32.
-  """
-  out = []
-  for x in xs:
-    rows = x.reshape(-1, x.shape[-1])  # [n, c]
-    ones = jnp.ones((2, rows.shape[0]), rows.dtype)
-    out.append(
-        jnp.dot(
-            ones,
-            rows,
-            precision=jax.lax.Precision.HIGHEST,
-            preferred_element_type=jnp.float32,
-        )[0]
-    )
-  return out
-
-
-@jax.custom_vjp
-def scale_and_shift(x: jax.Array, scale: jax.Array, bias: jax.Array):
-  """x * scale + bias over the last axis; parameter gradients as matmuls."""
-  return x * scale + bias
-
-
-def _scale_and_shift_fwd(x, scale, bias):
-  return x * scale + bias, (x, scale, bias)
-
-
-def _scale_and_shift_bwd(res, g):
-  x, scale, bias = res
-  d_scale, d_bias = channel_sums(g * x, g)
-  return (
-      (g * scale).astype(x.dtype),
-      d_scale.astype(scale.dtype),
-      d_bias.astype(bias.dtype),
-  )
-
-
-scale_and_shift.defvjp(_scale_and_shift_fwd, _scale_and_shift_bwd)
-
-
-@jax.custom_vjp
-def shift(x: jax.Array, bias: jax.Array) -> jax.Array:
-  """x + bias over the last axis; the bias gradient as a matmul."""
-  return x + bias
-
-
-def _shift_fwd(x, bias):
-  return x + bias, bias
-
-
-def _shift_bwd(bias, g):
-  (d_bias,) = channel_sums(g)
-  return g, d_bias.astype(bias.dtype)
-
-
-shift.defvjp(_shift_fwd, _shift_bwd)
 
 
 def swish(x: jax.Array) -> jax.Array:
@@ -130,9 +64,7 @@ def causal_pad(x: jax.Array, kernel: Sequence[int]) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def edge_pad(
-    x: jax.Array, pads: tuple[tuple[int, int], ...]
-) -> jax.Array:
+def edge_pad(x: jax.Array, pads: tuple[tuple[int, int], ...]) -> jax.Array:
   """`jnp.pad(x, pads, mode='edge')` with a gradient that folds the edges.
 
   Autodiff of jnp's edge pad adds, per padded side, a zero tensor of the
@@ -145,7 +77,7 @@ def edge_pad(
 
 
 def _edge_pad_fwd(x, pads):
-  return edge_pad(x, pads), None
+  return jnp.pad(x, pads, mode="edge"), None
 
 
 def _edge_pad_bwd(pads, _, g):
@@ -213,7 +145,7 @@ class CausalConv(nn.Module):
           nn.with_logical_partitioning(nn.initializers.zeros, ("conv_out",)),
           (self.features,),
       )
-      y = shift(y, bias.astype(self.dtype))
+      y = affine.shift(y, bias.astype(self.dtype))
     return y
 
 
@@ -359,7 +291,7 @@ class GroupNormSpatial(nn.Module):
         (c,),
     )
     y = group_norm_per_frame(x, min(self.num_groups, c))  # float32
-    return scale_and_shift(y, scale, bias).astype(self.dtype)
+    return affine.scale_and_shift(y, scale, bias).astype(self.dtype)
 
 
 class ResBlock(nn.Module):

@@ -11,6 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from videopoet_tokenizers.common import affine
+
 ACTIVATION_AXES = (
     "activation_batch",
     "activation_length",
@@ -85,7 +87,7 @@ class CausalConv(nn.Module):
           x, kernel, (1,), "VALID", rhs_dilation=(d,),
           dimension_numbers=("NWC", "WIO", "NWC"),
       )  # fmt: skip
-      return y + bias  # [b, n, out]
+      return affine.shift(y, bias)  # [b, n, out]
     if s == 1:  # Pointwise.
       cols = x
     else:
@@ -99,7 +101,8 @@ class CausalConv(nn.Module):
       frames = x.reshape(b, t + pad // s, s * c)  # [b, t + k/s - 1, s * c]
       cols = _windows(frames, k // s, t)  # [b, t, k * c]
     y = cols.reshape(b * t, -1) @ kernel.reshape(k * c, self.features)
-    return (y + bias).reshape(b, t, self.features)  # [b, n // stride, out]
+    y = affine.shift(y, bias)
+    return y.reshape(b, t, self.features)  # [b, n // stride, out]
 
 
 class CausalConvTranspose(nn.Module):
@@ -126,7 +129,8 @@ class CausalConvTranspose(nn.Module):
     y = (x.reshape(b * t, c) @ w).reshape(b, t, 2, s * f)
     first, second = y[:, :, 0], y[:, :, 1]  # [b, t, s * f] each
     second = jnp.pad(second[:, :-1], ((0, 0), (1, 0), (0, 0)))
-    return (first + second + jnp.tile(bias, s)).reshape(b, t * s, f)
+    y = affine.shift(first + second, jnp.tile(bias, s))  # [b, t, s * f]
+    return y.reshape(b, t * s, f)
 
 
 class ResidualUnit(nn.Module):
