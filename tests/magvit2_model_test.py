@@ -133,21 +133,30 @@ def test_base_config_is_the_paper():
   assert 360e6 < n < 390e6, n  # About 376M (reference note, praxis list).
 
 
+# Each case takes one path of conv3d_as_2d (6 input channels: more than
+# _FRAMES_AS_CHANNELS_MAX / 3).
 @pytest.mark.parametrize(
-    "kernel,strides",
+    "kernel,strides,features,t,channels",
     [
-        ((3, 3, 3), (1, 1, 1)),
-        ((4, 4, 4), (2, 2, 2)),
-        ((4, 4, 4), (1, 2, 2)),
-        ((1, 1, 1), (1, 1, 1)),
-        ((3, 1, 2), (2, 1, 1)),
-        ((2, 4, 2), (1, 2, 2)),  # Space-to-depth, odd height cropped.
-        ((3, 3, 3), (1, 2, 2)),  # Kernel not a multiple: strided 2D.
+        ((3, 3, 3), (1, 1, 1), 7, 9, 6),  # Kernel frames stacked as outputs.
+        ((3, 3, 3), (1, 1, 1), 40, 9, 6),  # Stacked; kernel grad per frame.
+        ((2, 3, 1), (1, 1, 1), 7, 5, 6),  # Stacked.
+        ((3, 3, 3), (1, 1, 1), 7, 3, 6),  # Too few frames: per kernel frame.
+        ((3, 3, 3), (1, 1, 1), 7, 9, 3),  # RGB: kernel frames as channels.
+        ((4, 4, 4), (2, 2, 2), 7, 9, 6),  # Space-to-depth in time and space.
+        ((4, 4, 4), (1, 2, 2), 7, 9, 6),
+        ((2, 4, 2), (1, 2, 2), 7, 9, 6),  # Space-to-depth, odd height cropped.
+        ((1, 1, 1), (1, 1, 1), 7, 9, 6),  # Matmul.
+        ((1, 1, 1), (2, 1, 2), 7, 9, 6),
+        ((3, 1, 2), (2, 1, 1), 7, 9, 6),  # Strided per kernel frame.
+        ((3, 3, 3), (1, 2, 2), 7, 9, 6),  # Kernel not a multiple: strided 2D.
     ],
 )
-def test_conv3d_as_2d_equals_3d_convolution(kernel, strides):
-  x = jax.random.normal(jax.random.key(0), (2, 9, 11, 12, 5))
-  k = jax.random.normal(jax.random.key(1), (*kernel, 5, 7))
+def test_conv3d_as_2d_equals_3d_convolution(
+    kernel, strides, features, t, channels
+):
+  x = jax.random.normal(jax.random.key(0), (2, t, 11, 12, channels))
+  k = jax.random.normal(jax.random.key(1), (*kernel, channels, features))
   want = jax.lax.conv_general_dilated(
       x, k, strides, "VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
   )
