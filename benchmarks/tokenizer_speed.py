@@ -19,6 +19,10 @@ closest configuration, does different layers, so it is compared per FLOP:
 our seconds per FLOP over its seconds per FLOP (`--nolucidrains` skips it;
 it is skipped with a message when the package is missing).
 
+`--per_conv` then times every convolution of the model on its own, each
+direction (forward, input gradient, kernel gradient), ours against
+`torch.nn.functional.conv3d`: where the train-step gap comes from.
+
 Ends with `RESULT` lines (DESIGN.md); a ratio <= 1.0 means ours is at least
 as fast.
 """
@@ -53,6 +57,9 @@ _FRAMES = flags.DEFINE_integer("frames", 17, "Frames per clip (1 + 4k).")
 _RES = flags.DEFINE_integer("res", 64, "Height and width.")
 _LUCIDRAINS = flags.DEFINE_bool(
     "lucidrains", True, "Also time magvit2-pytorch (per-FLOP ratio)."
+)
+_PER_CONV = flags.DEFINE_bool(
+    "per_conv", False, "Also time each convolution, per direction."
 )
 MULTS, TDOWN, BITS, GROUPS = (1, 2, 2, 4), (False, True, True), 18, 8
 
@@ -204,6 +211,86 @@ def main(argv):
   )
   if _LUCIDRAINS.value:
     _lucidrains(a, shape)
+  if _PER_CONV.value:
+    _per_conv(video)
+
+
+def _conv_shapes(video):
+  """(padded input shape, kernel shape, strides) of each conv of a pass."""
+  cfg = model_lib.ModelConfig(
+      _FILTERS.value, MULTS, _BLOCKS.value, TDOWN, GROUPS
+  )
+  tok = model_lib.Tokenizer(cfg, quantizers.LFQ(num_bits=BITS))
+  shapes, conv3d = [], layers.conv3d
+
+  def record(x, kernel, strides):
+    shapes.append((x.shape, kernel.shape, strides))
+    return conv3d(x, kernel, strides)
+
+  layers.conv3d = record
+  try:
+    jax.eval_shape(lambda: tok.init(jax.random.key(0), video))
+  finally:
+    layers.conv3d = conv3d
+  return shapes
+
+
+def _per_conv(video):
+  """Times each convolution's three directions, ours and PyTorch's."""
+  device = common.torch_device(torch)
+  sync = lambda fn: common.synchronized(torch, device, fn)
+  print("per convolution, ms (forward / input grad / kernel grad):")
+  totals = np.zeros(6)
+  for x_shape, k_shape, strides in _conv_shapes(video):
+    x = jax.random.normal(jax.random.key(0), x_shape)
+    k = jax.random.normal(jax.random.key(1), k_shape) * 0.1
+    conv = lambda x, k, s=strides: layers.conv3d(x, k, s)
+    g = jnp.ones_like(jax.jit(conv)(x, k))
+    rgb = x_shape[-1] == 3  # The input layer needs no input gradient.
+    grad = lambda i: jax.jit(
+        lambda x, k, g: jax.vjp(conv, x, k)[1](g)[i]
+    )  # XLA drops the forward and the other gradient.
+    jx = lambda fn, *a: lambda: jax.block_until_ready(fn(*a))
+    ours = [
+        _median_time(jx(jax.jit(conv), x, k), _REPS.value),
+        0.0 if rgb else _median_time(jx(grad(0), x, k, g), _REPS.value),
+        _median_time(jx(grad(1), x, k, g), _REPS.value),
+    ]
+    xt = torch.randn(x_shape[0], x_shape[4], *x_shape[1:4], device=device)
+    kt = torch.randn(k_shape[4], k_shape[3], *k_shape[:3], device=device)
+    xt.requires_grad_(not rgb)
+    kt.requires_grad_()
+    yt = torch.nn.functional.conv3d(xt, kt, stride=strides)
+    gt = torch.ones_like(yt)
+
+    def forward():
+      with torch.no_grad():
+        torch.nn.functional.conv3d(xt, kt, stride=strides)
+
+    tgrad = lambda v: lambda: torch.autograd.grad(yt, v, gt, retain_graph=True)
+    peer_ = [
+        _median_time(sync(forward), _REPS.value),
+        0.0 if rgb else _median_time(sync(tgrad(xt)), _REPS.value),
+        _median_time(sync(tgrad(kt)), _REPS.value),
+    ]
+    row = np.array(ours + peer_) * 1e3
+    totals += row
+    print(
+        f"  x {tuple(x_shape)} kernel {tuple(k_shape)} strides {strides}:"
+        f" ours {row[0]:.1f} / {row[1]:.1f} / {row[2]:.1f}, torch"
+        f" {row[3]:.1f} / {row[4]:.1f} / {row[5]:.1f}"
+    )
+  print(
+      f"  all convolutions: ours {totals[0]:.0f} / {totals[1]:.0f} /"
+      f" {totals[2]:.0f} ms, torch {totals[3]:.0f} / {totals[4]:.0f} /"
+      f" {totals[5]:.0f} ms"
+  )
+  for i, name in enumerate(("forward", "input_grad", "kernel_grad")):
+    print(
+        f"RESULT tokenizer_convs_{name}_ratio_vs_torch="
+        f"{totals[i] / totals[i + 3]:.2f} target<=1.0"
+        f" peer=torch-{torch.__version__.split('+')[0]}-conv3d"
+    )
 
 
 def _lucidrains(a, shape):
