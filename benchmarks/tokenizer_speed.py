@@ -41,6 +41,7 @@ import torch
 from benchmarks import common
 from benchmarks import magvit2_lucidrains
 from benchmarks import magvit2_torch
+from videopoet_tokenizers.common import conv3d as conv3d_lib
 from videopoet_tokenizers.magvit2 import layers
 from videopoet_tokenizers.magvit2 import model as model_lib
 from videopoet_tokenizers.magvit2 import quantizers
@@ -221,17 +222,17 @@ def _conv_shapes(video):
       _FILTERS.value, MULTS, _BLOCKS.value, TDOWN, GROUPS
   )
   tok = model_lib.Tokenizer(cfg, quantizers.LFQ(num_bits=BITS))
-  shapes, conv3d = [], layers.conv3d
+  shapes, conv3d = [], conv3d_lib.conv3d
 
   def record(x, kernel, strides):
     shapes.append((x.shape, kernel.shape, strides))
     return conv3d(x, kernel, strides)
 
-  layers.conv3d = record
+  conv3d_lib.conv3d = record
   try:
     jax.eval_shape(lambda: tok.init(jax.random.key(0), video))
   finally:
-    layers.conv3d = conv3d
+    conv3d_lib.conv3d = conv3d
   return shapes
 
 
@@ -244,7 +245,7 @@ def _per_conv(video):
   for x_shape, k_shape, strides in _conv_shapes(video):
     x = jax.random.normal(jax.random.key(0), x_shape)
     k = jax.random.normal(jax.random.key(1), k_shape) * 0.1
-    conv = lambda x, k, s=strides: layers.conv3d(x, k, s)
+    conv = lambda x, k, s=strides: conv3d_lib.conv3d(x, k, s)
     g = jnp.ones_like(jax.jit(conv)(x, k))
     rgb = x_shape[-1] == 3  # The input layer needs no input gradient.
     grad = lambda i: jax.jit(

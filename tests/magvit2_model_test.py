@@ -12,6 +12,7 @@ import pytest
 from videopoet.train_lib import data as data_lib
 
 from videopoet_tokenizers.common import affine
+from videopoet_tokenizers.common import conv3d
 from videopoet_tokenizers.magvit2 import layers
 from videopoet_tokenizers.magvit2 import model as model_lib
 from videopoet_tokenizers.magvit2 import quantizers
@@ -160,7 +161,7 @@ def test_conv3d_as_2d_equals_3d_convolution(
   want = jax.lax.conv_general_dilated(
       x, k, strides, "VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
   )
-  got = layers.conv3d_as_2d(x, k, strides)
+  got = conv3d.conv3d_as_2d(x, k, strides)
   assert got.shape == want.shape
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
   # Gradients too (the reformulation exists for their speed).
@@ -168,7 +169,7 @@ def test_conv3d_as_2d_equals_3d_convolution(
   ref = lambda x, k: jax.lax.conv_general_dilated(
       x, k, strides, "VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
   )
-  ours = lambda x, k: layers.conv3d_as_2d(x, k, strides)
+  ours = lambda x, k: conv3d.conv3d_as_2d(x, k, strides)
   for g_ours, g_ref in zip(
       jax.grad(loss(ours), (0, 1))(x, k), jax.grad(loss(ref), (0, 1))(x, k)
   ):
