@@ -14,6 +14,7 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from videopoet_tokenizers.common import affine
 from videopoet_tokenizers.common import conv3d
@@ -51,6 +52,22 @@ def blur_pool(x: jax.Array) -> jax.Array:
   return x
 
 
+def blur_pool_depthwise(x: jax.Array) -> jax.Array:
+  """`blur_pool` as one depthwise 3D convolution (the reference form)."""
+  f = np.array([1.0, 2.0, 1.0])
+  f = np.einsum("i,j,k->ijk", f, f, f)
+  f = (f / f.sum()).astype(np.float32)[..., None, None]
+  c = x.shape[-1]
+  return jax.lax.conv_general_dilated(
+      x,
+      jnp.tile(jnp.asarray(f, x.dtype), (1, 1, 1, 1, c)),
+      (2, 2, 2),
+      "SAME",
+      feature_group_count=c,
+      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
+  )
+
+
 class Conv3D(nn.Module):
   """'SAME' 3D convolution (stride 1) through `conv3d.conv3d`.
 
@@ -61,14 +78,11 @@ class Conv3D(nn.Module):
     features: output channels.
     kernel_size: k of the k x k x k kernel.
     use_bias: add a bias.
-    native: XLA's own 3D convolution on every backend (see
-      `Discriminator.native_conv`).
   """
 
   features: int
   kernel_size: int
   use_bias: bool = True
-  native: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:  # [b, t, h, w, c]
@@ -78,38 +92,27 @@ class Conv3D(nn.Module):
     )
     lo, hi = (k - 1) // 2, k // 2
     x = jnp.pad(x, ((0, 0), (lo, hi), (lo, hi), (lo, hi), (0, 0)))
-    if self.native:
-      y = jax.lax.conv_general_dilated(
-          x,
-          kernel,
-          (1, 1, 1),
-          "VALID",
-          dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
-      )  # [b, t, h, w, features]
-    else:
-      y = conv3d.conv3d(x, kernel, (1, 1, 1))
+    y = conv3d.conv3d(x, kernel, (1, 1, 1))  # [b, t, h, w, features]
     if self.use_bias:
       bias = self.param("bias", _BIAS, (self.features,))
       y = affine.shift(y, bias)
     return y
 
 
-def _conv(features, k, use_bias, name, native=False):
-  return Conv3D(features, k, use_bias, native, name=name)
+def _conv(features, k, use_bias, name):
+  return Conv3D(features, k, use_bias, name=name)
 
 
 class DiscriminatorBlock(nn.Module):
   """conv3 -> leaky -> blur -> conv3 -> leaky, plus blur -> conv1 shortcut."""
 
   features: int
-  native_conv: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    conv = lambda f, k, bias, name: _conv(f, k, bias, name, self.native_conv)
-    y = _leaky(conv(x.shape[-1], 3, True, "conv_first")(x))
-    y = _leaky(conv(self.features, 3, True, "conv_last")(blur_pool(y)))
-    res = conv(self.features, 1, False, "conv_residual")(blur_pool(x))
+    y = _leaky(_conv(x.shape[-1], 3, True, "conv_first")(x))
+    y = _leaky(_conv(self.features, 3, True, "conv_last")(blur_pool(y)))
+    res = _conv(self.features, 1, False, "conv_residual")(blur_pool(x))
     return (y + res) / math.sqrt(2.0)
 
 
@@ -119,26 +122,17 @@ class Discriminator(nn.Module):
   Attributes:
     filters: channels of the first conv.
     channel_multipliers: per residual (downsampling) block.
-    native_conv: XLA's own 3D convolutions instead of `conv3d.conv3d`'s
-      CPU form; same parameters and numbers. For the R1 penalty: on XLA:CPU
-      the 2D form's first-order gradients are ~3x faster than native (disc
-      gradient, tiny config, 8 x 5 x 64 x 64: 700 -> 204 ms), but R1's
-      second-order gradient through it ~3x slower (1.1 -> 3.9 s).
   """
 
   filters: int = 128
   channel_multipliers: tuple[int, ...] = (2, 4, 4, 4)
-  native_conv: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    conv = lambda f, k, bias, name: _conv(f, k, bias, name, self.native_conv)
-    x = _leaky(conv(self.filters, 3, True, "conv_first")(x))
+    x = _leaky(_conv(self.filters, 3, True, "conv_first")(x))
     for i, mult in enumerate(self.channel_multipliers):
-      x = DiscriminatorBlock(
-          self.filters * mult, self.native_conv, name=f"block_{i}"
-      )(x)
-    x = _leaky(conv(x.shape[-1], 3, True, "conv_last")(x))
+      x = DiscriminatorBlock(self.filters * mult, name=f"block_{i}")(x)
+    x = _leaky(_conv(x.shape[-1], 3, True, "conv_last")(x))
     # Averaging over time lets one discriminator judge images (t = 1) and
     # videos; praxis flattens t too, for videos only.
     x = jnp.mean(x, axis=1).reshape(x.shape[0], -1)  # [b, h' * w' * c]
