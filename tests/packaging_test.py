@@ -7,6 +7,19 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _run_from_root(code: str) -> None:
+  """Runs `code` in a fresh interpreter at the repository root; it prints ok."""
+  proc = subprocess.run(
+      [sys.executable, "-c", code],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip() == "ok"
+
+
 def test_hf_tokenizers_and_ours_import_in_one_process():
   # Run from the repository root, where `tokenizers/` sits on sys.path[0]:
   # the shadowing case a user hits with `python -m experiments.<job>`.
@@ -21,15 +34,7 @@ def test_hf_tokenizers_and_ours_import_in_one_process():
       " for p in paths if os.path.isdir(p)), paths\n"
       "print('ok')\n"
   )
-  proc = subprocess.run(
-      [sys.executable, "-c", code],
-      cwd=ROOT,
-      capture_output=True,
-      text=True,
-      timeout=120,
-  )
-  assert proc.returncode == 0, proc.stderr
-  assert proc.stdout.strip() == "ok"
+  _run_from_root(code)
 
 
 def test_no_init_in_tokenizers_folder():
@@ -50,12 +55,4 @@ def test_imports_leave_the_jax_backend_uncreated():
       "assert not xla_bridge._backends, 'backend created at import'\n"
       "print('ok')\n"
   )
-  proc = subprocess.run(
-      [sys.executable, "-c", code],
-      cwd=ROOT,
-      capture_output=True,
-      text=True,
-      timeout=300,
-  )
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  assert proc.stdout.strip() == "ok"
+  _run_from_root(code)
