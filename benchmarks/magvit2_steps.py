@@ -23,7 +23,6 @@ xla_cpu.configure()
 # pylint: disable=g-import-not-at-top,g-bad-import-order
 from absl import app
 from absl import flags
-import flax.linen as nn
 import jax
 
 from configs import magvit2 as magvit2_config
@@ -45,9 +44,7 @@ def main(argv):
   del argv
   if _REFERENCE.value:
     gan.blur_pool = gan.blur_pool_depthwise
-    gan._conv = lambda f, k, bias, name: nn.Conv(  # pylint: disable=protected-access
-        f, (k, k, k), padding="SAME", use_bias=bias, name=name
-    )
+    gan._conv = gan.conv_reference  # pylint: disable=protected-access
   trainer = program.trainer_from_config(
       magvit2_config.get_config(_CONFIG.value)
   )

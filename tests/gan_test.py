@@ -9,28 +9,19 @@ import pytest
 from videopoet_tokenizers.common import gan
 
 
-_blur_depthwise = gan.blur_pool_depthwise
-
-
-def _plain_conv(features, k, use_bias, name):
-  return nn.Conv(
-      features, (k, k, k), padding="SAME", use_bias=use_bias, name=name
-  )
-
-
 @pytest.mark.parametrize(
     "shape", [(2, 5, 8, 6, 3), (1, 1, 4, 4, 2), (2, 4, 7, 9, 3)]
 )
 def test_blur_pool_equals_depthwise_convolution(shape):
   x = jax.random.normal(jax.random.key(0), shape)
-  want = _blur_depthwise(x)
+  want = gan.blur_pool_depthwise(x)
   got = gan.blur_pool(x)
   assert got.shape == want.shape
   np.testing.assert_allclose(got, want, atol=1e-6)
   loss = lambda f: lambda x: jnp.sum(jnp.sin(f(x)))
   np.testing.assert_allclose(
       jax.grad(loss(gan.blur_pool))(x),
-      jax.grad(loss(_blur_depthwise))(x),
+      jax.grad(loss(gan.blur_pool_depthwise))(x),
       atol=1e-6,
   )
 
@@ -54,8 +45,8 @@ def test_discriminator_equals_flax_conv_version(monkeypatch):
     return logits, g, r1, r1_grad
 
   ours = run(params)
-  monkeypatch.setattr(gan, "_conv", _plain_conv)
-  monkeypatch.setattr(gan, "blur_pool", _blur_depthwise)
+  monkeypatch.setattr(gan, "_conv", gan.conv_reference)
+  monkeypatch.setattr(gan, "blur_pool", gan.blur_pool_depthwise)
   plain_params = nn.unbox(disc.init(jax.random.key(1), video))
   assert jax.tree.structure(plain_params) == jax.tree.structure(params)
   want = run(params)

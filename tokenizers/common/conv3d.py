@@ -83,11 +83,7 @@ def conv3d_as_2d(
     return y.reshape(b, t_out, *y.shape[1:3], f)
   if st == 1 and kt > 1 and (sh, sw) == (1, 1) and t <= 1.5 * t_out:
     return conv3d_time_stacked(x, kernel)
-  y = None
-  for a in range(kt):
-    frames = x[:, a : a + st * (t_out - 1) + 1 : st]  # [b, t_out, h, w, c]
-    ya = _conv2d(frames.reshape(b * t_out, h, w, c), kernel[a], (sh, sw))
-    y = ya if y is None else y + ya  # [b * t_out, h', w', f]
+  y = _per_kernel_frame(x, kernel, strides)  # [b * t_out, h', w', f]
   return y.reshape(b, t_out, *y.shape[1:3], f)
 
 
@@ -108,21 +104,37 @@ def _conv2d(x, kernel, strides=(1, 1), padding="VALID"):
   )
 
 
-def _shift_sum(y: jax.Array, t_out: int, lo: int) -> jax.Array:
+def _per_kernel_frame(
+    x: jax.Array, kernel: jax.Array, strides: tuple[int, int, int]
+) -> jax.Array:
+  """sum_a conv2d(x[t * st + a], kernel[a]): [b * t_out, h', w', f]."""
+  kt, _, _, c, _ = kernel.shape
+  st, sh, sw = strides
+  b, t, h, w, _ = x.shape
+  t_out = (t - kt) // st + 1
+  y = None
+  for a in range(kt):
+    frames = x[:, a : a + st * (t_out - 1) + 1 : st]  # [b, t_out, h, w, c]
+    ya = _conv2d(frames.reshape(b * t_out, h, w, c), kernel[a], (sh, sw))
+    y = ya if y is None else y + ya
+  return y
+
+
+def _shift_sum(y: jax.Array, t_out: int, transpose: bool) -> jax.Array:
   """Sums the kt stacked slots of y at their frame shifts (time col2im).
 
-  y: [b, t_in, h, w, kt, c] -> [b, t_out, h, w, c]. lo = 0 (forward):
-  out[t] = sum_a y[t + a, a]. lo = 1 (transpose, t_out = t_in + kt - 1):
-  out[t] = sum_a y[t - a, a], terms outside y being zero.
+  y: [b, t_in, h, w, kt, c] -> [b, t_out, h, w, c]. Forward: out[t] =
+  sum_a y[t + a, a]. Transpose (t_out = t_in + kt - 1): out[t] = sum_a
+  y[t - a, a], terms outside y being zero.
   """
   kt = y.shape[4]
   out = None
   for a in range(kt):
-    if lo == 0:
-      ya = y[:, a : a + t_out, :, :, a]
-    else:
+    if transpose:
       pad = ((0, 0), (a, t_out - y.shape[1] - a), (0, 0), (0, 0), (0, 0))
       ya = jnp.pad(y[:, :, :, :, a], pad)
+    else:
+      ya = y[:, a : a + t_out, :, :, a]
     out = ya if out is None else out + ya
   return out
 
@@ -159,7 +171,7 @@ def _stacked_fwd(x, kernel):
   k2 = kernel.transpose(1, 2, 3, 0, 4).reshape(kh, kw, c, kt * f)
   y = _conv2d(x.reshape(b * t, h, w, c), k2)  # [b * t, h', w', kt * f]
   y = y.reshape(b, t, *y.shape[1:3], kt, f)
-  return _shift_sum(y, t - kt + 1, lo=0)  # [b, t_out, h', w', f]
+  return _shift_sum(y, t - kt + 1, transpose=False)  # [b, t_out, h', w', f]
 
 
 # Kernel gradients with kt * f output channels up to this run as one 2D
@@ -186,7 +198,7 @@ def _stacked_vjp_bwd(res, g):
       kf,
       padding=((kh - 1, kh - 1), (kw - 1, kw - 1)),
   )  # [b * t_out, h, w, kt * c]
-  dx = _shift_sum(z.reshape(b, t_out, h, w, kt, c), t, lo=1)
+  dx = _shift_sum(z.reshape(b, t_out, h, w, kt, c), t, transpose=True)
   if kt * f <= _STACKED_KERNEL_GRAD_MAX:
     # dk[a] = sum_t x[t + a] (x) g[t]: g shifted into slot a at frame t + a.
     gs = jnp.stack(
@@ -200,15 +212,7 @@ def _stacked_vjp_bwd(res, g):
     (dk,) = jax.vjp(conv, jnp.zeros((kh, kw, c, kt * f), kernel.dtype))[1](gs)
     dk = dk.reshape(kh, kw, c, kt, f).transpose(3, 0, 1, 2, 4)
   else:
-
-    def per_frame(k):
-      y = None
-      for a in range(kt):
-        frames = x[:, a : a + t_out].reshape(b * t_out, h, w, c)
-        ya = _conv2d(frames, k[a])
-        y = ya if y is None else y + ya
-      return y
-
+    per_frame = lambda k: _per_kernel_frame(x, k, (1, 1, 1))
     (dk,) = jax.vjp(per_frame, kernel)[1](g.reshape(b * t_out, ho, wo, f))
   return dx.astype(x.dtype), dk.astype(kernel.dtype)
 

@@ -103,6 +103,13 @@ def _conv(features, k, use_bias, name):
   return Conv3D(features, k, use_bias, name=name)
 
 
+def conv_reference(features, k, use_bias, name):
+  """`_conv` as flax's `nn.Conv` (the reference form; same parameters)."""
+  return nn.Conv(
+      features, (k, k, k), padding="SAME", use_bias=use_bias, name=name
+  )
+
+
 class DiscriminatorBlock(nn.Module):
   """conv3 -> leaky -> blur -> conv3 -> leaky, plus blur -> conv1 shortcut."""
 
