@@ -10,6 +10,8 @@ so the sweep runs where TensorFlow is not installed (the lent GPU machine).
 The variants (`SWEEP`) override fields of `configs/magvit2.py:tiny`.
 """
 import json, os, sys, time
+from videopoet import xla_cpu
+xla_cpu.configure()  # Before JAX creates its CPU backend.
 import numpy as np, jax, jax.numpy as jnp
 from configs import magvit2 as cfgmod
 from videopoet import config_lib
@@ -53,7 +55,16 @@ def make(overrides):
 
 def tofloat(v): return v.astype(jnp.float32) / 127.5 - 1
 
+def _no_quantizer(lfq, z, step=None, with_loss=True):
+  """LFQ's outputs with the continuous latent passed on and no loss."""
+  out = _LFQ_CALL(lfq, z, step, with_loss)
+  return out._replace(quantized=z, loss=jnp.float32(0.0))
+_LFQ_CALL = quantizers.LFQ.__call__
+
 def run(name, overrides, steps, evals, batch=8, win=5):
+  overrides = dict(overrides)
+  continuous = overrides.pop("no_quantizer", False)
+  quantizers.LFQ.__call__ = _no_quantizer if continuous else _LFQ_CALL
   c, tr = make(overrides)
   rng = np.random.default_rng(0)
   state = jax.jit(tr.init)(jax.random.key(0), tofloat(jnp.asarray(TRAIN[:1, :win])))
@@ -78,6 +89,10 @@ def run(name, overrides, steps, evals, batch=8, win=5):
 
 SWEEP = {
   "base": {},
+  # Diagnostics: the autoencoder without quantization (its PSNR bounds what
+  # LFQ can reach at the same step), and FSQ with the same 2^18 codes.
+  "no_quantizer": {"no_quantizer": True},
+  "fsq": {"quantizer.kind": "fsq"},
   "no_entropy_anneal": {"quantizer.lfq.anneal_factor": 1.0},
   "entropy_0.02": {"quantizer.lfq.entropy_weight": 0.02, "quantizer.lfq.anneal_factor": 1.0},
   "lr3e-3": {"optimizer.learning_rate": 3e-3},

@@ -3,6 +3,7 @@
 import json
 import os
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -156,3 +157,33 @@ def test_phased_batches_switch_to_gan_and_resume_in_phase():
   assert [next(resumed) for _ in range(3)] == [
       ("recon", {"audio": 4}), ("recon", {"audio": 5}), ("gan", {"audio": 6})
   ]
+
+
+def test_waveform_term_enters_the_generator_loss():
+  """loss(l_wave = 5) - loss(l_wave = 0) == 5 mean|x - G(x)|, and it trains."""
+  rng = np.random.default_rng(0)
+  t = np.arange(2240) / 16000
+  audio = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 600, (2, 1)) * t)
+  batch = {"audio": jax.numpy.asarray(audio, jax.numpy.float32)}
+  out = {}
+  for weight in (0.0, 5.0):
+    config = _tiny_config("", 1)
+    config.loss.waveform = weight
+    init, step = trainer.make_step(trainer.parse(config))
+    state = init(jax.random.key(0))
+    new, metrics = jax.jit(step, static_argnames="phase")(
+        state, batch, jax.random.key(1), phase="recon"
+    )
+    out[weight] = (new, jax.tree.map(float, metrics))
+  (s0, m0), (s5, m5) = out[0.0], out[5.0]
+  assert m0["train/wave"] == pytest.approx(m5["train/wave"], rel=1e-6)
+  assert m0["train/wave"] > 0.01  # the untrained decoder is far off
+  assert m5["train/loss"] - m0["train/loss"] == pytest.approx(
+      5.0 * m5["train/wave"], rel=1e-4
+  )
+  # Its gradient reaches Adam (step 1's warmup learning rate is 0, so the
+  # parameters themselves move from step 2 on).
+  moments = lambda s: np.concatenate(
+      [np.ravel(x) for x in jax.tree.leaves(nn.unbox(s["opt_g"]))]
+  )
+  assert not np.allclose(moments(s0), moments(s5))
