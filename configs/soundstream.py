@@ -105,11 +105,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Clamp of mel magnitudes before the log of L_rec (~-54 dB of full
       # scale; see trainer.LossConfig).
       mel_floor=1e-3,
-      # L1 between waveforms (not in the paper; EnCodec has one). Mel
-      # losses ignore phase: with them alone `tiny` decodes every tone at
-      # a multiple of the 50 Hz frame rate (440 -> 450 Hz, 330 -> 300 or
-      # 350 Hz) for its first thousands of steps; this term (and a higher
-      # learning rate) gets the pitch and phase right within 400 steps.
+      # L1 between waveforms (EnCodec's; not in the paper). `tiny` needs
+      # it, and its higher learning rate, to get pitch and phase right in a
+      # short run (see trainer.LossConfig).
       waveform=1000.0 if tiny else 0.0,
   )
 
