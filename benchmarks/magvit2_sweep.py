@@ -89,8 +89,8 @@ def run(name, overrides, steps, evals, batch=8, win=5):
 
 SWEEP = {
   "base": {},
-  # Diagnostics: the autoencoder without quantization (its PSNR bounds what
-  # LFQ can reach at the same step), and FSQ with the same 2^18 codes.
+  # Diagnostics: the autoencoder alone (the continuous latent decoded, no
+  # quantizer loss), and FSQ with the same 2^18 codes.
   "no_quantizer": {"no_quantizer": True},
   "fsq": {"quantizer.kind": "fsq"},
   "no_entropy_anneal": {"quantizer.lfq.anneal_factor": 1.0},
