@@ -16,6 +16,13 @@ speech; ViSQOL runs in audio mode (about 2 s per clip on a CPU core).
 import json
 import os
 
+from videopoet import xla_cpu
+
+# Before JAX creates its CPU backend. (Not through experiments.common: its
+# flags would clash with this job's --workdir.)
+xla_cpu.configure()
+
+# pylint: disable=g-import-not-at-top,g-bad-import-order
 from absl import app
 from absl import flags
 import numpy as np
@@ -23,6 +30,7 @@ import numpy as np
 from videopoet_tokenizers.soundstream import codec as codec_lib
 from videopoet_tokenizers.soundstream import data as audio_data
 from videopoet_tokenizers.soundstream import metrics
+# pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The codec's run directory.")
 _SOURCE = flags.DEFINE_enum(
