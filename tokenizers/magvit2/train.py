@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from videopoet_tokenizers.common import ema as ema_lib
 from videopoet_tokenizers.common import gan
 from videopoet_tokenizers.common import perceptual
 from videopoet_tokenizers.magvit2 import layers
@@ -51,7 +52,8 @@ class LossConfig:
       weight multiplied by as much (1: every step).
     lecam_weight: LeCam regularization (praxis: 0.001).
     lecam_decay: EMA decay of the logits LeCam compares with.
-    ema_decay: generator EMA decay (0.999).
+    ema_decay: generator EMA decay (0.999), reached after a warmup
+      (`common.ema`: min(decay, (1 + n) / (10 + n)) at update n).
     image_fraction: share of each batch trained as single images.
   """
 
@@ -229,10 +231,7 @@ class Trainer:
     )(state["params"], state["d_params"], perc_params, clips, step, gan_on)
     updates, opt_g = self.tx_g.update(g_grads, state["opt_g"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    decay = self.loss.ema_decay
-    ema = jax.tree.map(
-        lambda e, p: decay * e + (1 - decay) * p, state["ema_params"], params
-    )
+    ema = ema_lib.update(state["ema_params"], params, self.loss.ema_decay, step)
 
     d_state = {k: state[k] for k in ("d_params", "opt_d", "lecam")}
     dm = {}

@@ -29,6 +29,7 @@ import optax
 from videopoet import config_lib
 from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import harness
+from videopoet_tokenizers.common import ema as ema_lib
 from videopoet_tokenizers.soundstream import codec as codec_lib
 from videopoet_tokenizers.soundstream import data as audio_data
 from videopoet_tokenizers.soundstream import discriminators as disc_lib
@@ -82,7 +83,8 @@ class OptimConfig:
     warmup_steps: linear warmup of both learning rates.
     gen_grad_clip: generator global-norm clip (0: none).
     disc_grad_clip: discriminator global-norm clip (0: none).
-    ema_decay: decay of the generator's weight EMA.
+    ema_decay: decay of the generator's weight EMA, reached after a warmup
+      (`common.ema`: min(decay, (1 + n) / (10 + n)) at update n).
     disc_start_step: adversarial losses and discriminator updates start
       here (0: from the first step).
   """
@@ -200,9 +202,7 @@ def make_step(c: CodecTrainConfig):
           rngs={rvq.COLLECTION: k_q},
       )
       parts = {
-          "rec": losses.multiscale_mel_loss(
-              audio, rec, sr, eps=w.mel_floor
-          ),
+          "rec": losses.multiscale_mel_loss(audio, rec, sr, eps=w.mel_floor),
           "commit": aux["commit_loss"],
           "wave": jnp.mean(jnp.abs(audio - rec)),
           "adv": jnp.zeros(()),
@@ -244,9 +244,7 @@ def make_step(c: CodecTrainConfig):
       d_updates, opt_d = tx_d.update(d_grads, opt_d, new_disc)
       new_disc = optax.apply_updates(new_disc, d_updates)
       d_grad_norm = optax.global_norm(d_grads)
-    ema = jax.tree.map(
-        lambda e, p: e + (1 - o.ema_decay) * (p - e), state["gen_ema"], gen
-    )
+    ema = ema_lib.update(state["gen_ema"], gen, o.ema_decay, state["step"])
     new_state = {
         "step": state["step"] + 1,
         "gen": gen,
