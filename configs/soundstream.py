@@ -69,7 +69,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           decay=0.99,
           # EMA count below which a code is replaced by a batch frame.
           # Paper: 2 at >= 3k frames per batch; here scaled to ~1/4 of the
-          # mean count (frames per batch / 1,024).
+          # mean count (frames per batch / 1,024); lower it with the batch
+          # (the trainer refuses one over half the mean).
           dead_code_threshold={"tiny": 0.05, "small": 0.2, "base": 0.5}[arg],
           # k-means on the first batch, and its iterations.
           kmeans_init=True,

@@ -127,6 +127,16 @@ def test_config_errors_name_the_key(tmp_path):
     trainer.make_program(trainer.parse(config), 0)
   for arg in ("tiny", "small", "base"):
     trainer.parse(soundstream_config.get_config(arg))
+  # small's threshold (0.2, for 16 x 1 s) with tiny's batch (8 x 0.5 s:
+  # 200 frames, a mean count of 0.195 per code) would replace most codes.
+  config = soundstream_config.get_config("small")
+  config.data.update(global_batch_size=8, segment_samples=8000)
+  with pytest.raises(
+      config_lib.ConfigError, match=r"dead_code_threshold=0.2 .* about 0.049"
+  ):
+    trainer.parse(config)
+  config.model.rvq.dead_code_threshold = 0.05
+  trainer.parse(config)
 
 
 def test_phased_batches_switch_to_gan_and_resume_in_phase():
@@ -155,7 +165,9 @@ def test_phased_batches_switch_to_gan_and_resume_in_phase():
   resumed = data_lib.PhasedBatches(Counter(), phases(5))
   resumed.set_state(state)
   assert [next(resumed) for _ in range(3)] == [
-      ("recon", {"audio": 4}), ("recon", {"audio": 5}), ("gan", {"audio": 6})
+      ("recon", {"audio": 4}),
+      ("recon", {"audio": 5}),
+      ("gan", {"audio": 6}),
   ]
 
 
