@@ -9,8 +9,10 @@ The data is read from `.gpu/synth.npz` (2,000 train + 32 test clips, 23 MB),
 so the sweep runs where TensorFlow is not installed (the lent GPU machine).
 The variants (`SWEEP`) override fields of `configs/magvit2.py:tiny`.
 """
+
 import json, os, sys, time
 from videopoet import xla_cpu
+
 xla_cpu.configure()  # Before JAX creates its CPU backend.
 import numpy as np, jax, jax.numpy as jnp
 from configs import magvit2 as cfgmod
@@ -25,10 +27,15 @@ def make_data(data_dir):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from videopoet.data import synth_av_tfds  # pylint: disable=g-import-not-at-top,unused-import
 
-  split = lambda s, n: np.stack([
-      np.asarray(r["video"][:17]) for r in
-      (tfds.data_source("synth_av/tiny", data_dir=data_dir, split=s)[i]
-       for i in range(n))])
+  split = lambda s, n: np.stack(
+      [
+          np.asarray(r["video"][:17])
+          for r in (
+              tfds.data_source("synth_av/tiny", data_dir=data_dir, split=s)[i]
+              for i in range(n)
+          )
+      ]
+  )
   os.makedirs(os.path.dirname(DATA), exist_ok=True)
   np.savez_compressed(DATA, train=split("train", 2000), test=split("test", 32))
 
@@ -36,13 +43,17 @@ def make_data(data_dir):
 if len(sys.argv) > 1 and sys.argv[1].startswith("--make_data="):
   make_data(sys.argv[1].split("=", 1)[1])
   sys.exit()
-d = np.load(DATA); TRAIN, TEST = d["train"], d["test"]
+d = np.load(DATA)
+TRAIN, TEST = d["train"], d["test"]
+
+
 def make(overrides):
   c = cfgmod.get_config("tiny")
   for k, v in overrides.items():
     node = c
     *path, last = k.split(".")
-    for p in path: node = node[p]
+    for p in path:
+      node = node[p]
     node[last] = v
   f = config_lib.from_config
   return c, train_lib.Trainer(
@@ -51,54 +62,104 @@ def make(overrides):
       disc=f(train_lib.DiscriminatorConfig, c.discriminator, "d"),
       loss=f(train_lib.LossConfig, c.loss, "l"),
       optimizer=f(train_lib.OptimizerConfig, c.optimizer, "o"),
-      perceptual=f(perceptual.PerceptualConfig, c.perceptual, "p"))
+      perceptual=f(perceptual.PerceptualConfig, c.perceptual, "p"),
+  )
 
-def tofloat(v): return v.astype(jnp.float32) / 127.5 - 1
+
+def tofloat(v):
+  return v.astype(jnp.float32) / 127.5 - 1
+
 
 def _no_quantizer(lfq, z, step=None, with_loss=True):
   """LFQ's outputs with the continuous latent passed on and no loss."""
   out = _LFQ_CALL(lfq, z, step, with_loss)
   return out._replace(quantized=z, loss=jnp.float32(0.0))
+
+
 _LFQ_CALL = quantizers.LFQ.__call__
+
 
 def run(name, overrides, steps, evals, batch=8, win=5):
   overrides = dict(overrides)
   continuous = overrides.pop("no_quantizer", False)
+  win = overrides.pop("train_frames", win)
   quantizers.LFQ.__call__ = _no_quantizer if continuous else _LFQ_CALL
   c, tr = make(overrides)
   rng = np.random.default_rng(0)
-  state = jax.jit(tr.init)(jax.random.key(0), tofloat(jnp.asarray(TRAIN[:1, :win])))
-  step = jax.jit(lambda s, v, r: tr.step(s, v, r, phase="recon"), donate_argnums=0)
+  state = jax.jit(tr.init)(
+      jax.random.key(0), tofloat(jnp.asarray(TRAIN[:1, :win]))
+  )
+  step = jax.jit(
+      lambda s, v, r: tr.step(s, v, r, phase="recon"), donate_argnums=0
+  )
   tok = tr.tokenizer
   recon = jax.jit(lambda p, v: tok.apply(p, v)[0])
   test = tofloat(jnp.asarray(TEST))
   out = []
   t0 = time.time()
   for i in range(1, steps + 1):
-    idx = rng.integers(0, len(TRAIN), batch); st = rng.integers(0, 17 - win + 1, batch)
-    v = np.stack([TRAIN[j, s:s + win] for j, s in zip(idx, st)])
+    idx = rng.integers(0, len(TRAIN), batch)
+    st = rng.integers(0, 17 - win + 1, batch)
+    v = np.stack([TRAIN[j, s : s + win] for j, s in zip(idx, st)])
     state, m = step(state, tofloat(jnp.asarray(v)), jax.random.key(i))
     if i in evals:
       ps = []
       for p in ("ema_params", "params"):
-        r = np.asarray(recon(state[p], test)); mse = np.mean((r.clip(-1, 1) - np.asarray(test)) ** 2, axis=(1, 2, 3, 4))
-        ps.append(float(np.mean(10 * np.log10(4 / mse))))
-      out.append((i, round(ps[0], 2), round(ps[1], 2), round(float(m["train/l2"]), 5)))
-      print(name, i, "psnr ema/raw", ps, "l2", float(m["train/l2"]), f"{time.time()-t0:.0f}s", flush=True)
+        r = np.asarray(recon(state[p], test))
+        se = (r.clip(-1, 1) - np.asarray(test)) ** 2
+        psnr = lambda mse: float(np.mean(10 * np.log10(4 / mse)))
+        ps.append(psnr(np.mean(se, axis=(1, 2, 3, 4))))
+        if p == "ema_params":  # Frames inside / past a training window.
+          split = (
+              psnr(np.mean(se[:, :win], axis=(1, 2, 3, 4))),
+              psnr(np.mean(se[:, win:], axis=(1, 2, 3, 4))),
+          )
+      out.append(
+          (i, round(ps[0], 2), round(ps[1], 2), round(float(m["train/l2"]), 5))
+      )
+      print(
+          name,
+          i,
+          "psnr ema/raw",
+          ps,
+          f"ema frames <{win} / >={win}",
+          split,
+          "l2",
+          float(m["train/l2"]),
+          f"{time.time()-t0:.0f}s",
+          flush=True,
+      )
   return out
 
+
 SWEEP = {
-  "base": {},
-  # Diagnostics: the autoencoder alone (the continuous latent decoded, no
-  # quantizer loss), and FSQ with the same 2^18 codes.
-  "no_quantizer": {"no_quantizer": True},
-  "fsq": {"quantizer.kind": "fsq"},
-  "no_entropy_anneal": {"quantizer.lfq.anneal_factor": 1.0},
-  "entropy_0.02": {"quantizer.lfq.entropy_weight": 0.02, "quantizer.lfq.anneal_factor": 1.0},
-  "lr3e-3": {"optimizer.learning_rate": 3e-3},
-  "space4x": {"model.channel_multipliers": (1, 2, 4), "model.temporal_downsample": (True, True)},
-  "f32": {"model.filters": 32},
-  "e002_space4x": {"quantizer.lfq.entropy_weight": 0.02, "quantizer.lfq.anneal_factor": 1.0, "model.channel_multipliers": (1, 2, 4), "model.temporal_downsample": (True, True)},
+    "base": {},
+    # Diagnostics: the autoencoder alone (the continuous latent decoded, no
+    # quantizer loss), and FSQ with the same 2^18 codes.
+    "no_quantizer": {"no_quantizer": True},
+    "fsq": {"quantizer.kind": "fsq"},
+    # 9- and 17-frame training windows (tiny trains on 5, evaluates on 17).
+    "win9": {"train_frames": 9},
+    "win17": {"train_frames": 17},
+    "lr3e-3_e002": {"optimizer.learning_rate": 3e-3},
+    "no_clip": {"optimizer.grad_clip": 1e9},
+    "no_entropy_anneal": {"quantizer.lfq.anneal_factor": 1.0},
+    "entropy_0.02": {
+        "quantizer.lfq.entropy_weight": 0.02,
+        "quantizer.lfq.anneal_factor": 1.0,
+    },
+    "lr3e-3": {"optimizer.learning_rate": 3e-3},
+    "space4x": {
+        "model.channel_multipliers": (1, 2, 4),
+        "model.temporal_downsample": (True, True),
+    },
+    "f32": {"model.filters": 32},
+    "e002_space4x": {
+        "quantizer.lfq.entropy_weight": 0.02,
+        "quantizer.lfq.anneal_factor": 1.0,
+        "model.channel_multipliers": (1, 2, 4),
+        "model.temporal_downsample": (True, True),
+    },
 }
 names = sys.argv[1].split(",") if len(sys.argv) > 1 else list(SWEEP)
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 700
