@@ -27,7 +27,7 @@ def test_initial_weights_fade_at_once():
   for n in range(150):
     e = ema.update(e, p, 0.999, jnp.int32(n))
   assert e["b"].dtype == jnp.bfloat16
-  share = np.prod([(1 + n) / (10 + n) for n in range(150)])  # 1.2e-12
+  share = np.prod([(1 + n) / (10 + n) for n in range(150)])  # ~7e-15
   np.testing.assert_allclose(e["w"], 1 - share, rtol=1e-6)
   # The plain EMA it replaces kept 0.999^150 = 86 % of e0 here.
   assert 1 - float(e["w"][0]) < 1e-6 < 0.999**150
@@ -37,12 +37,15 @@ def _leaves(tree):
   return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
 
 
-def _check_two_steps(init, step, batch, keys, decay):
-  """After steps 1, 2 from e0 = p0: e2 = p0 + (1 - d_1) (p2 - p0)."""
+def _check_two_steps(init, step, batch, param_key, ema_key, decay):
+  """Step 1's warmup learning rate is 0, so p1 = p0 = e1; step 2 moves the
+  weights, and e2 = p0 + (1 - d_1) (p2 - p0) (a plain EMA: 1 - decay)."""
   s0 = init()
   s1, _ = step(s0, batch)
   s2, _ = step(s1, batch)
-  p0, p2, e2 = (_leaves(s[k]) for s, k in zip((s0, s2, s2), keys))
+  p0, p1, p2 = (_leaves(s[param_key]) for s in (s0, s1, s2))
+  e2 = _leaves(s2[ema_key])
+  np.testing.assert_array_equal(p1, p0)
   assert not np.allclose(p2, p0)
   d1 = float(ema.decay_at(decay, 1))
   np.testing.assert_allclose(e2, p0 + (1 - d1) * (p2 - p0), atol=1e-6)
@@ -59,7 +62,8 @@ def test_codec_trainer_uses_it():
       lambda: init(jax.random.key(0)),
       lambda s, b: jstep(s, b, jax.random.key(1), phase="recon"),
       batch,
-      ("gen", "gen", "gen_ema"),
+      "gen",
+      "gen_ema",
       c.optim.ema_decay,
   )
 
@@ -81,7 +85,8 @@ def test_magvit2_trainer_uses_it():
         lambda: t.init(jax.random.key(0), video),
         lambda s, b: jstep(s, b, jax.random.key(1), phase="recon"),
         video,
-        ("params", "params", "ema_params"),
+        "params",
+        "ema_params",
         c.loss.ema_decay,
     )
   finally:
