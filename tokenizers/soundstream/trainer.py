@@ -138,7 +138,7 @@ def parse(config) -> CodecTrainConfig:
     )
   # A code's EMA count tends to the frames it gets per step; a threshold
   # near the mean (frames per batch / codes) replaces most codes every step
-  # (measured: 5,000 of 8,192 per step, and training stalls).
+  # (measured: 4,000-8,000 of 8,192 per step, and training stalled).
   q = c.model.rvq
   frames = c.data.global_batch_size * (seg // c.model.hop)
   mean = frames / q.codebook_size
