@@ -86,6 +86,64 @@ def test_discriminator_shapes():
     assert len(feats) == 6 and feats[-2].shape[-1] == 16
 
 
+def test_discriminators_equal_flax_conv_reference(monkeypatch):
+  """With every CPU conv form (`Conv2D`, `GroupedStridedConv`) swapped for
+  flax's `nn.Conv`, the discriminators have the same parameter tree, logits
+  and features, and the same gradients for their parameters (the
+  discriminator's update) and for the audio (the generator's)."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
+  cfg = disc_lib.DiscriminatorConfig(
+      wave_channels=4, wave_max_channels=64, stft_channels=4
+  )
+  audio = jax.random.normal(jax.random.key(3), (2, 4100)) * 0.3
+  init_key = model_lib.init_key(jax.random.key(0))
+  disc = disc_lib.Discriminators(cfg)
+  params = nn.unbox(jax.jit(disc.init)(init_key, audio))
+  with monkeypatch.context() as m:
+    m.setattr(
+        disc_lib,
+        "Conv2D",
+        lambda f, k, s=(1, 1), name=None: nn.Conv(
+            f, k, s, padding="SAME", name=name
+        ),
+    )
+    m.setattr(
+        disc_lib,
+        "GroupedStridedConv",
+        lambda f, k, s, g, name=None: nn.Conv(
+            f, (k,), s, padding="SAME", feature_group_count=g, name=name
+        ),
+    )
+    ref = disc_lib.Discriminators(cfg)
+    ref_params = jax.eval_shape(ref.init, init_key, audio)
+    out_ref = jax.jit(ref.apply)(params, audio)
+    probe = lambda out: sum(
+        jnp.sum(jnp.sin(jnp.arange(z.size).reshape(z.shape)) * z)
+        for z in jax.tree.leaves(out)
+    )
+    grads_ref = jax.jit(jax.grad(lambda p, a: probe(ref.apply(p, a)), (0, 1)))(
+        params, audio
+    )
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(
+      jnp.shape, nn.unbox(ref_params)
+  )
+  out = jax.jit(disc.apply)(params, audio)
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
+      out, out_ref,
+  )  # fmt: skip
+  grads = jax.jit(jax.grad(lambda p, a: probe(disc.apply(p, a)), (0, 1)))(
+      params, audio
+  )
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(
+          a, b, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(b)))
+      ),
+      grads, grads_ref,
+  )  # fmt: skip
+
+
 def test_si_sdr_and_mel_distance():
   x = _tone()
   for snr in (30, 10, 0):

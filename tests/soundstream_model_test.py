@@ -161,7 +161,8 @@ def test_matmul_convs_equal_lax_convs(kind, k, s, d):
 
 
 @pytest.mark.parametrize(
-    "n,c,out,groups", [(64, 16, 64, 4), (61, 8, 32, 2), (40, 4, 16, 1)]
+    "n,c,out,groups",
+    [(64, 16, 64, 4), (61, 8, 32, 2), (40, 4, 16, 1), (43, 68, 68, 17)],
 )
 def test_grouped_strided_conv_equals_flax_conv(n, c, out, groups):
   """The MelGAN layer as batched matmuls == nn.Conv with feature groups
