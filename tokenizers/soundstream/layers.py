@@ -26,6 +26,17 @@ def _kernel_init():
   )
 
 
+def elu(x: jax.Array) -> jax.Array:
+  """`nn.elu` (alpha 1) with exp(x) - 1 below zero instead of expm1(x).
+
+  XLA:CPU's `expm1` is 1.8x slower than `exp` on these activations
+  ([160000, 32]: 2.4 -> 1.3 ms), and the codec has 58 of them: encode +
+  decode of 10 s 0.73 -> 0.65 s. Within 1.2e-7 of `nn.elu`, with the same
+  gradient (1 at 0, as flax's).
+  """
+  return jnp.where(x > 0, x, jnp.exp(jnp.where(x > 0, 0.0, x)) - 1.0)
+
+
 def constrain(x: jax.Array) -> jax.Array:
   """Names the axes of a `[b, t, c]` activation at a block boundary."""
   return nn.with_logical_constraint(x, ACTIVATION_AXES)
@@ -144,8 +155,8 @@ class ResidualUnit(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:  # [b, t, c]
     y = CausalConv(
         self.features, self.kernel_size, dilation=self.dilation, name="dilated"
-    )(nn.elu(x))
-    y = CausalConv(self.features, 1, name="pointwise")(nn.elu(y))
+    )(elu(x))
+    y = CausalConv(self.features, 1, name="pointwise")(elu(y))
     return x + y
 
 
@@ -162,7 +173,7 @@ class EncoderBlock(nn.Module):
       x = ResidualUnit(self.features // 2, d, name=f"res{i}")(x)
     x = CausalConv(
         self.features, 2 * self.stride, stride=self.stride, name="down"
-    )(nn.elu(x))
+    )(elu(x))
     return constrain(x)  # [b, t // stride, features]
 
 
@@ -175,7 +186,7 @@ class DecoderBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:  # [b, t, 2 * features]
-    x = CausalConvTranspose(self.features, self.stride, name="up")(nn.elu(x))
+    x = CausalConvTranspose(self.features, self.stride, name="up")(elu(x))
     for i, d in enumerate(self.dilations):
       x = ResidualUnit(self.features, d, name=f"res{i}")(x)
     return constrain(x)  # [b, t * stride, features]

@@ -71,7 +71,7 @@ class Encoder(nn.Module):
       x = layers.EncoderBlock(
           c.channels * mult, s, c.dilations, name=f"block{i}"
       )(x)
-    x = layers.CausalConv(c.embed_dim, 3, name="proj")(nn.elu(x))
+    x = layers.CausalConv(c.embed_dim, 3, name="proj")(layers.elu(x))
     return layers.constrain(x)  # [b, frames, d]
 
 
@@ -89,7 +89,7 @@ class Decoder(nn.Module):
       x = layers.DecoderBlock(
           c.channels * mult, s, c.dilations, name=f"block{i}"
       )(x)
-    x = layers.CausalConv(1, 7, name="out")(nn.elu(x))
+    x = layers.CausalConv(1, 7, name="out")(layers.elu(x))
     return x[..., 0]  # [b, t * hop]
 
 
