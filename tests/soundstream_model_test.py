@@ -181,3 +181,13 @@ def test_grouped_strided_conv_equals_flax_conv(n, c, out, groups):
   ours = lambda p, x: mod.apply({"params": p}, x)
   theirs = lambda p, x: ref_mod.apply({"params": p}, x)
   _assert_same_function(ours, theirs, params, x, atol=2e-5, grad_atol=1e-4)
+
+
+def test_elu_equals_flax_elu():
+  """The exp-based ELU: flax's values within 2e-7 and its gradient,
+  including 1 at exactly 0 (flax's expm1 form)."""
+  x = jnp.concatenate([jnp.linspace(-20.0, 20.0, 4001), jnp.zeros(1)])
+  np.testing.assert_allclose(layers.elu(x), nn.elu(x), rtol=0, atol=2e-7)
+  grad = lambda f: jax.vmap(jax.grad(f))(x)
+  np.testing.assert_allclose(grad(layers.elu), grad(nn.elu), atol=2e-7)
+  assert float(grad(layers.elu)[-1]) == 1.0
