@@ -273,3 +273,18 @@ def test_level_no_example_reaches_is_left_alone():
       0.99 * 12,
       rtol=1e-5,
   )
+
+
+def test_weighted_sample_draws_rows_in_proportion():
+  """Rows of weight 0 are never drawn (frames that quantizer dropout keeps
+  from a level); the others in proportion to their weights."""
+  x = jnp.arange(5.0)[:, None] * jnp.ones((1, 3))  # row i is all i
+  w = jnp.array([0.0, 1.0, 0.0, 3.0, 0.0])
+  rows = rvq._weighted_sample(jax.random.key(0), x, w, 40000)
+  assert rows.shape == (40000, 3)
+  counts = np.bincount(np.asarray(rows[:, 0], np.int64), minlength=5)
+  assert counts[0] == counts[2] == counts[4] == 0, counts
+  assert counts[3] / counts[1] == pytest.approx(3.0, rel=0.05), counts
+  # No weight at all: still rows of x (replace_dead then replaces nothing).
+  rows = rvq._weighted_sample(jax.random.key(0), x, jnp.zeros(5), 4)
+  assert rows.shape == (4, 3) and bool(jnp.all(rows == 4.0))

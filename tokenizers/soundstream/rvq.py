@@ -79,9 +79,18 @@ def nearest_code(x: jax.Array, codebook: jax.Array) -> jax.Array:
 
 
 def _weighted_sample(key, x, weights, num):
-  """`num` rows of x [n, d], drawn with probability proportional to weights."""
-  logits = jnp.where(weights > 0, 0.0, -jnp.inf)
-  return x[jax.random.categorical(key, logits, shape=(num,))]  # [num, d]
+  """`num` rows of x [n, d], drawn with probability proportional to weights.
+
+  Inverse-CDF sampling: `num` uniforms located in the weights' cumulative
+  sum. (`jax.random.categorical` draws a Gumbel per row and sample, [num,
+  n]: for the dead codes of 8 levels x 1,024 codes x 200 frames, 34 ms of
+  XLA:CPU time per step of `small` on 8 x 0.5 s.) All-zero weights give row
+  n - 1 (callers ignore it).
+  """
+  cdf = jnp.cumsum(weights)  # [n]
+  u = jax.random.uniform(key, (num,), cdf.dtype) * cdf[-1]  # [num]
+  idx = jnp.searchsorted(cdf, u, side="right")  # first row with cdf > u
+  return x[jnp.minimum(idx, x.shape[0] - 1)]  # [num, d]
 
 
 def kmeans(
