@@ -101,19 +101,11 @@ def test_discriminators_equal_flax_conv_reference(monkeypatch):
   disc = disc_lib.Discriminators(cfg)
   params = nn.unbox(jax.jit(disc.init)(init_key, audio))
   with monkeypatch.context() as m:
-    m.setattr(
-        disc_lib,
-        "Conv2D",
-        lambda f, k, s=(1, 1), name=None: nn.Conv(
-            f, k, s, padding="SAME", name=name
-        ),
-    )
+    m.setattr(disc_lib, "Conv2D", disc_lib.conv2d_reference)
     m.setattr(
         disc_lib,
         "GroupedStridedConv",
-        lambda f, k, s, g, name=None: nn.Conv(
-            f, (k,), s, padding="SAME", feature_group_count=g, name=name
-        ),
+        disc_lib.grouped_strided_conv_reference,
     )
     ref = disc_lib.Discriminators(cfg)
     ref_params = jax.eval_shape(ref.init, init_key, audio)

@@ -183,6 +183,25 @@ def _grouped_frames_bwd(groups, res, dy):
 _grouped_frames_conv.defvjp(_grouped_frames_fwd, _grouped_frames_bwd)
 
 
+def conv2d_reference(features, kernel_size, strides=(1, 1), name=None):
+  """`Conv2D` as flax's `nn.Conv` (the reference form; same parameters)."""
+  return nn.Conv(features, kernel_size, strides, padding="SAME", name=name)
+
+
+def grouped_strided_conv_reference(
+    features, kernel_size, stride, groups, name=None
+):
+  """`GroupedStridedConv` as flax's `nn.Conv` (the reference form)."""
+  return nn.Conv(
+      features,
+      (kernel_size,),
+      stride,
+      padding="SAME",
+      feature_group_count=groups,
+      name=name,
+  )
+
+
 class WaveDiscriminator(nn.Module):
   """One MelGAN scale on audio [b, n] -> logits [b, n / 4^downsamples]."""
 
