@@ -112,12 +112,12 @@ def _few_channels_bwd(res, g):
   x, kernel = res
   kh, kw, c, f = kernel.shape
   b, h, w, _ = x.shape
-  # z[i, j, b] = sum_a g[i - a, j] kernel[a, b]: the rows as a full
-  # convolution in h, the kw columns as kw * c output channels.
+  # z[i, j, col] = sum_row g[i - row, j] kernel[row, col]: the kernel's
+  # rows as a full convolution in h, its kw columns as kw * c outputs.
   rows = kernel[::-1].transpose(0, 3, 1, 2).reshape(kh, 1, f, kw * c)
   z = _conv(g, rows, padding=((kh - 1, kh - 1), (0, 0)))
   z = z.reshape(b, h, g.shape[2], kw, c)  # [b, h, w - kw + 1, kw, c]
-  # dx[:, :, j] = sum_b z[:, :, j - b, b].
+  # dx[:, :, j] = sum_col z[:, :, j - col, col].
   dx = None
   for col in range(kw):
     term = jnp.pad(
