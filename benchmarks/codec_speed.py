@@ -33,9 +33,7 @@ fast. Install the peer with `pip install --no-deps encodec==0.1.1` (its
 
 import importlib.metadata
 import os
-import statistics
 import sys
-import time
 import types
 
 from absl import app
@@ -69,17 +67,6 @@ LEVELS = 8
 SR = 16000
 
 
-def _median_time(fn, reps):
-  fn()  # warm-up (compiles)
-  fn()
-  times = []
-  for _ in range(reps):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
-
-
 # ------------------------------------------------------------------- Ours.
 def _our_config():
   config = soundstream_config.get_config("base")
@@ -100,9 +87,7 @@ def _full_step_time(config, clips, reps):
 
   init, step = trainer.make_step(trainer.parse(config))
   full = jax.jit(init)(jax.random.key(0))
-  full_step = jax.jit(
-      lambda s, b, r: step(s, b, r, "gan"), donate_argnums=(0,)
-  )
+  full_step = jax.jit(lambda s, b, r: step(s, b, r, "gan"), donate_argnums=(0,))
   holder = [full]
 
   def run_full():
@@ -110,7 +95,7 @@ def _full_step_time(config, clips, reps):
     holder[0] = new
     m["train/loss"].block_until_ready()
 
-  return _median_time(run_full, reps)
+  return common.median_seconds(run_full, reps, warmup=2)
 
 
 def ours(reps, seconds, batch, full_step):
@@ -127,9 +112,10 @@ def ours(reps, seconds, batch, full_step):
   )
   encode = jax.jit(lambda v, x: model.apply(v, x, method=model.encode))
   decode = jax.jit(lambda v, c: model.apply(v, c, method=model.decode))
-  codec_time = _median_time(
+  codec_time = common.median_seconds(
       lambda: decode(variables, encode(variables, audio)).block_until_ready(),
       reps,
+      warmup=2,
   )
   codes = jax.eval_shape(encode, variables, audio)
   flops = sum(
@@ -170,7 +156,7 @@ def ours(reps, seconds, batch, full_step):
     state[:] = [p, q, o]
     loss.block_until_ready()
 
-  gen_time = _median_time(run_gen, reps)
+  gen_time = common.median_seconds(run_gen, reps, warmup=2)
 
   full_time = _full_step_time(config, clips, reps) if full_step else np.nan
   return dict(
@@ -252,7 +238,7 @@ def peer(reps, seconds, batch, geometry, embed_dim):
       model.decode(model.encode(audio))
 
   sync = lambda fn: common.synchronized(torch, device, fn)
-  codec_time = _median_time(sync(codec), reps)
+  codec_time = common.median_seconds(sync(codec), reps, warmup=2)
   with FlopCounterMode(display=False) as counter:
     codec()
   codec_flops = counter.get_total_flops() / seconds
@@ -301,7 +287,7 @@ def peer(reps, seconds, batch, geometry, embed_dim):
     loss.backward()
     opt.step()
 
-  gen_time = _median_time(sync(gen_step), reps)
+  gen_time = common.median_seconds(sync(gen_step), reps, warmup=2)
   return dict(
       params=n_params,
       codec=codec_time,

@@ -5,7 +5,8 @@
 
 The trainer of `configs/soundstream.py:<config>` on random clips of
 `--samples` samples (8 x 0.5 s: the CPU runs of the README); medians over
-`--reps` after a compile and one step, so the timed steps skip the k-means
+`--reps` after a compile, the k-means step and one warm-up step (the first
+call after that still ran 3x slower), so the timed steps skip the k-means
 initialization as training does. `--reference_disc` times the
 discriminators in their reference form instead (flax `nn.Conv` everywhere):
 the two runs give what the CPU forms of `discriminators` buy.
@@ -13,8 +14,6 @@ Prints `RESULT` lines (DESIGN.md).
 """
 
 import math
-import statistics
-import time
 
 from videopoet import xla_cpu
 
@@ -26,6 +25,7 @@ from absl import app
 from absl import flags
 import jax
 
+from benchmarks import common
 from configs import soundstream as soundstream_config
 from videopoet_tokenizers.soundstream import discriminators
 from videopoet_tokenizers.soundstream import trainer
@@ -69,14 +69,10 @@ def main(argv):
     batch = {"audio": clips}
     state = fn(state, batch, jax.random.key(1))[0]  # Compiles; k-means.
     run = lambda: jax.block_until_ready(fn(state, batch, jax.random.key(1)))
-    times = []
-    for _ in range(_REPS.value):
-      t = time.perf_counter()
-      run()
-      times.append(time.perf_counter() - t)
+    seconds = common.median_seconds(run, _REPS.value)
     print(
-        f"RESULT soundstream_{_CONFIG.value}_{phase}_step_s="
-        f"{statistics.median(times):.3f} disc={form}"
+        f"RESULT soundstream_{_CONFIG.value}_{phase}_step_s={seconds:.3f}"
+        f" disc={form}"
         f" clips={tuple(clips.shape)}"
     )
 

@@ -7,6 +7,9 @@ JAX's default matmul/conv precision, and torch's TF32 switches turned on
 here, so neither side gets an easier arithmetic.
 """
 
+import statistics
+import time
+
 import jax
 
 
@@ -42,3 +45,16 @@ def describe_device() -> str:
   """One line naming JAX's device, for the benchmark's header."""
   d = jax.devices()[0]
   return f"jax {jax.__version__} on {d.platform} ({d.device_kind})"
+
+
+def median_seconds(fn, reps: int, warmup: int = 1) -> float:
+  """Median wall time of `reps` calls of fn after `warmup` untimed ones
+  (the first compiles). fn must block until its work is done."""
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)

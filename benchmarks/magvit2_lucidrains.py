@@ -24,10 +24,10 @@ the pinned torch).
 import argparse
 import importlib
 import importlib.util
-import statistics
 import sys
-import time
 import types
+
+from benchmarks import common
 
 # Layers (lucidrains' names) mirroring our tiny-benchmark encoder.
 LAYERS = (
@@ -83,9 +83,7 @@ def load_module():
   try:
     return importlib.import_module("magvit2_pytorch.magvit2_pytorch")
   except ImportError as e:
-    raise ImportError(
-        f"magvit2-pytorch needs {e.name}: make peers"
-    ) from e
+    raise ImportError(f"magvit2-pytorch needs {e.name}: make peers") from e
 
 
 def build_peer(res: int, filters: int = 16, layers=LAYERS):
@@ -101,18 +99,6 @@ def build_peer(res: int, filters: int = 16, layers=LAYERS):
       perceptual_loss_weight=0.0,
       flash_attn=False,
   )
-
-
-def _median_time(fn, reps, sync):
-  fn()  # Warm-up.
-  sync()
-  times = []
-  for _ in range(reps):
-    t = time.perf_counter()
-    fn()
-    sync()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
 
 
 def time_peer(batch, frames, res, reps, device="cpu") -> dict:
@@ -144,8 +130,8 @@ def time_peer(batch, frames, res, reps, device="cpu") -> dict:
       fn()
     flops[name] = counter.get_total_flops()
   return dict(
-      train=_median_time(train_step, reps, sync),
-      codec=_median_time(codec, reps, sync),
+      train=common.median_seconds(lambda: (train_step(), sync()), reps),
+      codec=common.median_seconds(lambda: (codec(), sync()), reps),
       flops=flops,
       params=sum(p.numel() for p in model.parameters()),
       recon_shape=tuple(codec().shape),

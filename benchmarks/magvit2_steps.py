@@ -11,9 +11,6 @@ before its CPU work: the two runs give the speedup.
 Prints `RESULT` lines (DESIGN.md).
 """
 
-import statistics
-import time
-
 from videopoet import xla_cpu
 
 # Before JAX creates its CPU backend (the data modules program imports may
@@ -25,6 +22,7 @@ from absl import app
 from absl import flags
 import jax
 
+from benchmarks import common
 from configs import magvit2 as magvit2_config
 from videopoet_tokenizers.common import gan
 from videopoet_tokenizers.magvit2 import program
@@ -62,15 +60,10 @@ def main(argv):
         lambda s, v, r, phase=phase: trainer.step(s, v, r, phase=phase)
     )
     run = lambda: jax.block_until_ready(step(state, video, jax.random.key(1)))
-    run()  # Compiles.
-    times = []
-    for _ in range(_REPS.value):
-      t = time.perf_counter()
-      run()
-      times.append(time.perf_counter() - t)
+    seconds = common.median_seconds(run, _REPS.value)  # Warm-up compiles.
     print(
-        f"RESULT magvit2_{_CONFIG.value}_{phase}_step_s="
-        f"{statistics.median(times):.3f} disc={form}"
+        f"RESULT magvit2_{_CONFIG.value}_{phase}_step_s={seconds:.3f}"
+        f" disc={form}"
         f" clips={tuple(video.shape)}"
     )
 

@@ -27,9 +27,6 @@ Ends with `RESULT` lines (DESIGN.md); a ratio <= 1.0 means ours is at least
 as fast.
 """
 
-import statistics
-import time
-
 from absl import app
 from absl import flags
 import jax
@@ -63,16 +60,6 @@ _PER_CONV = flags.DEFINE_bool(
     "per_conv", False, "Also time each convolution, per direction."
 )
 MULTS, TDOWN, BITS, GROUPS = (1, 2, 2, 4), (False, True, True), 18, 8
-
-
-def _median_time(fn, reps):
-  fn()  # Warm-up (compiles).
-  times = []
-  for _ in range(reps):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
 
 
 def ours(video, reps):
@@ -124,8 +111,8 @@ def ours(video, reps):
     loss.block_until_ready()
 
   return dict(
-      train=_median_time(run_step, reps),
-      codec=_median_time(
+      train=common.median_seconds(run_step, reps),
+      codec=common.median_seconds(
           lambda: codec(params, video).block_until_ready(), reps
       ),
       flops=flops,
@@ -161,8 +148,8 @@ def peer(video, reps):
     run_codec()
   sync = lambda fn: common.synchronized(torch, device, fn)
   return dict(
-      train=_median_time(sync(run_step), reps),
-      codec=_median_time(sync(run_codec), reps),
+      train=common.median_seconds(sync(run_step), reps),
+      codec=common.median_seconds(sync(run_codec), reps),
       flops={"train": train_flops, "codec": fc.get_total_flops()},
   )
 
@@ -253,9 +240,11 @@ def _per_conv(video):
     )  # XLA drops the forward and the other gradient.
     jx = lambda fn, *a: lambda: jax.block_until_ready(fn(*a))
     ours = [
-        _median_time(jx(jax.jit(conv), x, k), _REPS.value),
-        0.0 if rgb else _median_time(jx(grad(0), x, k, g), _REPS.value),
-        _median_time(jx(grad(1), x, k, g), _REPS.value),
+        common.median_seconds(jx(jax.jit(conv), x, k), _REPS.value),
+        0.0
+        if rgb
+        else common.median_seconds(jx(grad(0), x, k, g), _REPS.value),
+        common.median_seconds(jx(grad(1), x, k, g), _REPS.value),
     ]
     xt = torch.randn(x_shape[0], x_shape[4], *x_shape[1:4], device=device)
     kt = torch.randn(k_shape[4], k_shape[3], *k_shape[:3], device=device)
@@ -270,9 +259,9 @@ def _per_conv(video):
 
     tgrad = lambda v: lambda: torch.autograd.grad(yt, v, gt, retain_graph=True)
     peer_ = [
-        _median_time(sync(forward), _REPS.value),
-        0.0 if rgb else _median_time(sync(tgrad(xt)), _REPS.value),
-        _median_time(sync(tgrad(kt)), _REPS.value),
+        common.median_seconds(sync(forward), _REPS.value),
+        0.0 if rgb else common.median_seconds(sync(tgrad(xt)), _REPS.value),
+        common.median_seconds(sync(tgrad(kt)), _REPS.value),
     ]
     row = np.array(ours + peer_) * 1e3
     totals += row
