@@ -165,9 +165,11 @@ def test_matmul_convs_equal_lax_convs(kind, k, s, d):
     [(64, 16, 64, 4), (61, 8, 32, 2), (40, 4, 16, 1), (43, 68, 68, 17)],
 )
 def test_grouped_strided_conv_equals_flax_conv(n, c, out, groups):
-  """The MelGAN layer as batched matmuls == nn.Conv with feature groups
-  (SAME padding, stride 4, kernel 41), outputs and gradients, on the same
-  parameter tree; also for lengths that are not a multiple of the stride."""
+  """The MelGAN layer (a grouped convolution of 4-sample frames) == nn.Conv
+  with feature groups (SAME padding, stride 4, kernel 41), outputs and
+  gradients, on the same parameter tree; also for lengths that are not a
+  multiple of the stride, and with 17 groups (the batched-matmul kernel
+  gradient; up to 16, the dense one)."""
   from videopoet_tokenizers.soundstream import discriminators  # pylint: disable=g-import-not-at-top
 
   x = jax.random.normal(jax.random.key(0), (2, n, c))
