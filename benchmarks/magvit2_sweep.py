@@ -141,7 +141,6 @@ SWEEP = {
     # 9- and 17-frame training windows (tiny trains on 5, evaluates on 17).
     "win9": {"train_frames": 9},
     "win17": {"train_frames": 17},
-    "lr3e-3_e002": {"optimizer.learning_rate": 3e-3},
     "no_clip": {"optimizer.grad_clip": 1e9},
     "no_entropy_anneal": {"quantizer.lfq.anneal_factor": 1.0},
     "entropy_0.02": {

@@ -46,19 +46,23 @@ class DiscriminatorConfig:
   stft_hop: int = 256
 
 
-def _conv(features, kernel, strides=1, groups=1, name=None):
+def _kernel_init(window_dims: int):
+  """lecun_normal with logical axes; a name may appear once, so a 2-D window
+  names one of its axes."""
+  return nn.with_logical_partitioning(
+      nn.initializers.lecun_normal(),
+      (None,) * (window_dims - 1) + ("conv_window", "conv_in", "conv_out"),
+  )
+
+
+def _conv(features, kernel_size, name):
+  """'SAME' 1-D `nn.Conv` (the waveform discriminators' plain layers)."""
   return nn.Conv(
       features,
-      kernel,
-      strides=strides,
+      (kernel_size,),
       padding="SAME",
-      feature_group_count=groups,
       name=name,
-      kernel_init=nn.with_logical_partitioning(
-          nn.initializers.lecun_normal(),
-          # A name may appear once: 2-D windows name one axis.
-          (None,) * (len(kernel) - 1) + ("conv_window", "conv_in", "conv_out"),
-      ),
+      kernel_init=_kernel_init(1),
   )
 
 
@@ -75,10 +79,7 @@ class Conv2D(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:  # [b, h, w, c]
     kernel = self.param(
         "kernel",
-        nn.with_logical_partitioning(
-            nn.initializers.lecun_normal(),
-            (None, "conv_window", "conv_in", "conv_out"),
-        ),
+        _kernel_init(2),
         (*self.kernel_size, x.shape[-1], self.features),
     )
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
@@ -213,7 +214,7 @@ class WaveDiscriminator(nn.Module):
   def __call__(self, audio: jax.Array):
     x = audio[..., None]  # [b, n, 1]
     features = []
-    x = nn.leaky_relu(_conv(self.channels, (15,), name="stem")(x), 0.2)
+    x = nn.leaky_relu(_conv(self.channels, 15, name="stem")(x), 0.2)
     features.append(x)
     c = self.channels
     for i in range(self.downsamples):
@@ -223,9 +224,9 @@ class WaveDiscriminator(nn.Module):
       x = nn.leaky_relu(x, 0.2)
       features.append(x)
       c = out
-    x = nn.leaky_relu(_conv(c, (5,), name="post")(x), 0.2)
+    x = nn.leaky_relu(_conv(c, 5, name="post")(x), 0.2)
     features.append(x)
-    logits = _conv(1, (3,), name="logits")(x)[..., 0]  # [b, t]
+    logits = _conv(1, 3, name="logits")(x)[..., 0]  # [b, t]
     return logits, features
 
 
