@@ -135,12 +135,15 @@ def test_base_config_is_the_paper():
 
 
 # Each case takes one path of conv3d_as_2d (6 input channels: more than
-# _FRAMES_AS_CHANNELS_MAX / 3).
+# _FRAMES_AS_CHANNELS_MAX / 3; under _WIDENING x 6 output features unless
+# the case says so).
 @pytest.mark.parametrize(
     "kernel,strides,features,t,channels",
     [
         ((3, 3, 3), (1, 1, 1), 7, 9, 6),  # Kernel frames stacked as outputs.
-        ((3, 3, 3), (1, 1, 1), 40, 9, 6),  # Stacked; kernel grad per frame.
+        ((3, 3, 3), (1, 1, 1), 40, 9, 24),  # Stacked; kernel grad per frame.
+        ((3, 3, 3), (1, 1, 1), 12, 9, 6),  # Widening: frames as channels.
+        ((3, 3, 3), (1, 2, 2), 12, 9, 6),  # The same, strided in space.
         ((2, 3, 1), (1, 1, 1), 7, 5, 6),  # Stacked.
         ((3, 3, 3), (1, 1, 1), 7, 3, 6),  # Too few frames: per kernel frame.
         ((3, 3, 3), (1, 1, 1), 7, 9, 3),  # RGB: kernel frames as channels.
@@ -174,6 +177,25 @@ def test_conv3d_as_2d_equals_3d_convolution(
       jax.grad(loss(ours), (0, 1))(x, k), jax.grad(loss(ref), (0, 1))(x, k)
   ):
     np.testing.assert_allclose(g_ours, g_ref, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("features,lhs_channels", [(12, 18), (11, 6)])
+def test_widening_conv_gathers_kernel_frames_as_channels(
+    features, lhs_channels
+):
+  # 6 -> 12 channels: one 2D convolution over the 3 kernel frames gathered
+  # as 18 channels; 6 -> 11: the time-stacked form (6-channel frames).
+  x = jnp.zeros((1, 9, 8, 8, 6))
+  k = jnp.zeros((3, 3, 3, 6, features))
+  jaxpr = jax.make_jaxpr(lambda x, k: conv3d.conv3d_as_2d(x, k, (1, 1, 1)))
+  convs = [
+      e
+      for e in jaxpr(x, k).jaxpr.eqns
+      if e.primitive.name == "custom_vjp_call"
+      for e in e.params["call_jaxpr"].jaxpr.eqns
+  ] + jaxpr(x, k).jaxpr.eqns
+  convs = [e for e in convs if e.primitive.name == "conv_general_dilated"]
+  assert [e.invars[0].aval.shape[-1] for e in convs] == [lhs_channels]
 
 
 def test_cond_norm_projects_then_upsamples_as_upsample_then_project():
