@@ -220,12 +220,32 @@ def test_cond_norm_projects_then_upsamples_as_upsample_then_project():
     [
         ((2, 5, 6, 7, 3), ((0, 0), (2, 0), (1, 1), (1, 2), (0, 0))),
         ((1, 1, 4, 1, 2), ((0, 0), (3, 0), (0, 2), (1, 1), (0, 0))),
+        ((1, 4, 3, 2, 2), ((0, 0), (2, 0), (0, 0), (1, 1), (0, 0))),
+        ((2, 3), ((0, 0), (0, 0))),
     ],
 )
 def test_edge_pad_gradient_equals_autodiff_of_jnp_pad(shape, pads):
   x = jax.random.normal(jax.random.key(0), shape)
   want_y = jnp.pad(x, pads, mode="edge")
   np.testing.assert_array_equal(layers.edge_pad(x, pads), want_y)
+  # One pass: the only padded-size tensor is a gather's output (jnp's edge
+  # pad concatenates once per padded axis).
+  eqns = jax.make_jaxpr(lambda x: layers.edge_pad(x, pads))(x).jaxpr.eqns
+  eqns = [
+      e
+      for eq in eqns
+      for e in (
+          eq.params["call_jaxpr"].jaxpr.eqns
+          if eq.primitive.name == "custom_vjp_call"
+          else [eq]
+      )
+  ]
+  full = [
+      e.primitive.name
+      for e in eqns
+      if e.outvars[0].aval.shape == want_y.shape
+  ]
+  assert full == (["gather"] if x.shape != want_y.shape else []), full
   w = jax.random.normal(jax.random.key(1), want_y.shape)
   got = jax.grad(lambda x: jnp.sum(w * layers.edge_pad(x, pads)))(x)
   want = jax.grad(lambda x: jnp.sum(w * jnp.pad(x, pads, mode="edge")))(x)

@@ -66,19 +66,34 @@ def causal_pad(x: jax.Array, kernel: Sequence[int]) -> jax.Array:
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def edge_pad(x: jax.Array, pads: tuple[tuple[int, int], ...]) -> jax.Array:
-  """`jnp.pad(x, pads, mode='edge')` with a gradient that folds the edges.
+  """`jnp.pad(x, pads, mode='edge')` as one gather of clamped indices.
 
-  Autodiff of jnp's edge pad adds, per padded side, a zero tensor of the
-  full padded size holding the edge slice's gradient (XLA materializes each:
-  a dozen 17 MB zero-fills per tokenizer_speed step). The gradient of an
-  edge pad is the cropped gradient with each padded border summed onto the
-  edge it copies: one pass per padded axis.
+  XLA:CPU runs jnp's edge pad as one concatenation per padded axis, each a
+  full pass over the tensor. The gather reads every input once
+  (tokenizer_speed's 32-channel 64x64 activations, 2 x 17 frames, after
+  GroupNorm + swish: 18.7 -> 7.0 ms, the norm alone 6.2 ms; its
+  encode+decode 252 -> 241 ms, in one process). The gradient is the cropped
+  output gradient with each padded border summed onto the edge it copies,
+  one pass per padded axis: autodiff of jnp's pad adds, per padded side, a
+  zero tensor of the full padded size, and of the gather a scatter-add
+  (faster alone, slower in the train step).
   """
-  return jnp.pad(x, pads, mode="edge")
+  axes = [a for a, (lo, hi) in enumerate(pads) if lo or hi]
+  if not axes:
+    return x
+  span = range(axes[0], axes[-1] + 1)  # Advanced indices on adjacent axes.
+  index = []
+  for k, axis in enumerate(span):
+    lo, hi = pads[axis]
+    n = x.shape[axis]
+    i = jnp.clip(jnp.arange(-lo, n + hi), 0, n - 1)  # [n + lo + hi]
+    index.append(i.reshape([-1 if j == k else 1 for j in range(len(span))]))
+  where = (slice(None),) * axes[0] + tuple(index)
+  return x.at[where].get(mode="promise_in_bounds")
 
 
 def _edge_pad_fwd(x, pads):
-  return jnp.pad(x, pads, mode="edge"), None
+  return edge_pad(x, pads), None
 
 
 def _edge_pad_bwd(pads, _, g):
