@@ -71,12 +71,13 @@ def edge_pad(x: jax.Array, pads: tuple[tuple[int, int], ...]) -> jax.Array:
   XLA:CPU runs jnp's edge pad as one concatenation per padded axis, each a
   full pass over the tensor. The gather reads every input once
   (tokenizer_speed's 32-channel 64x64 activations, 2 x 17 frames, after
-  GroupNorm + swish: 18.7 -> 7.0 ms, the norm alone 6.2 ms; its
-  encode+decode 252 -> 241 ms, in one process). The gradient is the cropped
-  output gradient with each padded border summed onto the edge it copies,
-  one pass per padded axis: autodiff of jnp's pad adds, per padded side, a
-  zero tensor of the full padded size, and of the gather a scatter-add
-  (faster alone, slower in the train step).
+  GroupNorm + swish: 18.7 -> 7.0 ms, the norm alone 6.2 ms;
+  `benchmarks/tokenizer_ab.py --change=edge_pad`: encode+decode 0.92x, train
+  step 0.96x). The gradient is the cropped output gradient with each padded
+  border summed onto the edge it copies, one pass per padded axis: autodiff
+  of jnp's pad adds, per padded side, a zero tensor of the full padded size,
+  and of the gather a scatter-add (faster alone, but slower in the train
+  step in three paired runs).
   """
   axes = [a for a, (lo, hi) in enumerate(pads) if lo or hi]
   if not axes:
