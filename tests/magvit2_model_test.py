@@ -179,6 +179,19 @@ def test_conv3d_as_2d_equals_3d_convolution(
     np.testing.assert_allclose(g_ours, g_ref, atol=1e-3, rtol=1e-4)
 
 
+def _eqns(fn, *args):
+  """fn's jaxpr equations, custom-VJP calls replaced by their bodies."""
+  return [
+      e
+      for eq in jax.make_jaxpr(fn)(*args).jaxpr.eqns
+      for e in (
+          eq.params["call_jaxpr"].jaxpr.eqns
+          if eq.primitive.name == "custom_vjp_call"
+          else [eq]
+      )
+  ]
+
+
 @pytest.mark.parametrize("features,lhs_channels", [(12, 18), (11, 6)])
 def test_widening_conv_gathers_kernel_frames_as_channels(
     features, lhs_channels
@@ -187,14 +200,8 @@ def test_widening_conv_gathers_kernel_frames_as_channels(
   # as 18 channels; 6 -> 11: the time-stacked form (6-channel frames).
   x = jnp.zeros((1, 9, 8, 8, 6))
   k = jnp.zeros((3, 3, 3, 6, features))
-  jaxpr = jax.make_jaxpr(lambda x, k: conv3d.conv3d_as_2d(x, k, (1, 1, 1)))
-  convs = [
-      e
-      for e in jaxpr(x, k).jaxpr.eqns
-      if e.primitive.name == "custom_vjp_call"
-      for e in e.params["call_jaxpr"].jaxpr.eqns
-  ] + jaxpr(x, k).jaxpr.eqns
-  convs = [e for e in convs if e.primitive.name == "conv_general_dilated"]
+  eqns = _eqns(lambda x, k: conv3d.conv3d_as_2d(x, k, (1, 1, 1)), x, k)
+  convs = [e for e in eqns if e.primitive.name == "conv_general_dilated"]
   assert [e.invars[0].aval.shape[-1] for e in convs] == [lhs_channels]
 
 
@@ -230,16 +237,7 @@ def test_edge_pad_gradient_equals_autodiff_of_jnp_pad(shape, pads):
   np.testing.assert_array_equal(layers.edge_pad(x, pads), want_y)
   # One pass: the only padded-size tensor is a gather's output (jnp's edge
   # pad concatenates once per padded axis).
-  eqns = jax.make_jaxpr(lambda x: layers.edge_pad(x, pads))(x).jaxpr.eqns
-  eqns = [
-      e
-      for eq in eqns
-      for e in (
-          eq.params["call_jaxpr"].jaxpr.eqns
-          if eq.primitive.name == "custom_vjp_call"
-          else [eq]
-      )
-  ]
+  eqns = _eqns(lambda x: layers.edge_pad(x, pads), x)
   full = [
       e.primitive.name
       for e in eqns
