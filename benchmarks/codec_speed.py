@@ -21,8 +21,10 @@ and half-width hidden channels, two LSTM layers: ~4x fewer FLOPs than the
 paper's SoundStream), and the same `encodec` code at SoundStream's layer
 geometry (three residual units per block, kernel 7, dilations 1/3/9, no
 bottleneck, no LSTM, D = our embed_dim), which does our arithmetic. FLOPs
-per second of audio are printed for each (XLA's cost analysis, torch's
-FlopCounterMode).
+per second of audio and per generator step are printed for each (XLA's
+cost analysis, torch's FlopCounterMode), and against each peer the time
+ratios per FLOP too (`..._per_flop_ratio...`: seconds per FLOP, ours over
+EnCodec's).
 
 Ends with `RESULT` lines (DESIGN.md); ratio <= 1.0 means ours is at least as
 fast. Install the peer with `pip install --no-deps encodec==0.1.1` (its
@@ -156,6 +158,11 @@ def ours(reps, seconds, batch, full_step):
     state[:] = [p, q, o]
     loss.block_until_ready()
 
+  gen_flops = (
+      gen_step.lower(*state, clips, jax.random.key(0))
+      .compile()
+      .cost_analysis()["flops"]
+  )
   gen_time = common.median_seconds(run_gen, reps, warmup=2)
 
   full_time = _full_step_time(config, clips, reps) if full_step else np.nan
@@ -165,6 +172,7 @@ def ours(reps, seconds, batch, full_step):
       gen_step=gen_time,
       full_step=full_time,
       flops_per_s=flops / seconds,
+      gen_step_flops=gen_flops,
   )
 
 
@@ -288,11 +296,14 @@ def peer(reps, seconds, batch, geometry, embed_dim):
     opt.step()
 
   gen_time = common.median_seconds(sync(gen_step), reps, warmup=2)
+  with FlopCounterMode(display=False) as counter:
+    gen_step()
   return dict(
       params=n_params,
       codec=codec_time,
       gen_step=gen_time,
       flops_per_s=codec_flops,
+      gen_step_flops=counter.get_total_flops(),
       version=f"encodec-{importlib.metadata.version('encodec')}"
       f"-torch-{torch.__version__.split('+')[0]}-{device}",
   )
@@ -312,7 +323,8 @@ def main(argv):
       f"ours:    {a['params'] / 1e6:.2f} M params"
       f" {a['flops_per_s'] / 1e9:.2f} GFLOP per audio second | encode+decode"
       f" {seconds:g} s in {a['codec']:.3f} s (RTF {seconds / a['codec']:.1f}x)"
-      f" | generator step {a['gen_step']:.3f} s | full GAN step "
+      f" | generator step {a['gen_step']:.3f} s"
+      f" ({a['gen_step_flops'] / 1e9:.0f} GFLOP) | full GAN step "
       f"{a['full_step']:.3f} s (batch {batch} x 1 s)"
   )
   print(
@@ -325,7 +337,7 @@ def main(argv):
         f" {b['flops_per_s'] / 1e9:.2f} GFLOP per audio second |"
         f" encode+decode {seconds:g} s in {b['codec']:.3f} s (RTF"
         f" {seconds / b['codec']:.1f}x) | generator step"
-        f" {b['gen_step']:.3f} s"
+        f" {b['gen_step']:.3f} s ({b['gen_step_flops'] / 1e9:.0f} GFLOP)"
     )
     suffix = "" if geometry == "encodec" else "_soundstream_geometry"
     peer_name = f"{b['version']}-random-weights-16kHz-C32-8x1024-{geometry}"
@@ -336,6 +348,22 @@ def main(argv):
     print(
         f"RESULT codec_train_step_time_ratio_vs_encodec{suffix}="
         f"{a['gen_step'] / b['gen_step']:.2f} target<=1.0 peer={peer_name}"
+    )
+    # Seconds per FLOP, ours over EnCodec's: how fast each runs the
+    # arithmetic its own architecture asks for.
+    codec_per_flop = (a["codec"] / a["flops_per_s"]) / (
+        b["codec"] / b["flops_per_s"]
+    )
+    step_per_flop = (a["gen_step"] / a["gen_step_flops"]) / (
+        b["gen_step"] / b["gen_step_flops"]
+    )
+    print(
+        f"RESULT codec_encode_decode_time_per_flop_ratio_vs_encodec{suffix}="
+        f"{codec_per_flop:.2f} target<=1.0 peer={peer_name}"
+    )
+    print(
+        f"RESULT codec_train_step_time_per_flop_ratio_vs_encodec{suffix}="
+        f"{step_per_flop:.2f} target<=1.0 peer={peer_name}"
     )
 
 
