@@ -9,7 +9,7 @@ RUN_DIR ?= runs/demo
 # Pytest workers: the default suite is sized for a 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test test-slow test-all venv peers format clean
+.PHONY: demo test test-slow test-all venv peers kernels format clean
 
 venv: $(STAMP)
 
@@ -19,7 +19,15 @@ $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,parity]'
+	$(MAKE) kernels
 	touch $(STAMP)
+
+# The oneDNN 3D convolutions (XLA FFI, CPU): compiled once into
+# ~/.cache/videopoet-jax (else on first use). Without g++ or oneDNN, the
+# models use their XLA forms and say so.
+kernels:
+	$(PY) -m videopoet_tokenizers.common.dnnl_conv3d || \
+	  echo "oneDNN conv3d not built: the XLA forms will be used"
 
 # Benchmark peers, without their dependencies (which would replace the pinned
 # torch): EnCodec (codec_speed) and lucidrains' magvit2-pytorch with what its

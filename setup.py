@@ -52,7 +52,16 @@ setuptools.setup(
         "visqol-python>=3.8,<4",
         "pystoi>=0.4.1,<0.5",
         "pesq>=0.0.4,<0.1",
+        # oneDNN (CPU-only build, GNU OpenMP) and its headers: the 3D
+        # convolutions of MAGVIT-v2 on XLA:CPU, compiled as XLA FFI targets
+        # on first use (videopoet_tokenizers/common/dnnl_conv3d.py).
+        *[
+            f"{name}==2023.2.0; sys_platform == 'linux' and"
+            " platform_machine == 'x86_64'"
+            for name in ("onednn-cpu-gomp", "onednn-devel-cpu-gomp")
+        ],
     ],
+    package_data={f"{_TOKENIZERS}.common": ["*.cc"]},
     extras_require={
         "test": [
             "pytest>=8,<10",

@@ -19,6 +19,10 @@ closest configuration, does different layers, so it is compared per FLOP:
 our seconds per FLOP over its seconds per FLOP (`--nolucidrains` skips it;
 it is skipped with a message when the package is missing).
 
+On CPU our float32 convolutions run on oneDNN through XLA FFI targets
+(`videopoet_tokenizers/common/dnnl_conv3d.py`); `--nodnnl` times the XLA
+forms instead (`conv3d_as_2d`), and FLOPs are always counted on those.
+
 `--per_conv` then times every convolution of the model on its own, each
 direction (forward, input gradient, kernel gradient), ours against
 `torch.nn.functional.conv3d`: where the train-step gap comes from.
@@ -39,6 +43,7 @@ from benchmarks import common
 from benchmarks import magvit2_lucidrains
 from benchmarks import magvit2_torch
 from videopoet_tokenizers.common import conv3d as conv3d_lib
+from videopoet_tokenizers.common import dnnl_conv3d
 from videopoet_tokenizers.magvit2 import layers
 from videopoet_tokenizers.magvit2 import model as model_lib
 from videopoet_tokenizers.magvit2 import quantizers
@@ -55,6 +60,11 @@ _FRAMES = flags.DEFINE_integer("frames", 17, "Frames per clip (1 + 4k).")
 _RES = flags.DEFINE_integer("res", 64, "Height and width.")
 _LUCIDRAINS = flags.DEFINE_bool(
     "lucidrains", True, "Also time magvit2-pytorch (per-FLOP ratio)."
+)
+_DNNL = flags.DEFINE_bool(
+    "dnnl",
+    True,
+    "Our CPU convolutions through oneDNN (--nodnnl: the XLA forms).",
 )
 _PER_CONV = flags.DEFINE_bool(
     "per_conv", False, "Also time each convolution, per direction."
@@ -92,28 +102,32 @@ def our_step_and_codec(video):
         (jax.lax.stop_gradient(q) - z) ** 2
     )
 
-  @jax.jit
-  def step(state, v):
+  def step_fn(state, v):
     p, o = state
     loss, g = jax.value_and_grad(loss_fn)(p, v)
     u, o = tx.update(g, o, p)
     return (optax.apply_updates(p, u), o), loss
 
-  codec = jax.jit(
-      lambda p, v: tok.apply(
-          p, tok.apply(p, v, method=tok.encode).quantized, method=tok.decode
-      )
+  def codec_fn(p, v):
+    z = tok.apply(p, v, method=tok.encode).quantized
+    return tok.apply(p, z, method=tok.decode)
+
+  step, codec = jax.jit(step_fn), jax.jit(codec_fn)
+  # XLA's cost analysis cannot see into oneDNN's custom calls: FLOPs of the
+  # same functions traced with the XLA convolution forms (new callables, so
+  # that no trace is shared with `step` and `codec`).
+  count = lambda fn, *args: (
+      jax.jit(lambda *a: fn(*a))
+      .lower(*args)
+      .compile()
+      .cost_analysis()
+      .get("flops", float("nan"))
   )
-  flops = {
-      "train": step.lower(state, video)
-      .compile()
-      .cost_analysis()
-      .get("flops", float("nan")),
-      "codec": codec.lower(params, video)
-      .compile()
-      .cost_analysis()
-      .get("flops", float("nan")),
-  }
+  with dnnl_conv3d.use(False):
+    flops = {
+        "train": count(step_fn, state, video),
+        "codec": count(codec_fn, params, video),
+    }
   holder = [state]
 
   def run_step():
@@ -123,8 +137,8 @@ def our_step_and_codec(video):
   def run_codec():
     codec(params, video).block_until_ready()
 
-  run_step()  # Compiled by the lowering above, traced now: under the
-  run_codec()  # caller's settings (benchmarks/tokenizer_ab.py).
+  run_step()  # Traced and compiled now, under the caller's settings
+  run_codec()  # (benchmarks/tokenizer_ab.py, `--dnnl`).
   return run_step, run_codec, flops
 
 
@@ -172,13 +186,19 @@ def main(argv):
   torch.set_num_threads(max(1, torch.get_num_threads()))
   shape = (_BATCH.value, _FRAMES.value, _RES.value, _RES.value, 3)
   video = jax.random.uniform(jax.random.key(1), shape, minval=-1, maxval=1)
-  a = ours(video, _REPS.value)
+  # The peer first: once oneDNN has run on XLA's threads, their idle OpenMP
+  # teams count against the machine's cores in the libgomp that PyTorch
+  # shares with it, which then throttles PyTorch's spin-waits (its train step
+  # measured 0.42 s before ours ran, 0.54-0.62 s after).
   b = peer(video, _REPS.value)
+  with dnnl_conv3d.use(_DNNL.value):
+    a = ours(video, _REPS.value)
   b_clips = _BATCH.value
   print(
       f"config: filters={_FILTERS.value} blocks={_BLOCKS.value} "
       f"clips={shape} {common.describe_device()} torch={torch.__version__}"
       f" ({common.torch_device(torch)}) threads={torch.get_num_threads()}"
+      f" our_convs={_conv_path()}"
   )
   if jax.default_backend() != "cpu":
     print(
@@ -209,7 +229,15 @@ def main(argv):
   if _LUCIDRAINS.value:
     _lucidrains(a, shape)
   if _PER_CONV.value:
-    _per_conv(video)
+    with dnnl_conv3d.use(_DNNL.value):
+      _per_conv(video)
+
+
+def _conv_path():
+  if jax.default_backend() != "cpu":
+    return "conv_general_dilated"
+  with dnnl_conv3d.use(_DNNL.value):
+    return "onednn-ffi" if dnnl_conv3d.enabled() else "xla-2d-forms"
 
 
 def _conv_shapes(video):
