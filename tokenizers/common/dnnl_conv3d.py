@@ -9,7 +9,8 @@ and kernel gradient are the three targets of `dnnl_conv3d.cc`.
 
 The C++ side is compiled on first use (g++, ~4 s) into a cache folder
 (`$VIDEOPOET_CACHE_DIR`, else `~/.cache/videopoet-jax`) under a name that
-hashes the source and the jaxlib and oneDNN versions, and reused after.
+hashes the source, the jaxlib and oneDNN versions and oneDNN's path (the
+library's rpath), and reused after.
 `available()` says whether it could be built and loaded; where not (no
 compiler, no oneDNN wheel, not Linux x86-64, or `VIDEOPOET_DNNL=0`), it logs
 why once and callers use their XLA forms (`conv3d.conv3d_as_2d`); `use`
@@ -91,7 +92,9 @@ def build() -> pathlib.Path:
       f"{importlib.metadata.version('jaxlib')}"
       f"-{importlib.metadata.version(_DIST)}"
   )
-  digest = hashlib.sha256(_SOURCE.read_bytes() + versions.encode()).hexdigest()
+  # The library's path too: the build's rpath points into that environment.
+  key = f"{versions}:{lib}".encode()
+  digest = hashlib.sha256(_SOURCE.read_bytes() + key).hexdigest()
   out = _cache_dir() / f"dnnl_conv3d-{digest[:16]}.so"
   if out.exists():
     return out
