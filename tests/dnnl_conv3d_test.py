@@ -126,3 +126,30 @@ def test_second_order_gradients_equal_xla(strides):
       jax.grad(penalty(_reference(strides)), (0, 1))(x, k),
   ):
     np.testing.assert_allclose(g_ours, g_ref, atol=1e-3, rtol=1e-4)
+
+
+def test_concurrent_calls_of_one_cached_primitive_agree_with_xla():
+  # Six equal-shaped layers: XLA runs their independent gradients on several
+  # threads, all on one cached primitive per direction. Sharing oneDNN's own
+  # scratchpad, kernel gradients came out wrong here, and a 30-minute
+  # training run hung in a kernel's spin barrier.
+  xs = [
+      jax.random.normal(jax.random.key(i), (2, 7, 34, 34, 16)) for i in range(6)
+  ]
+  ks = [
+      jax.random.normal(jax.random.key(10 + i), (3, 3, 3, 16, 16)) * 0.1
+      for i in range(6)
+  ]
+
+  def loss(conv):
+    return lambda ks, xs: sum(
+        jnp.sum(jnp.sin(conv(x, k))) for x, k in zip(xs, ks)
+    )
+
+  ours = jax.jit(
+      jax.grad(loss(lambda x, k: dnnl_conv3d.conv3d(x, k, (1, 1, 1))))
+  )
+  want = jax.grad(loss(_reference((1, 1, 1))))(ks, xs)
+  for _ in range(20):
+    for got, ref in zip(ours(ks, xs), want):
+      np.testing.assert_allclose(got, ref, atol=1e-3, rtol=1e-4)

@@ -14,7 +14,8 @@
 // exactly (n - k) / s + 1 (the caller crops what no window reaches).
 // Activations stay in XLA's buffers (oneDNN's `ndhwc`); the kernel is
 // reordered to and from oneDNN's blocked layout per call (it is small).
-// Primitives are built once per shape and kept (oneDNN JIT-compiles them).
+// Primitives are built once per shape and kept (oneDNN JIT-compiles them);
+// every call brings its own scratchpad, so calls may run concurrently.
 // Float32 only; threads: oneDNN's OpenMP team of the calling thread.
 
 #include <array>
@@ -41,11 +42,15 @@ enum class Direction { kForward, kBackwardData, kBackwardWeights };
 using Key = std::array<int64_t, 13>;
 
 struct Conv {
-  dnnl::memory::desc src, dst, user_weights, weights;
+  dnnl::memory::desc src, dst, user_weights;
   dnnl::primitive primitive;
-  // Reorders between the caller's [kt, kh, kw, c, f] kernel and `weights`
-  // (absent when oneDNN takes the caller's layout as it is).
+  // Reorders between the caller's [kt, kh, kw, c, f] kernel and the layout
+  // oneDNN chose, held in `weights` (absent when oneDNN takes the caller's
+  // layout as it is).
   std::unique_ptr<dnnl::reorder> to_blocked, from_blocked;
+  dnnl::memory weights;
+  // Buffers owned by this entry, used under the run lock.
+  dnnl::memory scratchpad, reorder_scratchpad;
 };
 
 dnnl::engine& Engine() {
@@ -76,38 +81,52 @@ std::unique_ptr<Conv> Build(const Key& k) {
   conv->dst = dnnl::memory::desc(dst_dims, dt::f32, tag::ndhwc);
   conv->user_weights = dnnl::memory::desc(wei_dims, dt::f32, tag::dhwio);
   const auto any = dnnl::memory::desc(wei_dims, dt::f32, tag::any);
+  dnnl::memory::desc weights, scratchpad;  // As oneDNN chose them.
+  // Scratchpads are ours (kept with the entry, used under the run lock):
+  // oneDNN's own would be shared by every thread running the primitive.
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   const auto fwd = dnnl::convolution_forward::primitive_desc(
       eng, dnnl::prop_kind::forward_training,
       dnnl::algorithm::convolution_direct, conv->src, any, conv->dst, strides,
-      pad, pad);
+      pad, pad, attr);
   const auto direction = static_cast<Direction>(dir);
   if (direction == Direction::kForward) {
-    conv->weights = fwd.weights_desc();
+    weights = fwd.weights_desc();
+    scratchpad = fwd.scratchpad_desc();
     conv->primitive = dnnl::convolution_forward(fwd);
   } else if (direction == Direction::kBackwardData) {
     const auto pd = dnnl::convolution_backward_data::primitive_desc(
         eng, dnnl::algorithm::convolution_direct, conv->src, any, conv->dst,
-        strides, pad, pad, fwd);
-    conv->weights = pd.weights_desc();
+        strides, pad, pad, fwd, attr);
+    weights = pd.weights_desc();
+    scratchpad = pd.scratchpad_desc();
     conv->primitive = dnnl::convolution_backward_data(pd);
   } else {
     const auto pd = dnnl::convolution_backward_weights::primitive_desc(
         eng, dnnl::algorithm::convolution_direct, conv->src, any, conv->dst,
-        strides, pad, pad, fwd);
-    conv->weights = pd.diff_weights_desc();
+        strides, pad, pad, fwd, attr);
+    weights = pd.diff_weights_desc();
+    scratchpad = pd.scratchpad_desc();
     conv->primitive = dnnl::convolution_backward_weights(pd);
   }
-  if (conv->weights != conv->user_weights) {
+  conv->scratchpad = dnnl::memory(scratchpad, eng);
+  dnnl::memory::desc reorder_scratchpad;
+  if (weights != conv->user_weights) {
     if (direction == Direction::kBackwardWeights) {
-      conv->from_blocked = std::make_unique<dnnl::reorder>(
-          dnnl::reorder::primitive_desc(eng, conv->weights, eng,
-                                        conv->user_weights));
+      const auto pd = dnnl::reorder::primitive_desc(
+          eng, weights, eng, conv->user_weights, attr);
+      reorder_scratchpad = pd.scratchpad_desc();
+      conv->from_blocked = std::make_unique<dnnl::reorder>(pd);
     } else {
-      conv->to_blocked = std::make_unique<dnnl::reorder>(
-          dnnl::reorder::primitive_desc(eng, conv->user_weights, eng,
-                                        conv->weights));
+      const auto pd = dnnl::reorder::primitive_desc(
+          eng, conv->user_weights, eng, weights, attr);
+      reorder_scratchpad = pd.scratchpad_desc();
+      conv->to_blocked = std::make_unique<dnnl::reorder>(pd);
     }
+    conv->weights = dnnl::memory(weights, eng);
   }
+  conv->reorder_scratchpad = dnnl::memory(reorder_scratchpad, eng);
   return conv;
 }
 
@@ -128,38 +147,52 @@ ffi::Error Run(Direction direction, float* x, float* k, float* y,
                const Key& key) {
   try {
     const Conv& conv = Get(key);
+    // One call at a time. XLA runs independent custom calls on several
+    // threads at once (e.g. a layer's two gradients), and each oneDNN call
+    // already keeps every core busy: two OpenMP teams would oversubscribe
+    // the cores and stall in each other's spin barriers (16 kernel
+    // gradients of equal shapes in one program: 28 -> 11 ms per program).
+    static auto* run_mu = new std::mutex;
+    std::lock_guard<std::mutex> run_lock(*run_mu);
     auto& eng = Engine();
     dnnl::stream stream(eng);
     dnnl::memory src(conv.src, eng, x), dst(conv.dst, eng, y);
     dnnl::memory user_weights(conv.user_weights, eng, k);
-    dnnl::memory weights = user_weights;
-    std::vector<float> blocked;
-    if (conv.to_blocked || conv.from_blocked) {
-      blocked.resize(conv.weights.get_size() / sizeof(float));
-      weights = dnnl::memory(conv.weights, eng, blocked.data());
-    }
+    const bool blocked = conv.to_blocked || conv.from_blocked;
+    const dnnl::memory& weights = blocked ? conv.weights : user_weights;
+    const dnnl::memory& scratchpad = conv.scratchpad;
+    const dnnl::memory& reorder_scratchpad = conv.reorder_scratchpad;
     if (conv.to_blocked) {
-      conv.to_blocked->execute(stream, user_weights, weights);
+      conv.to_blocked->execute(stream,
+                               {{DNNL_ARG_FROM, user_weights},
+                                {DNNL_ARG_TO, weights},
+                                {DNNL_ARG_SCRATCHPAD, reorder_scratchpad}});
     }
     switch (direction) {
       case Direction::kForward:
         conv.primitive.execute(stream, {{DNNL_ARG_SRC, src},
                                         {DNNL_ARG_WEIGHTS, weights},
-                                        {DNNL_ARG_DST, dst}});
+                                        {DNNL_ARG_DST, dst},
+                                        {DNNL_ARG_SCRATCHPAD, scratchpad}});
         break;
       case Direction::kBackwardData:
         conv.primitive.execute(stream, {{DNNL_ARG_DIFF_DST, dst},
                                         {DNNL_ARG_WEIGHTS, weights},
-                                        {DNNL_ARG_DIFF_SRC, src}});
+                                        {DNNL_ARG_DIFF_SRC, src},
+                                        {DNNL_ARG_SCRATCHPAD, scratchpad}});
         break;
       case Direction::kBackwardWeights:
         conv.primitive.execute(stream, {{DNNL_ARG_SRC, src},
                                         {DNNL_ARG_DIFF_DST, dst},
-                                        {DNNL_ARG_DIFF_WEIGHTS, weights}});
+                                        {DNNL_ARG_DIFF_WEIGHTS, weights},
+                                        {DNNL_ARG_SCRATCHPAD, scratchpad}});
         break;
     }
     if (conv.from_blocked) {
-      conv.from_blocked->execute(stream, weights, user_weights);
+      conv.from_blocked->execute(stream,
+                                 {{DNNL_ARG_FROM, weights},
+                                  {DNNL_ARG_TO, user_weights},
+                                  {DNNL_ARG_SCRATCHPAD, reorder_scratchpad}});
     }
     stream.wait();
   } catch (const dnnl::error& e) {

@@ -16,6 +16,11 @@ compiler, no oneDNN wheel, not Linux x86-64, or `VIDEOPOET_DNNL=0`), it logs
 why once and callers use their XLA forms (`conv3d.conv3d_as_2d`); `use`
 switches them for what is traced inside it.
 
+Several CPU devices in one mesh (`--xla_force_host_platform_device_count`)
+are correct but gain nothing: XLA's SPMD partitioner gathers a custom call's
+operands onto every device. Real meshes are GPUs and TPUs, where
+`conv3d.conv3d` never takes this path.
+
   python -m videopoet_tokenizers.common.dnnl_conv3d   # build now, print path
 """
 
@@ -125,7 +130,8 @@ def available() -> bool:
     logging.info("oneDNN conv3d disabled (VIDEOPOET_DNNL=0): XLA forms.")
     return False
   try:
-    library = ctypes.CDLL(str(build()))
+    path = build()
+    library = ctypes.CDLL(str(path))
   except (BuildError, OSError) as e:
     logging.warning("oneDNN conv3d unavailable, XLA forms instead: %s", e)
     return False
@@ -133,6 +139,7 @@ def available() -> bool:
     jax.ffi.register_ffi_target(
         name, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
     )
+  logging.info("3D convolutions on oneDNN (XLA FFI targets of %s)", path)
   return True
 
 
