@@ -204,9 +204,9 @@ ffi::Error Run(Direction direction, float* x, float* k, float* y,
 }
 
 // Checks ranks and that y's shape is the VALID strided output of x and k.
-ffi::Error MakeKey(Direction direction, ffi::Span<const int64_t> x,
-                   ffi::Span<const int64_t> k, ffi::Span<const int64_t> y,
-                   int64_t st, int64_t sh, int64_t sw, Key* key) {
+ffi::Error MakeKey(ffi::Span<const int64_t> x, ffi::Span<const int64_t> k,
+                   ffi::Span<const int64_t> y, int64_t st, int64_t sh,
+                   int64_t sw, Direction direction, Key* key) {
   if (x.size() != 5 || k.size() != 5 || y.size() != 5) {
     return ffi::Error::InvalidArgument(
         "dnnl_conv3d: x, kernel and output must be rank 5");
@@ -228,70 +228,50 @@ ffi::Error MakeKey(Direction direction, ffi::Span<const int64_t> x,
   return ffi::Error::Success();
 }
 
-ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
-                   ffi::ResultBuffer<ffi::F32> y, int64_t st, int64_t sh,
+// One handler per direction: its two operands and result are, in order,
+// (x, k) -> y, (g, k) -> dx and (x, g) -> dk, where the forward convolution
+// maps x and k to y (g: the output gradient, same shape as y).
+template <Direction direction>
+ffi::Error Handler(ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
+                   ffi::ResultBuffer<ffi::F32> out, int64_t st, int64_t sh,
                    int64_t sw) {
+  struct Operand {
+    float* data;
+    ffi::Span<const int64_t> dims;
+  };
+  const Operand first{a.typed_data(), a.dimensions()};
+  const Operand second{b.typed_data(), b.dimensions()};
+  const Operand result{out->typed_data(), out->dimensions()};
+  using Operands = std::array<Operand, 3>;  // x, k, y
+  const auto [x, k, y] =
+      direction == Direction::kForward
+          ? Operands{first, second, result}
+          : (direction == Direction::kBackwardData
+                 ? Operands{result, second, first}
+                 : Operands{first, result, second});
   Key key;
-  if (auto e = MakeKey(Direction::kForward, x.dimensions(), k.dimensions(),
-                       y->dimensions(), st, sh, sw, &key);
+  if (auto e = MakeKey(x.dims, k.dims, y.dims, st, sh, sw, direction, &key);
       e.failure()) {
     return e;
   }
-  return Run(Direction::kForward, x.typed_data(), k.typed_data(),
-             y->typed_data(), key);
+  return Run(direction, x.data, k.data, y.data, key);
 }
 
-ffi::Error BackwardData(ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> k,
-                        ffi::ResultBuffer<ffi::F32> dx, int64_t st, int64_t sh,
-                        int64_t sw) {
-  Key key;
-  if (auto e = MakeKey(Direction::kBackwardData, dx->dimensions(),
-                       k.dimensions(), g.dimensions(), st, sh, sw, &key);
-      e.failure()) {
-    return e;
-  }
-  return Run(Direction::kBackwardData, dx->typed_data(), k.typed_data(),
-             g.typed_data(), key);
-}
-
-ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
-                           ffi::ResultBuffer<ffi::F32> dk, int64_t st,
-                           int64_t sh, int64_t sw) {
-  Key key;
-  if (auto e = MakeKey(Direction::kBackwardWeights, x.dimensions(),
-                       dk->dimensions(), g.dimensions(), st, sh, sw, &key);
-      e.failure()) {
-    return e;
-  }
-  return Run(Direction::kBackwardWeights, x.typed_data(), dk->typed_data(),
-             g.typed_data(), key);
+auto Binding() {
+  return ffi::Ffi::Bind()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Ret<ffi::Buffer<ffi::F32>>()
+      .Attr<int64_t>("st")
+      .Attr<int64_t>("sh")
+      .Attr<int64_t>("sw");
 }
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DnnlConv3dForward, Forward,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("st")
-                                  .Attr<int64_t>("sh")
-                                  .Attr<int64_t>("sw"));
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DnnlConv3dBackwardData, BackwardData,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("st")
-                                  .Attr<int64_t>("sh")
-                                  .Attr<int64_t>("sw"));
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(DnnlConv3dBackwardWeights, BackwardWeights,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("st")
-                                  .Attr<int64_t>("sh")
-                                  .Attr<int64_t>("sw"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DnnlConv3dForward,
+                              Handler<Direction::kForward>, Binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DnnlConv3dBackwardData,
+                              Handler<Direction::kBackwardData>, Binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(DnnlConv3dBackwardWeights,
+                              Handler<Direction::kBackwardWeights>, Binding());
