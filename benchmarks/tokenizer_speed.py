@@ -186,11 +186,12 @@ def main(argv):
   torch.set_num_threads(max(1, torch.get_num_threads()))
   shape = (_BATCH.value, _FRAMES.value, _RES.value, _RES.value, 3)
   video = jax.random.uniform(jax.random.key(1), shape, minval=-1, maxval=1)
-  # The peer first: once oneDNN has run on XLA's threads, their idle OpenMP
+  # The peers first: once oneDNN has run on XLA's threads, their idle OpenMP
   # teams count against the machine's cores in the libgomp that PyTorch
   # shares with it, which then throttles PyTorch's spin-waits (its train step
   # measured 0.42 s before ours ran, 0.54-0.62 s after).
   b = peer(video, _REPS.value)
+  c = _time_lucidrains(shape) if _LUCIDRAINS.value else None
   with dnnl_conv3d.use(_DNNL.value):
     a = ours(video, _REPS.value)
   b_clips = _BATCH.value
@@ -227,7 +228,7 @@ def main(argv):
       f"peer={peer_name}"
   )
   if _LUCIDRAINS.value:
-    _lucidrains(a, shape)
+    _lucidrains(a, c)
   if _PER_CONV.value:
     with dnnl_conv3d.use(_DNNL.value):
       _per_conv(video)
@@ -320,14 +321,20 @@ def _per_conv(video):
     )
 
 
-def _lucidrains(a, shape):
-  """Times lucidrains' model on the same clips; per-FLOP RESULT lines."""
+def _time_lucidrains(shape):
+  """lucidrains' model timed on the same clips, or the reason it was not."""
   try:
-    c = magvit2_lucidrains.time_peer(
+    return magvit2_lucidrains.time_peer(
         shape[0], shape[1], shape[2], _REPS.value, common.torch_device(torch)
     )
   except ImportError as e:
-    print(f"lucidrains magvit2-pytorch skipped: {e}")
+    return f"lucidrains magvit2-pytorch skipped: {e}"
+
+
+def _lucidrains(a, c):
+  """Prints lucidrains' timings `c` and the per-FLOP RESULT lines."""
+  if isinstance(c, str):
+    print(c)
     return
   print(
       f"lucidrains magvit2-pytorch ({c['params'] / 1e6:.2f}M params, layers"
