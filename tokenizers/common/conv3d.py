@@ -24,11 +24,13 @@ def conv3d(
 
   XLA:CPU: oneDNN (`dnnl_conv3d.conv3d`) for float32 kernels larger than
   1x1x1 where it is built and in use, else `conv3d_as_2d`. MAGVIT-v2 tiny's
-  train step (2 clips of 17 x 64 x 64, 2-core AMD EPYC) 0.63 -> 0.41 s,
-  PyTorch's 0.45-0.55 s (README). GPU and TPU: one `conv_general_dilated` (cuDNN
-  or the TPU's convolution unit); the CPU form there costs memory, e.g. 40
-  GiB of temporaries for a 128-filter train step on 4 x 17 x 128 x 128 clips
-  on an H100, where the 3D convolution needs a fraction of it.
+  train step (2 clips of 17 x 64 x 64, 2-core AMD EPYC) 0.76 -> 0.34-0.43 s,
+  PyTorch's 0.39-0.44 s (README, `benchmarks/tokenizer_speed.py`).
+
+  GPU and TPU: one `conv_general_dilated` (cuDNN or the TPU's convolution
+  unit); the CPU form there costs memory, e.g. 40 GiB of temporaries for a
+  128-filter train step on 4 x 17 x 128 x 128 clips on an H100, where the 3D
+  convolution needs a fraction of it.
   """
   if jax.default_backend() == "cpu":
     if (
