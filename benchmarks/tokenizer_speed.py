@@ -237,8 +237,11 @@ def main(argv):
 def _conv_path():
   if jax.default_backend() != "cpu":
     return "conv_general_dilated"
-  with dnnl_conv3d.use(_DNNL.value):
-    return "onednn-ffi" if dnnl_conv3d.enabled() else "xla-2d-forms"
+  return (
+      "onednn-ffi"
+      if _DNNL.value and dnnl_conv3d.available()
+      else "xla-2d-forms"
+  )
 
 
 def _conv_shapes(video):

@@ -16,7 +16,8 @@
 // reordered to and from oneDNN's blocked layout per call (it is small).
 // Primitives are built once per shape and kept (oneDNN JIT-compiles them);
 // every call brings its own scratchpad, so calls may run concurrently.
-// Float32 only; threads: oneDNN's OpenMP team of the calling thread.
+// Float32 only; threads: oneDNN's OpenMP team of the calling thread, one
+// call at a time.
 
 #include <array>
 #include <cstdint>
@@ -24,7 +25,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -168,26 +168,19 @@ ffi::Error Run(Direction direction, float* x, float* k, float* y,
                                 {DNNL_ARG_TO, weights},
                                 {DNNL_ARG_SCRATCHPAD, reorder_scratchpad}});
     }
-    switch (direction) {
-      case Direction::kForward:
-        conv.primitive.execute(stream, {{DNNL_ARG_SRC, src},
-                                        {DNNL_ARG_WEIGHTS, weights},
-                                        {DNNL_ARG_DST, dst},
-                                        {DNNL_ARG_SCRATCHPAD, scratchpad}});
-        break;
-      case Direction::kBackwardData:
-        conv.primitive.execute(stream, {{DNNL_ARG_DIFF_DST, dst},
-                                        {DNNL_ARG_WEIGHTS, weights},
-                                        {DNNL_ARG_DIFF_SRC, src},
-                                        {DNNL_ARG_SCRATCHPAD, scratchpad}});
-        break;
-      case Direction::kBackwardWeights:
-        conv.primitive.execute(stream, {{DNNL_ARG_SRC, src},
-                                        {DNNL_ARG_DIFF_DST, dst},
-                                        {DNNL_ARG_DIFF_WEIGHTS, weights},
-                                        {DNNL_ARG_SCRATCHPAD, scratchpad}});
-        break;
-    }
+    // The argument each of (x, k, y) is, by direction.
+    const auto [x_arg, k_arg, y_arg] =
+        direction == Direction::kForward
+            ? std::array{DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST}
+            : (direction == Direction::kBackwardData
+                   ? std::array{DNNL_ARG_DIFF_SRC, DNNL_ARG_WEIGHTS,
+                                DNNL_ARG_DIFF_DST}
+                   : std::array{DNNL_ARG_SRC, DNNL_ARG_DIFF_WEIGHTS,
+                                DNNL_ARG_DIFF_DST});
+    conv.primitive.execute(stream, {{x_arg, src},
+                                    {k_arg, weights},
+                                    {y_arg, dst},
+                                    {DNNL_ARG_SCRATCHPAD, scratchpad}});
     if (conv.from_blocked) {
       conv.from_blocked->execute(stream,
                                  {{DNNL_ARG_FROM, weights},
