@@ -3,8 +3,11 @@
   python -m benchmarks.magvit2_sweep --make_data=/tmp/d   # once, needs TFDS
   python -m benchmarks.magvit2_sweep NAMES STEPS         # e.g. base,f32 800
 
-Reconstruction-only steps (the 'recon' phase; batch 8 of random 5-frame
-windows, as `tiny` trains), PSNR of the EMA and raw weights on all 17 frames.
+Reconstruction-only steps (the 'recon' phase; `tiny`'s batch of random
+training windows unless a variant sets `batch` or `train_frames`), PSNR of
+the EMA and raw weights on all 17 frames. The learning rate follows the
+config's schedule, ending at the sweep's last step (`tiny`: a cosine to 0;
+the sweeps before session 13 ran at a constant rate, batch 8 x 5 frames).
 The data is read from `.gpu/synth.npz` (2,000 train + 32 test clips, 23 MB),
 so the sweep runs where TensorFlow is not installed (the lent GPU machine).
 The variants (`SWEEP`) override fields of `configs/magvit2.py:tiny`.
@@ -47,8 +50,10 @@ d = np.load(DATA)
 TRAIN, TEST = d["train"], d["test"]
 
 
-def make(overrides):
+def make(overrides, steps=None):
   c = cfgmod.get_config("tiny")
+  if steps:  # The learning rate decays to 0 at the sweep's last step.
+    c.trainer.total_steps = steps
   for k, v in overrides.items():
     node = c
     *path, last = k.split(".")
@@ -79,12 +84,15 @@ def _no_quantizer(lfq, z, step=None, with_loss=True):
 _LFQ_CALL = quantizers.LFQ.__call__
 
 
-def run(name, overrides, steps, evals, batch=8, win=5):
+def run(name, overrides, steps, evals):
   overrides = dict(overrides)
   continuous = overrides.pop("no_quantizer", False)
-  win = overrides.pop("train_frames", win)
+  win = overrides.pop("train_frames", None)
+  batch = overrides.pop("batch", None)
   quantizers.LFQ.__call__ = _no_quantizer if continuous else _LFQ_CALL
-  c, tr = make(overrides)
+  c, tr = make(overrides, steps)
+  batch = batch or c.data.batch_size
+  win = win or c.data.train_num_frames or c.data.num_frames
   rng = np.random.default_rng(0)
   state = jax.jit(tr.init)(
       jax.random.key(0), tofloat(jnp.asarray(TRAIN[:1, :win]))
@@ -142,6 +150,22 @@ SWEEP = {
     "win9": {"train_frames": 9},
     "win17": {"train_frames": 17},
     "no_clip": {"optimizer.grad_clip": 1e9},
+    # tiny's recipe before session 13: batch 8 x 5-frame windows.
+    "win5_b8": {"train_frames": 5, "batch": 8},
+    # Whole 17-frame clips at a batch of as many frames (3 x 17 ~ 8 x 5).
+    "win17_b3": {"train_frames": 17, "batch": 3},
+    "win9_b4": {"train_frames": 9, "batch": 4},
+    # Smaller batches: as many frames per second, more steps.
+    "b4": {"batch": 4, "train_frames": 5},
+    "b2": {"batch": 2, "train_frames": 5},
+    "space4x_win9_b4": {
+        "model.channel_multipliers": (1, 2, 4),
+        "model.temporal_downsample": (True, True),
+        "train_frames": 9,
+        "batch": 4,
+    },
+    "entropy_0": {"quantizer.lfq.entropy_weight": 0.0},
+    "entropy_0.005": {"quantizer.lfq.entropy_weight": 0.005},
     "no_entropy_anneal": {"quantizer.lfq.anneal_factor": 1.0},
     "entropy_0.02": {
         "quantizer.lfq.entropy_weight": 0.02,

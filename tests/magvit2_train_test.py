@@ -1,5 +1,6 @@
 """End to end: the MAGVIT-v2 job trains 2 steps, resumes, loads back."""
 
+import dataclasses
 import json
 import os
 
@@ -15,6 +16,7 @@ from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
 from videopoet_tokenizers.common import perceptual
 from videopoet_tokenizers.magvit2 import program
+from videopoet_tokenizers.magvit2 import train as train_lib
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,9 @@ def _config(data_dir, weights, steps, gan=False):
   c.perceptual.update(
       weights_path=weights, stage_sizes=(1,), width=2, num_classes=4
   )
-  c.data.update(data_dir=data_dir, batch_size=2, num_frames=5)
+  c.data.update(
+      data_dir=data_dir, batch_size=2, num_frames=5, train_num_frames=0
+  )
   c.eval.update(batch_size=2, num_batches=1)
   return c
 
@@ -118,7 +122,13 @@ def test_phases_name_each_steps_program():
   t = program._trainer(c)  # pylint: disable=protected-access
   assert t.phases() == ("recon", "gan", "gan_r1")
   assert [t.phase_of(i) for i in range(7)] == [
-      "recon", "recon", "recon", "gan", "gan_r1", "gan", "gan_r1"
+      "recon",
+      "recon",
+      "recon",
+      "gan",
+      "gan_r1",
+      "gan",
+      "gan_r1",
   ]
   c.loss.update(gan_start_step=0, r1_every=1)
   t = program._trainer(c)  # pylint: disable=protected-access
@@ -128,3 +138,29 @@ def test_phases_name_each_steps_program():
   assert t.phases() == ("recon",) and t.phase_of(5) == "recon"
   with pytest.raises(ValueError, match="unknown phase"):
     t.step({"step": 0}, None, None, phase="gan2")
+
+
+def test_learning_rate_warms_up_then_decays_along_a_cosine():
+  cfg = train_lib.OptimizerConfig(
+      learning_rate=1e-3, warmup_steps=10, decay_steps=110, end_fraction=0.1
+  )
+  lr = train_lib.schedule(cfg.learning_rate, cfg)
+  np.testing.assert_allclose(
+      [lr(s) for s in (0, 5, 10, 60, 110, 500)],
+      [0.0, 5e-4, 1e-3, 5.5e-4, 1e-4, 1e-4],  # Midway: (1 + 0.1) / 2 peak.
+      rtol=1e-5,
+      atol=1e-9,
+  )
+  constant = train_lib.schedule(1e-3, dataclasses.replace(cfg, decay_steps=0))
+  np.testing.assert_allclose([constant(10), constant(500)], [1e-3, 1e-3])
+
+
+def test_total_steps_moves_the_decay_and_the_gan_start_of_short_runs():
+  c = magvit2_config.get_config("tiny")
+  c.trainer.total_steps = 4000
+  assert (c.optimizer.decay_steps, c.loss.gan_start_step) == (4000, 3000)
+  c.optimizer.decay_steps = 0  # Its own value now; total_steps stays.
+  c.loss.gan_start_step = 10
+  assert c.trainer.total_steps == 4000
+  base = magvit2_config.get_config("base")  # praxis: constant rate, GAN on.
+  assert (base.optimizer.decay_steps, base.loss.gan_start_step) == (0, 0)

@@ -6,8 +6,9 @@ Generator loss (praxis `VQGANLoss`, MAGVIT trainer):
   + quantizer loss (commitment + annealed LFQ entropy penalty).
 Discriminator loss: softplus(-D(real)) + softplus(D(fake))
   + lecam_weight * LeCam(EMA logits) + r1_weight * R1.
-Adam(b1=0, b2=0.99) for both, with warmup; an EMA of the generator is the
-model that evaluation and `load_tokenizer` use. In every batch the first
+Adam(b1=0, b2=0.99) for both, with warmup (and, if `decay_steps`, a cosine
+decay); an EMA of the generator is the model that evaluation and
+`load_tokenizer` use. In every batch the first
 `image_fraction` of the clips become single frames (a random frame each),
 so the causal model learns images (T=1) and videos together.
 
@@ -70,7 +71,21 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-  """`config.optimizer`: Adam as in MAGVIT (b1 = 0, b2 = 0.99)."""
+  """`config.optimizer`: Adam as in MAGVIT (b1 = 0, b2 = 0.99).
+
+  Attributes:
+    learning_rate: generator peak learning rate.
+    disc_learning_rate: discriminator peak learning rate.
+    b1: Adam's first-moment decay.
+    b2: Adam's second-moment decay.
+    warmup_steps: linear warmup from 0 to the peak rates.
+    grad_clip: global-norm clip of each model's gradients.
+    decay_steps: 0 keeps the peak rates after the warmup (MAGVIT); N > 0
+      decays them along a cosine to `end_fraction` of the peak at step N
+      (counted from 0, warmup included; at least warmup_steps + 1) and
+      holds them there.
+    end_fraction: the decayed rate over the peak rate.
+  """
 
   learning_rate: float = 1e-4
   disc_learning_rate: float = 1e-4
@@ -78,13 +93,27 @@ class OptimizerConfig:
   b2: float = 0.99
   warmup_steps: int = 500
   grad_clip: float = 1.0
+  decay_steps: int = 0
+  end_fraction: float = 0.0
+
+
+def schedule(lr: float, cfg: OptimizerConfig) -> optax.Schedule:
+  """Learning rate at each step: warmup, then constant or cosine decay."""
+  if not cfg.decay_steps:
+    return optax.linear_schedule(0.0, lr, max(1, cfg.warmup_steps))
+  return optax.warmup_cosine_decay_schedule(
+      0.0,
+      lr,
+      cfg.warmup_steps,
+      max(cfg.decay_steps, cfg.warmup_steps + 1),
+      lr * cfg.end_fraction,
+  )
 
 
 def _adam(lr: float, cfg: OptimizerConfig) -> optax.GradientTransformation:
-  schedule = optax.linear_schedule(0.0, lr, max(1, cfg.warmup_steps))
   return optax.chain(
       optax.clip_by_global_norm(cfg.grad_clip),
-      optax.adam(schedule, b1=cfg.b1, b2=cfg.b2),
+      optax.adam(schedule(lr, cfg), b1=cfg.b1, b2=cfg.b2),
   )
 
 
@@ -244,7 +273,13 @@ class Trainer:
     )
     metrics = {f"train/{k}": v for k, v in {**m, **dm}.items()}
     metrics.update(
-        {"train/loss": g_loss, "train/grad_norm": optax.global_norm(g_grads)}
+        {
+            "train/loss": g_loss,
+            "train/grad_norm": optax.global_norm(g_grads),
+            "train/learning_rate": schedule(
+                self.optimizer.learning_rate, self.optimizer
+            )(step),
+        }
     )
     return new, metrics
 
