@@ -164,3 +164,13 @@ def test_total_steps_moves_the_decay_and_the_gan_start_of_short_runs():
   assert c.trainer.total_steps == 4000
   base = magvit2_config.get_config("base")  # praxis: constant rate, GAN on.
   assert (base.optimizer.decay_steps, base.loss.gan_start_step) == (0, 0)
+
+
+def test_tiny16_codes_64x64x17_as_5x16x16_without_a_gan():
+  c = magvit2_config.get_config("tiny16")
+  t = program._trainer(c)  # pylint: disable=protected-access
+  assert t.model.latent_shape(17, 64, 64) == (5, 16, 16)
+  assert t.model.latent_shape(1, 64, 64) == (1, 16, 16)
+  assert t.phases() == ("recon",)
+  tiny = magvit2_config.get_config("tiny")  # Unchanged: 5x8x8.
+  assert program._trainer(tiny).model.latent_shape(17, 64, 64) == (5, 8, 8)  # pylint: disable=protected-access
