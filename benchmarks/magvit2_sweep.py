@@ -158,14 +158,7 @@ SWEEP = {
     # Smaller batches: as many frames per second, more steps.
     "b4": {"batch": 4, "train_frames": 5},
     "b2": {"batch": 2, "train_frames": 5},
-    "space4x_win9_b4": {
-        "model.channel_multipliers": (1, 2, 4),
-        "model.temporal_downsample": (True, True),
-        "train_frames": 9,
-        "batch": 4,
-    },
     "entropy_0": {"quantizer.lfq.entropy_weight": 0.0},
-    "entropy_0.005": {"quantizer.lfq.entropy_weight": 0.005},
     "no_entropy_anneal": {"quantizer.lfq.anneal_factor": 1.0},
     "entropy_0.02": {
         "quantizer.lfq.entropy_weight": 0.02,

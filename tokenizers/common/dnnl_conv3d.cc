@@ -14,10 +14,9 @@
 // exactly (n - k) / s + 1 (the caller crops what no window reaches).
 // Activations stay in XLA's buffers (oneDNN's `ndhwc`); the kernel is
 // reordered to and from oneDNN's blocked layout per call (it is small).
-// Primitives are built once per shape and kept (oneDNN JIT-compiles them);
-// every call brings its own scratchpad, so calls may run concurrently.
-// Float32 only; threads: oneDNN's OpenMP team of the calling thread, one
-// call at a time.
+// Primitives are built once per shape and kept (oneDNN JIT-compiles them),
+// each with its own scratchpads. Calls run one at a time (a process-wide
+// lock), each on the calling thread's OpenMP team. Float32 only.
 
 #include <array>
 #include <cstdint>
