@@ -10,7 +10,8 @@ config's schedule, ending at the sweep's last step (`tiny`: a cosine to 0;
 the sweeps before session 13 ran at a constant rate, batch 8 x 5 frames).
 The data is read from `.gpu/synth.npz` (2,000 train + 32 test clips, 23 MB),
 so the sweep runs where TensorFlow is not installed (the lent GPU machine).
-The variants (`SWEEP`) override fields of `configs/magvit2.py:tiny`.
+The variants (`SWEEP`) override fields of `configs/magvit2.py:tiny`, or of
+the preset a variant names with `"preset"` (e.g. tiny16).
 """
 
 import json, os, sys, time
@@ -51,7 +52,7 @@ TRAIN, TEST = d["train"], d["test"]
 
 
 def make(overrides, steps=None):
-  c = cfgmod.get_config("tiny")
+  c = cfgmod.get_config(overrides.pop("preset", "tiny"))
   if steps:  # The learning rate decays to 0 at the sweep's last step.
     c.trainer.total_steps = steps
   for k, v in overrides.items():
@@ -170,6 +171,40 @@ SWEEP = {
         "model.temporal_downsample": (True, True),
     },
     "f32": {"model.filters": 32},
+    # tiny16 (9x16x16 latents, FSQ, no GAN) and the steps to it. t5: 5
+    # latent frames (a code covers 4 frames, not 2); lfq: the paper's LFQ.
+    "t16": {"preset": "tiny16"},
+    "t16_t5": {"preset": "tiny16", "model.temporal_downsample": (True, True)},
+    "t16_t5_lr2e-3": {
+        "preset": "tiny16",
+        "model.temporal_downsample": (True, True),
+        "optimizer.learning_rate": 2e-3,
+    },
+    "t16_lfq": {"preset": "tiny16", "quantizer.kind": "lfq"},
+    "t16_t5_lfq": {
+        "preset": "tiny16",
+        "model.temporal_downsample": (True, True),
+        "quantizer.kind": "lfq",
+    },
+    # The continuous 18-channel latent decoded: what LFQ costs.
+    "t16_t5_lfq_noq": {
+        "preset": "tiny16",
+        "model.temporal_downsample": (True, True),
+        "quantizer.kind": "lfq",
+        "no_quantizer": True,
+    },
+    "t16_t5_lfq_lr2e-3": {
+        "preset": "tiny16",
+        "model.temporal_downsample": (True, True),
+        "quantizer.kind": "lfq",
+        "optimizer.learning_rate": 2e-3,
+    },
+    "t16_t5_lfq_f24": {
+        "preset": "tiny16",
+        "model.temporal_downsample": (True, True),
+        "quantizer.kind": "lfq",
+        "model.filters": 24,
+    },
     "e002_space4x": {
         "quantizer.lfq.entropy_weight": 0.02,
         "quantizer.lfq.anneal_factor": 1.0,

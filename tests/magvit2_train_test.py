@@ -16,6 +16,7 @@ from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
 from videopoet_tokenizers.common import perceptual
 from videopoet_tokenizers.magvit2 import program
+from videopoet_tokenizers.magvit2 import quantizers
 from videopoet_tokenizers.magvit2 import train as train_lib
 
 
@@ -166,10 +167,13 @@ def test_total_steps_moves_the_decay_and_the_gan_start_of_short_runs():
   assert (base.optimizer.decay_steps, base.loss.gan_start_step) == (0, 0)
 
 
-def test_tiny16_codes_64x64x17_as_5x16x16_without_a_gan():
+def test_tiny16_codes_64x64x17_as_9x16x16_fsq_without_a_gan():
   c = magvit2_config.get_config("tiny16")
   t = program._trainer(c)  # pylint: disable=protected-access
-  assert t.model.latent_shape(17, 64, 64) == (5, 16, 16)
+  q = t.quantizer.build()
+  assert isinstance(q, quantizers.FSQ)
+  assert q.codebook_size == 2**18  # As many codes as LFQ's.
+  assert t.model.latent_shape(17, 64, 64) == (9, 16, 16)
   assert t.model.latent_shape(1, 64, 64) == (1, 16, 16)
   assert t.phases() == ("recon",)
   tiny = magvit2_config.get_config("tiny")  # Unchanged: 5x8x8.
