@@ -92,6 +92,8 @@ def run(name, overrides, steps, evals):
   batch = overrides.pop("batch", None)
   quantizers.LFQ.__call__ = _no_quantizer if continuous else _LFQ_CALL
   c, tr = make(overrides, steps)
+  if continuous and c.quantizer.kind != "lfq":
+    raise ValueError(f"{name}: no_quantizer bypasses LFQ only")
   batch = batch or c.data.batch_size
   win = win or c.data.train_num_frames or c.data.num_frames
   rng = np.random.default_rng(0)
@@ -141,6 +143,8 @@ def run(name, overrides, steps, evals):
   return out
 
 
+_T16_T5 = {"preset": "tiny16", "model.temporal_downsample": (True, True)}
+_T16_T5_LFQ = {**_T16_T5, "quantizer.kind": "lfq"}
 SWEEP = {
     "base": {},
     # Diagnostics: the autoencoder alone (the continuous latent decoded, no
@@ -174,37 +178,14 @@ SWEEP = {
     # tiny16 (9x16x16 latents, FSQ, no GAN) and the steps to it. t5: 5
     # latent frames (a code covers 4 frames, not 2); lfq: the paper's LFQ.
     "t16": {"preset": "tiny16"},
-    "t16_t5": {"preset": "tiny16", "model.temporal_downsample": (True, True)},
-    "t16_t5_lr2e-3": {
-        "preset": "tiny16",
-        "model.temporal_downsample": (True, True),
-        "optimizer.learning_rate": 2e-3,
-    },
+    "t16_t5": _T16_T5,
+    "t16_t5_lr2e-3": {**_T16_T5, "optimizer.learning_rate": 2e-3},
     "t16_lfq": {"preset": "tiny16", "quantizer.kind": "lfq"},
-    "t16_t5_lfq": {
-        "preset": "tiny16",
-        "model.temporal_downsample": (True, True),
-        "quantizer.kind": "lfq",
-    },
+    "t16_t5_lfq": _T16_T5_LFQ,
     # The continuous 18-channel latent decoded: what LFQ costs.
-    "t16_t5_lfq_noq": {
-        "preset": "tiny16",
-        "model.temporal_downsample": (True, True),
-        "quantizer.kind": "lfq",
-        "no_quantizer": True,
-    },
-    "t16_t5_lfq_lr2e-3": {
-        "preset": "tiny16",
-        "model.temporal_downsample": (True, True),
-        "quantizer.kind": "lfq",
-        "optimizer.learning_rate": 2e-3,
-    },
-    "t16_t5_lfq_f24": {
-        "preset": "tiny16",
-        "model.temporal_downsample": (True, True),
-        "quantizer.kind": "lfq",
-        "model.filters": 24,
-    },
+    "t16_t5_lfq_noq": {**_T16_T5_LFQ, "no_quantizer": True},
+    "t16_t5_lfq_lr2e-3": {**_T16_T5_LFQ, "optimizer.learning_rate": 2e-3},
+    "t16_t5_lfq_f24": {**_T16_T5_LFQ, "model.filters": 24},
     "e002_space4x": {
         "quantizer.lfq.entropy_weight": 0.02,
         "quantizer.lfq.anneal_factor": 1.0,
