@@ -14,6 +14,7 @@ from configs import synth_av as synth_av_config
 from videopoet import config_lib
 from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
+from videopoet.train_lib import workdir as workdir_lib
 from videopoet_tokenizers.common import perceptual
 from videopoet_tokenizers.magvit2 import program
 from videopoet_tokenizers.magvit2 import quantizers
@@ -106,6 +107,20 @@ def test_train_resume_and_load(data_dir, tmp_path, gan):
   assert ids.shape == (1, 2, 8, 8) and ids.dtype == jnp.int32
   assert tok.decode_from_indices(ids).shape == (1, 5, 64, 64, 3)
   assert tok.encode(video[:, 0]).shape == (1, 8, 8, 8)
+
+  # A rerun with another model is refused before config.json is touched,
+  # so the loader still builds the model the checkpoints hold.
+  config_json = open(os.path.join(workdir, "config.json"), "rb").read()
+  other = _config(data_dir, weights, 4, gan)
+  other.model.temporal_downsample = (False, True, False)
+  with pytest.raises(
+      workdir_lib.WorkdirConfigError, match="model.temporal_downsample"
+  ):
+    program.run(other, workdir)
+  assert open(os.path.join(workdir, "config.json"), "rb").read() == config_json
+  assert program.load_tokenizer(workdir).encode_to_indices(video).shape == (
+      1, 2, 8, 8
+  )
 
 
 def test_missing_weights_and_data_dir_are_clear_errors(tmp_path):

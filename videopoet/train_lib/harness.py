@@ -30,6 +30,7 @@ from videopoet import config_lib
 from videopoet import sharding
 from videopoet.train_lib import checkpointing
 from videopoet.train_lib import metrics as metrics_lib
+from videopoet.train_lib import workdir as workdir_lib
 
 State = Any
 Batch = Mapping[str, np.ndarray]
@@ -155,9 +156,11 @@ def _arrays_by_path(tree: Any) -> dict[str, Any]:
 def setup(
     config: ml_collections.ConfigDict, workdir: str
 ) -> tuple[TrainerConfig, jax.sharding.Mesh]:
-  """Validates `config.trainer`, builds the mesh, writes `config.json`.
+  """Validates `config.trainer`, builds the mesh, records `config.json`.
 
-  The first line of every trainer's `run(config, workdir)`.
+  The first line of every trainer's `run(config, workdir)`. On a rerun the
+  config is checked against the workdir's before anything is written: a
+  change to the model or the data is refused (`workdir_lib.check_config`).
   """
   trainer = config_lib.from_config(
       TrainerConfig, config.trainer, "config.trainer"
@@ -165,16 +168,9 @@ def setup(
   mesh = sharding.create_mesh(
       config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
   )
-  write_config(workdir, config)
+  changes = workdir_lib.check_config(workdir, config)
+  workdir_lib.write_config(workdir, config, changes)
   return trainer, mesh
-
-
-def write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """`<workdir>/config.json`, the full config of the run (process 0)."""
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-      f.write(config_lib.to_json(config))
 
 
 def train(
