@@ -91,6 +91,15 @@ def run(main: Callable[[list[str]], None]) -> None:
   what a field allows exit with status 2 and a message naming the key,
   instead of a traceback.
   """
+  # `--help` of a job lists the shared flags it uses beside its own: the
+  # multi-process ones, and --workdir where the job requires it.
+  shared = [COORDINATOR, NUM_PROCESSES, PROCESS_ID, DISTRIBUTED_AUTO]
+  if flags.FLAGS[WORKDIR.name].validators:  # mark_flags_as_required.
+    shared.insert(0, WORKDIR)
+  for flag in shared:
+    flags.FLAGS.register_key_flag_for_module(
+        sys.argv[0], flags.FLAGS[flag.name]
+    )
   parsed = []
 
   def _main(argv):

@@ -11,6 +11,7 @@ batches.
 import dataclasses
 from typing import Literal
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,6 +49,18 @@ class DataConfig:
   video_shape: tuple[int, int, int] = (5, 8, 8)
   audio_frames: int = 106
   random_size: int = 64
+
+  def __post_init__(self):
+    for name in ("batch_size", "random_size"):
+      if getattr(self, name) < 1:
+        raise config_lib.ConfigError(
+            f"config.data.{name}={getattr(self, name)} must be >= 1"
+        )
+    if self.eval_batches < 0:
+      raise config_lib.ConfigError(
+          f"config.data.eval_batches={self.eval_batches} must be >= 0 (0: no"
+          " validation)"
+      )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,15 +245,33 @@ def make_program(config, total_steps: int) -> harness.Program:
     return {"params": params, "opt_state": opt_state}, metrics
 
   # Fixed validation batches per task (no shuffle, same draws every time).
-  val_src = _source(data, "validation", vocab, task_config)
   val_batches = {}
-  for t in mixture.tasks:
-    src = lm_data.TaskSource(val_src, t, vocab, task_config, seed + 1, copies=1)
-    n = min(data.eval_batches, len(src) // data.batch_size)
+  if data.eval_batches:
+    val_src = _source(data, "validation", vocab, task_config)
     bs = data.batch_size
-    val_batches[t] = [
-        _stack([src[i] for i in range(j * bs, (j + 1) * bs)]) for j in range(n)
-    ]
+    if not len(val_src):
+      raise config_lib.ConfigError(
+          f"the validation split of config.data.path={data.path!r} is empty;"
+          " tokenize a validation split or set --config.data.eval_batches=0"
+      )
+    if len(val_src) < bs:
+      logging.warning(
+          "The validation split holds %d records, fewer than"
+          " config.data.batch_size=%d: validating on one batch of %d.",
+          len(val_src), bs, len(val_src),
+      )  # fmt: skip
+    for t in mixture.tasks:
+      src = lm_data.TaskSource(
+          val_src, t, vocab, task_config, seed + 1, copies=1
+      )
+      # Whole batches, or the one partial batch there is (never none: an
+      # empty mean is NaN).
+      rows = [
+          range(lo, min(lo + bs, len(src)))
+          for lo in range(0, len(src), bs)[: data.eval_batches]
+      ]
+      rows = [r for r in rows if len(r) == bs] or rows[:1]
+      val_batches[t] = [_stack([src[i] for i in r]) for r in rows]
 
   eval_fn = jax.jit(lambda params, batch: loss_fn(params, batch))
 
@@ -255,7 +286,11 @@ def make_program(config, total_steps: int) -> harness.Program:
 
   it = lm_data.TaskMixture(iters, mixture, total_steps, seed)
   return harness.Program(
-      init=init, step=step, data=it, evaluate=evaluate, groups=groups
+      init=init,
+      step=step,
+      data=it,
+      evaluate=evaluate if val_batches else None,
+      groups=groups,
   )
 
 

@@ -125,6 +125,11 @@ def parse(config) -> CodecTrainConfig:
           ]
       }
   )
+  for key in ("global_batch_size", "eval_clips"):
+    if getattr(c.data, key) < 1:
+      raise config_lib.ConfigError(
+          f"config.data.{key}={getattr(c.data, key)} must be >= 1"
+      )
   seg = c.data.segment_samples
   if seg % c.model.hop or seg < max(losses.MEL_SCALES):
     raise config_lib.ConfigError(
@@ -322,6 +327,11 @@ def make_program(c: CodecTrainConfig, seed: int) -> harness.Program:
   )
   eval_source = audio_data.audio_source(c.data, c.data.eval_split, sr)
   n = min(c.data.eval_clips, len(eval_source))
+  if not n:
+    raise config_lib.ConfigError(
+        f"the {c.data.eval_split!r} split (config.data.eval_split) is empty:"
+        " nothing to evaluate on"
+    )
   clips = np.stack(
       [np.asarray(eval_source[i]["audio"], np.float32) for i in range(n)]
   )
