@@ -123,6 +123,15 @@ def test_train_resume_and_load(data_dir, tmp_path, gan):
   )
 
 
+def test_eval_split_smaller_than_the_eval_batch_is_refused_at_start(data_dir):
+  c = _config(data_dir, "", 1)
+  c.eval.batch_size = 8  # The test split holds 4 clips.
+  dcfg = config_lib.from_config(program.DataConfig, c.data, "config.data")
+  ecfg = config_lib.from_config(program.EvalConfig, c.eval, "config.eval")
+  with pytest.raises(config_lib.ConfigError, match="holds 4 clips"):
+    program.make_evaluate(program._trainer(c), dcfg, ecfg, None)  # pylint: disable=protected-access
+
+
 def test_missing_weights_and_data_dir_are_clear_errors(tmp_path):
   c = _config("", "", 1)
   with pytest.raises(config_lib.ConfigError, match="data_dir is empty"):
