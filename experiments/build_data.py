@@ -8,6 +8,15 @@
 
 Without `--config`, the dataset's own config file is used with its default
 variant (`configs/<dataset>.py`).
+
+An existing build of the same name is reused when it is the one asked for
+(same config; for video_folder also the same folder, whose files have not
+changed since). Otherwise the job stops with a line saying what differs;
+`--overwrite` deletes the build and makes it again.
+
+This is the only job that writes datasets: the others read builds through
+`videopoet.data.datasets.open_split` and stop, naming this command, when
+there is none.
 """
 
 import contextlib
@@ -29,6 +38,12 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory.")
 _MANUAL_DIR = flags.DEFINE_string(
     "manual_dir", None, "Folder of the user's clips (video_folder)."
 )
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Delete an existing build of the same name and build it again (needed"
+    " when its config differs or, for video_folder, its folder changed).",
+)
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
     None,
@@ -38,9 +53,24 @@ _CONFIG = config_flags.DEFINE_config_file(
 
 
 def build(
-    dataset: str, config, data_dir: str, manual_dir: str | None = None
+    dataset: str,
+    config,
+    data_dir: str,
+    manual_dir: str | None = None,
+    overwrite: bool = False,
 ) -> dict:
-  """Builds `dataset` with `config` into `data_dir`; returns its summary."""
+  """Builds `dataset` with `config` into `data_dir`; returns its summary.
+
+  Args:
+    dataset: 'synth_av' or 'video_folder'.
+    config: the dataset's ConfigDict (`name`, `dataset`).
+    data_dir: the TFDS data directory.
+    manual_dir: the folder of clips (video_folder).
+    overwrite: rebuild an existing build of the same name.
+
+  Returns:
+    The builder's summary (`synth_av_tfds.build`, `video_folder.build`).
+  """
   if dataset == "synth_av":
     from videopoet.data import synth_av  # pylint: disable=g-import-not-at-top
     from videopoet.data import synth_av_tfds  # pylint: disable=g-import-not-at-top
@@ -48,7 +78,9 @@ def build(
     cfg = config_lib.from_config(
         synth_av.SynthAVConfig, config.dataset, "config.dataset"
     )
-    return synth_av_tfds.build(cfg, data_dir, name=config.name)
+    return synth_av_tfds.build(
+        cfg, data_dir, name=config.name, overwrite=overwrite
+    )
   if dataset == "video_folder":
     from videopoet.data import video_folder  # pylint: disable=g-import-not-at-top
 
@@ -59,7 +91,9 @@ def build(
     cfg = config_lib.from_config(
         video_folder.VideoFolderConfig, config.dataset, "config.dataset"
     )
-    return video_folder.build(cfg, data_dir, manual_dir, name=config.name)
+    return video_folder.build(
+        cfg, data_dir, manual_dir, name=config.name, overwrite=overwrite
+    )
   raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS}")
 
 
@@ -72,7 +106,13 @@ def main(argv):
   # TFDS prints "Downloading and preparing..." to stdout; keep stdout for
   # the JSON summary, so scripts can read it.
   with contextlib.redirect_stdout(sys.stderr):
-    summary = build(_DATASET.value, config, _DATA_DIR.value, _MANUAL_DIR.value)
+    summary = build(
+        _DATASET.value,
+        config,
+        _DATA_DIR.value,
+        _MANUAL_DIR.value,
+        overwrite=_OVERWRITE.value,
+    )
   logging.info("Built %s into %s", _DATASET.value, _DATA_DIR.value)
   print(json.dumps(summary, indent=2, default=str))
 

@@ -11,10 +11,10 @@ import os
 
 from absl import flags
 from absl import logging
-import tensorflow_datasets as tfds
 
 from experiments import common
 from videopoet import text_tokenizer
+from videopoet.data import datasets
 
 _DATASET = flags.DEFINE_string("dataset", "synth_av", "TFDS dataset name.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory.")
@@ -25,8 +25,7 @@ _VOCAB = flags.DEFINE_integer("vocab_size", 512, "Sentencepiece pieces.")
 def main(argv):
   del argv
   common.init_runtime()
-  source = tfds.data_source(_DATASET.value, split=_SPLIT.value,
-                            data_dir=_DATA_DIR.value)  # fmt: skip
+  source = datasets.open_split(_DATASET.value, _DATA_DIR.value, _SPLIT.value)
   captions = [source[i]["caption"] for i in range(len(source))]
   captions = [c.decode() if isinstance(c, bytes) else str(c) for c in captions]
   os.makedirs(common.WORKDIR.value, exist_ok=True)

@@ -6,7 +6,10 @@ import subprocess
 import sys
 
 import av
+import numpy as np
 import pytest
+
+from videopoet.data import media
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,3 +100,80 @@ def test_video_folder_needs_manual_dir(tmp_path):
   )
   assert proc.returncode == 2
   assert "--manual_dir is required" in proc.stderr
+
+
+def _one_error_line(stderr: str) -> str:
+  """The job's error line; there is exactly one and no traceback."""
+  assert "Traceback" not in stderr, stderr[-3000:]
+  errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1, stderr[-3000:]
+  return errors[0]
+
+
+def test_export_clips_from_an_empty_data_dir_fails_clearly(tmp_path):
+  empty, out_dir = tmp_path / "empty", tmp_path / "clips"
+  empty.mkdir()
+  proc = _job(
+      "experiments.export_clips",
+      f"--data_dir={empty}",
+      f"--out_dir={out_dir}",
+  )
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  error = _one_error_line(proc.stderr)
+  assert f"data_dir {empty} " in error
+  assert (
+      f"python -m experiments.build_data --dataset=synth_av --data_dir={empty}"
+      in error
+  )
+  assert not os.listdir(empty) and not out_dir.exists()
+
+
+def test_build_data_refuses_a_changed_config_until_overwrite(tmp_path):
+  sizes = (
+      "--config.dataset.train_size=2",
+      "--config.dataset.validation_size=1",
+      "--config.dataset.test_size=1",
+      "--config.dataset.test_heldout_size=0",
+  )
+  args = (
+      "experiments.build_data",
+      "--dataset=synth_av",
+      f"--data_dir={tmp_path}",
+      "--config=configs/synth_av.py",
+      *sizes,
+  )
+  assert _job(*args).returncode == 0
+  proc = _job(*args, "--config.dataset.seed=3")
+  assert proc.returncode == 2
+  error = _one_error_line(proc.stderr)
+  assert "another config (seed: 0 -> 3)" in error and "--overwrite" in error
+  proc = _job(*args, "--config.dataset.seed=3", "--overwrite")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert not json.loads(proc.stdout)["reused"]
+
+
+def test_build_data_video_folder_notices_an_added_clip(tmp_path):
+  folder, data_dir = tmp_path / "clips", tmp_path / "data"
+  video = np.zeros((10, 16, 16, 3), np.uint8)
+  media.write_mp4(str(folder / "a.mp4"), video, 8)
+  args = (
+      "experiments.build_data",
+      "--dataset=video_folder",
+      f"--manual_dir={folder}",
+      f"--data_dir={data_dir}",
+      "--config=configs/video_folder.py",
+      "--config.dataset.height=16",
+      "--config.dataset.width=16",
+      "--config.dataset.num_frames=5",
+  )
+  proc = _job(*args)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert json.loads(proc.stdout)["report"]["clips_written"] == 2
+  media.write_mp4(str(folder / "b.mp4"), video, 8)
+  proc = _job(*args)
+  assert proc.returncode == 2
+  error = _one_error_line(proc.stderr)
+  assert "added since the build: b.mp4" in error and "--overwrite" in error
+  proc = _job(*args, "--overwrite")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert json.loads(proc.stdout)["report"]["clips_written"] == 4

@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from configs import video_folder as video_folder_config
 from videopoet import config_lib
+from videopoet.data import datasets
 from videopoet.data import media
 from videopoet.data import video_folder
 
@@ -178,8 +179,120 @@ def test_build_reuses_and_refuses_a_different_config(built, folder):
   again = video_folder.build(CONFIG, data_dir, str(folder))
   assert again["reused"] and again["report"] == built[0]["report"]
   other = dataclasses.replace(CONFIG, fps=4)
-  with pytest.raises(config_lib.ConfigError, match="overwrite=True"):
+  with pytest.raises(video_folder.StaleBuildError) as raised:
     video_folder.build(other, data_dir, str(folder))
+  assert "another config (fps 8 -> 4)" in str(raised.value)
+  assert "--overwrite" in str(raised.value)
+  assert isinstance(raised.value, config_lib.ConfigError)
+
+
+# A small config for the rebuild tests: 16x16, 5 frames a clip at 8 fps.
+SMALL = video_folder.VideoFolderConfig(height=16, width=16, num_frames=5)
+
+
+def _small_folder(root) -> str:
+  """A folder with one 10-frame clip (2 small clips) and a README.txt."""
+  root.mkdir()
+  media.write_mp4(str(root / "a.mp4"), _moving_video(10, 16), 8)
+  (root / "README.txt").write_text("my clips\n")
+  return str(root)
+
+
+def test_a_clip_added_after_a_build_is_not_silently_ignored(tmp_path):
+  folder, data_dir = _small_folder(tmp_path / "in"), str(tmp_path / "data")
+  first = video_folder.build(SMALL, data_dir, folder)
+  assert first["report"]["clips_written"] == 2
+  assert sorted(first["report"]["contents"]) == ["a.mp4"]
+  media.write_mp4(os.path.join(folder, "b.mp4"), _moving_video(5, 16), 8)
+  with pytest.raises(video_folder.StaleBuildError) as raised:
+    video_folder.build(SMALL, data_dir, folder)
+  message = str(raised.value)
+  assert "added since the build: b.mp4" in message
+  assert "--overwrite" in message and "\n" not in message
+  again = video_folder.build(SMALL, data_dir, folder, overwrite=True)
+  assert not again["reused"] and again["report"]["clips_written"] == 3
+  source = tfds.data_source("video_folder", data_dir=data_dir, split="train")
+  assert len(source) == 3
+  assert video_folder.build(SMALL, data_dir, folder)["reused"]
+
+
+def test_changed_and_removed_files_and_captions_are_named(tmp_path):
+  folder, data_dir = _small_folder(tmp_path / "in"), str(tmp_path / "data")
+  media.write_mp4(os.path.join(folder, "b.mp4"), _moving_video(5, 16), 8)
+  video_folder.build(SMALL, data_dir, folder)
+  media.write_mp4(os.path.join(folder, "a.mp4"), _moving_video(15, 16), 8)
+  os.remove(os.path.join(folder, "b.mp4"))
+  with open(os.path.join(folder, "a.txt"), "w") as f:
+    f.write("a new caption\n")  # A sidecar caption: it changes the data.
+  with pytest.raises(video_folder.StaleBuildError) as raised:
+    video_folder.build(SMALL, data_dir, folder)
+  message = str(raised.value)
+  assert "added since the build: a.txt" in message
+  assert "removed since the build: b.mp4" in message
+  assert "changed since the build: a.mp4" in message
+
+
+def test_a_build_without_a_contents_record_is_refused(tmp_path):
+  """Builds from before reports recorded the folder: stale or not, unknown."""
+  folder, data_dir = _small_folder(tmp_path / "in"), str(tmp_path / "data")
+  result = video_folder.build(SMALL, data_dir, folder)
+  report = dict(result["report"])
+  del report["contents"]
+  with open(result["report_path"], "w") as f:
+    json.dump(report, f)
+  with pytest.raises(video_folder.StaleBuildError) as raised:
+    video_folder.build(SMALL, data_dir, folder)
+  assert "unknown" in str(raised.value)
+  assert "--overwrite" in str(raised.value)
+  again = video_folder.build(SMALL, data_dir, folder, overwrite=True)
+  assert "contents" in again["report"]
+
+
+def _write_with_pyav(path: str, video: np.ndarray, fps: int, codec: str):
+  """A video in the container that `path`'s ending names (PyAV guesses)."""
+  with av.open(path, "w") as container:
+    stream = container.add_stream(codec, rate=fps)
+    stream.height, stream.width = video.shape[1:3]
+    stream.pix_fmt = "yuv420p"
+    for image in video:
+      frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+      container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+
+
+def test_mkv_and_avi_are_used_and_other_files_listed(tmp_path):
+  folder, data_dir = _small_folder(tmp_path / "in"), str(tmp_path / "data")
+  _write_with_pyav(
+      os.path.join(folder, "c.mkv"), _moving_video(5, 16), 8, "libx264"
+  )
+  _write_with_pyav(
+      os.path.join(folder, "d.avi"), _moving_video(5, 16), 8, "mpeg4"
+  )
+  (tmp_path / "in" / "notes").mkdir()
+  (tmp_path / "in" / "notes" / "todo").write_text("more clips\n")
+  report = video_folder.build(SMALL, data_dir, folder)["report"]
+  kept = {k["file"]: k["clips"] for k in report["kept"]}
+  assert kept == {"a.mp4": 2, "c.mkv": 1, "d.avi": 1}
+  assert report["skipped"] == [
+      {
+          "file": "README.txt",
+          "reason": "not a video file extension ('.txt' is not in"
+          " config.dataset.extensions)",
+      },
+      {
+          "file": "notes/todo",
+          "reason": "not a video file extension (no file name extension)",
+      },
+  ]
+  assert report["files_seen"] == 5
+  assert report["files_kept"] + report["files_skipped"] == 5
+  text = open(os.path.join(_version_dir(data_dir), "build_report.txt")).read()
+  assert "README.txt: not a video file extension" in text
+
+
+def _version_dir(data_dir: str) -> str:
+  """Where `build` puts video_folder/square."""
+  return os.path.join(data_dir, "video_folder", "square", "1.0.0")
 
 
 def test_build_with_no_good_file_raises_with_the_report(tmp_path):
@@ -355,3 +468,16 @@ def test_config_file_defaults_and_errors():
     config_lib.from_config(
         video_folder.VideoFolderConfig, config.dataset, "config.dataset"
     )
+
+
+def test_the_build_records_its_rates(tmp_path):
+  """`export_clips` reads them (`datasets.media_rates`)."""
+  folder, data_dir = _small_folder(tmp_path / "in"), str(tmp_path / "data")
+  config = dataclasses.replace(SMALL, fps=4, sample_rate=8000)
+  video_folder.build(config, data_dir, folder)
+  with open(os.path.join(_version_dir(data_dir), "metadata.json")) as f:
+    assert json.load(f) == {"fps": 4, "sample_rate": 8000}
+  source = datasets.open_split("video_folder", data_dir, "train")
+  rates = datasets.media_rates(source.dataset_info)
+  assert (rates.fps, rates.sample_rate) == (4, 8000)
+  assert source[0]["audio"].shape == (5 * 8000 // 4,)

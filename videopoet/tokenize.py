@@ -282,11 +282,10 @@ def shard_path(out_dir: str, split: str, i: int, n: int) -> str:
 
 
 def _source(cfg: TokenizeConfig, split: str):
-  if cfg.dataset.startswith("synth_av"):
-    from videopoet.data import synth_av_tfds  # pylint: disable=g-import-not-at-top,unused-import
-  elif cfg.dataset.startswith("video_folder"):
-    from videopoet.data import video_folder  # pylint: disable=g-import-not-at-top,unused-import
-  return tfds.data_source(cfg.dataset, split=split, data_dir=cfg.data_dir)
+  """The built split; a missing build is an error naming build_data."""
+  from videopoet.data import datasets  # pylint: disable=g-import-not-at-top
+
+  return datasets.open_split(cfg.dataset, cfg.data_dir, split)
 
 
 def _as_str(x) -> str:

@@ -100,9 +100,10 @@ def _source(cfg: DataConfig, split: str):
         "config.data.data_dir is empty: build the data first with"
         " `python -m experiments.build_data` and pass its --data_dir"
     )
-  if cfg.dataset.startswith("synth_av"):
-    from videopoet.data import synth_av_tfds  # pylint: disable=g-import-not-at-top,unused-import
-  return tfds.data_source(cfg.dataset, data_dir=cfg.data_dir, split=split)
+  from videopoet.data import datasets  # pylint: disable=g-import-not-at-top
+
+  # Never builds: a missing build names the build_data command.
+  return datasets.open_split(cfg.dataset, cfg.data_dir, split)
 
 
 def _transform(num_frames: int):

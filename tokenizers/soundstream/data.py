@@ -3,7 +3,8 @@
 Both give random-access records `{'audio': float32 [clip_samples]}` for
 `train_lib.data.batched_iterator`:
 
-  * `source='tfds'`: `tfds.data_source(name, data_dir=..., split=...)` of a
+  * `source='tfds'`: a built split (`videopoet.data.datasets.open_split`,
+    which never builds: a missing build is `DatasetNotFoundError`) of a
     dataset with an `audio` field (`synth_av`, `video_folder` builds);
   * `source='wav_folder'`: every audio file under a folder (decoded with
     PyAV, resampled to the codec's rate, mono), cut into consecutive clips of
@@ -99,9 +100,10 @@ def audio_source(config: DataConfig, split: str, sample_rate: int):
     return wav_folder_clips(
         config.data_dir, split, config.clip_samples, sample_rate
     )
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from videopoet.data import datasets  # pylint: disable=g-import-not-at-top
 
-  source = tfds.data_source(config.name, data_dir=config.data_dir, split=split)
+  # Never builds: a missing build names the build_data command.
+  source = datasets.open_split(config.name, config.data_dir, split)
   if "audio" not in source.dataset_info.features:
     raise ValueError(f"dataset {config.name} has no 'audio' field")
   return source

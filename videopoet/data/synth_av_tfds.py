@@ -5,16 +5,22 @@ Importing this module registers the builder, so that afterwards
   tfds.load("synth_av", data_dir=D, split="train")         # tf.data
   tfds.data_source("synth_av", data_dir=D, split="train")  # random access
 
-read what `build(config, D)` wrote. Builder configs: "tiny" (64 px, the
-default) and "base" (128 px); `build` may use other split sizes, seed or
-held-out triples under those names (the sizes are read back from the
-dataset's files), but a different resolution, length, rate or object count
-needs a name of its own. Such a build is read with
-`tfds.data_source("synth_av/NAME", data_dir=D, split=...)`, which takes the
-features from the files; `tfds.load` cannot read it (TFDS serves names that
-its code does not list from the files alone, and TFDS 4.9 has no tf.data
-reader for ArrayRecord: `tfds_util.ArrayRecordAsDataset` supplies one to
-the registered names only).
+read what `build(config, D)` wrote. Jobs read through
+`videopoet.data.datasets.open_split("synth_av/tiny", D, "train")` instead:
+left to itself, `tfds.data_source` *generates* the dataset into a directory
+that has none (a mistyped D became a fresh build); `open_split` refuses,
+naming `experiments.build_data`, the only job that builds. Builds record
+their rates in `metadata.json` ({"fps", "sample_rate"}).
+
+Builder configs: "tiny" (64 px, the default) and "base" (128 px); `build`
+may use other split sizes, seed or held-out triples under those names (the
+sizes are read back from the dataset's files), but a different resolution,
+length, rate or object count needs a name of its own. Such a build is read
+with `open_split("synth_av/NAME", D, split)` (or `tfds.data_source`), which
+takes the features from the files; `tfds.load` cannot read it (TFDS
+serves names that its code does not list from the files alone, and TFDS 4.9
+has no tf.data reader for ArrayRecord: `tfds_util.ArrayRecordAsDataset`
+supplies one to the registered names only).
 
 Features are those of `synth_av.generate_example` (see its module docstring),
 stored raw: large arrays as their bytes (fast to write and read; the
@@ -131,9 +137,16 @@ class SynthAv(tfds_util.ArrayRecordAsDataset, tfds.core.GeneratorBasedBuilder):
     )
 
   def _info(self) -> tfds.core.DatasetInfo:
+    cfg = self.builder_config.synth
     return self.dataset_info_from_configs(
-        features=features(self.builder_config.synth),
+        features=features(cfg),
         description=__doc__.split("\n", 1)[0],
+        # `metadata.json`: the clips' rates, for readers such as
+        # `export_clips` (`datasets.media_rates`; older builds without it
+        # record them in the config description).
+        metadata=tfds.core.MetadataDict(
+            fps=cfg.fps, sample_rate=cfg.sample_rate
+        ),
         # The examples are already in random order; keeping them in index
         # order makes example i of a split its i-th record.
         disable_shuffling=True,
@@ -191,6 +204,20 @@ def _check_name(config: synth_av.SynthAVConfig, name: str):
       )
 
 
+class StaleBuildError(config_lib.ConfigError):
+  """The data directory holds a build of the name from another config."""
+
+
+def _differences(stored: dict, wanted: dict) -> str:
+  """'seed: 0 -> 5, train_size: 2000 -> 8' for the fields that differ."""
+  keys = sorted(set(stored) | set(wanted))
+  return ", ".join(
+      f"{k}: {stored.get(k, '(none)')!r} -> {wanted.get(k, '(none)')!r}"
+      for k in keys
+      if stored.get(k) != wanted.get(k)
+  )
+
+
 def _check_existing(builder: SynthAv):
   """Refuses to reuse a finished build made from a different config."""
   info_path = os.path.join(builder.data_dir, "dataset_info.json")
@@ -199,12 +226,17 @@ def _check_existing(builder: SynthAv):
   with open(info_path) as f:
     stored = json.load(f).get("configDescription", "")
   wanted = builder.builder_config.description
-  if stored != wanted:
-    raise ValueError(
-        f"{builder.data_dir} holds a build made from another config "
-        f"({stored}); wanted ({wanted}). Use another data_dir or name, or "
-        "pass overwrite=True."
-    )
+  if stored == wanted:
+    return
+  try:
+    diff = _differences(json.loads(stored), json.loads(wanted))
+  except (TypeError, ValueError):
+    diff = f"stored {stored!r}, wanted {wanted!r}"
+  raise StaleBuildError(
+      f"{builder.data_dir} holds a build made from another config ({diff});"
+      " pass --overwrite (overwrite=True) to replace it, or build into"
+      " another --data_dir or under another --config.name"
+  )
 
 
 def _bytes_under(path: str) -> int:
@@ -237,8 +269,8 @@ def build(
 
   Raises:
     ConfigError: `name` is registered with other shapes than `config`'s.
-    ValueError: `data_dir` holds a build of `name` from another config and
-      `overwrite` is False.
+    StaleBuildError: `data_dir` holds a build of `name` from another config
+      and `overwrite` is False (a ConfigError, hence a ValueError).
   """
   _check_name(config, name)
   builder = _builder(config, name, data_dir)

@@ -1,7 +1,8 @@
 """`video_folder`: the user's own clips as a TFDS dataset.
 
-Every video file under a folder (mp4, webm, mov, gif; sub-folders too) is
-decoded once with PyAV, resampled to the config's frame rate, resized and
+Every video file under a folder (`VIDEO_EXTENSIONS`: mp4, m4v, mov, webm,
+mkv, avi, mpg/mpeg, flv, ts/mts/m2ts, wmv, 3gp, ogv, gif; sub-folders too)
+is decoded once with PyAV, resampled to the config's frame rate, resized and
 centre cropped, and cut into clips of `num_frames` frames, one clip start
 every `clip_stride` frames. Each clip carries the file's audio over the same
 seconds (16 kHz mono; silence and `has_audio=False` when the file has none)
@@ -11,15 +12,26 @@ or else a sidecar `dir/name.txt`, else empty.
 
 A file that cannot be decoded, or is shorter than one clip, is skipped and
 named with its reason in `build_report.json` / `build_report.txt`, written
-next to the data; it never stops the build.
+next to the data; it never stops the build. So is every other file in the
+folder that is not used (not a video file extension, e.g. a README.txt);
+`captions.jsonl` and the sidecar captions are used, not listed.
+
+The report also records the folder's contents (`contents`: the videos,
+`captions.jsonl` and sidecar captions, by relative path, with their size and
+modification time). A later `build` of the same name compares them with the
+folder: a build of a folder that has changed since (files added, removed or
+modified), of another folder, or with another config is never reused; it is
+refused with the differences and `--overwrite` (`overwrite=True`) rebuilds
+it. A build made before reports recorded the contents is refused the same
+way: whether its folder changed is unknown.
 
 Builder configs: `square` (128x128, the default) and `portrait` (height 224,
 width 128: VideoPoet's 128x224 portrait clips, 28x16 latent tokens a frame).
 Both are 17 frames at 8 fps (2.125 s) with 34,000 audio samples.
 
-    from videopoet.data import video_folder
+    from videopoet.data import datasets, video_folder
     video_folder.build(video_folder.VideoFolderConfig(), data_dir, folder)
-    clips = tfds.data_source('video_folder', data_dir=data_dir, split='train')
+    clips = datasets.open_split('video_folder', data_dir, 'train')
 
 Features: video uint8 [num_frames, height, width, 3], audio float32
 [num_frames / fps * sample_rate], has_audio bool (the file has an audio
@@ -54,6 +66,27 @@ PORTRAIT_SIZE = (224, 128)
 # Windows-1252, what most "ANSI" editors write, then Latin-1, which decodes
 # any byte string, so a caption never fails to decode.
 _TEXT_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+# Containers of video that PyAV (FFmpeg) reads, by their usual endings.
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".webm",
+    ".mkv",
+    ".avi",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".wmv",
+    ".3gp",
+    ".ogv",
+    ".gif",
+)
+# How many file names a message lists before "and N more".
+_MAX_LISTED = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +103,8 @@ class VideoFolderConfig:
     sample_rate: audio rate in Hz; each clip has round(num_frames / fps *
       sample_rate) samples.
     max_clips_per_video: at most this many clips from one file; 0 = no limit.
-    extensions: file name endings taken as videos (any letter case).
+    extensions: file name endings taken as videos (any letter case); other
+      files are listed in the report as skipped.
   """
 
   height: int = 128
@@ -80,7 +114,7 @@ class VideoFolderConfig:
   clip_stride: int = 0
   sample_rate: int = 16000
   max_clips_per_video: int = 0
-  extensions: tuple[str, ...] = (".mp4", ".webm", ".mov", ".gif")
+  extensions: tuple[str, ...] = VIDEO_EXTENSIONS
 
   def __post_init__(self):
     for name, minimum, allowed in _LIMITS:
@@ -222,6 +256,85 @@ def list_videos(folder: str, extensions: Iterable[str]) -> list[str]:
   return sorted(found)
 
 
+def _all_files(folder: str) -> list[str]:
+  """Every file under `folder`, as sorted '/'-separated relative paths."""
+  return sorted(
+      _normalize(os.path.relpath(os.path.join(root, name), folder))
+      for root, _, names in os.walk(folder)
+      for name in names
+  )
+
+
+def _caption_files(files: Iterable[str], videos: Iterable[str]) -> set[str]:
+  """The files read as captions: captions.jsonl and the videos' sidecars."""
+  sidecars = {os.path.splitext(v)[0] + ".txt" for v in videos}
+  return {f for f in files if f == CAPTIONS_FILE or f in sidecars}
+
+
+def unused_files(
+    folder: str, config: VideoFolderConfig
+) -> list[dict[str, str]]:
+  """The files under `folder` that are neither videos nor captions.
+
+  Returns:
+    {'file': relative path, 'reason': why it is not used}, sorted by file.
+  """
+  files = _all_files(folder)
+  videos = list_videos(folder, config.extensions)
+  used = set(videos) | _caption_files(files, videos)
+  unused = []
+  for name in files:
+    if name in used:
+      continue
+    ending = os.path.splitext(name)[1].lower()
+    why = (
+        f"{ending!r} is not in config.dataset.extensions"
+        if ending
+        else "no file name extension"
+    )
+    unused.append(
+        {"file": name, "reason": f"not a video file extension ({why})"}
+    )
+  return unused
+
+
+def folder_contents(
+    folder: str, config: VideoFolderConfig
+) -> dict[str, dict[str, int]]:
+  """What a build reads from `folder`, to notice later changes.
+
+  Returns:
+    {relative path: {'bytes': size, 'mtime_ns': modification time}} of the
+    videos, captions.jsonl and the videos' sidecar captions.
+  """
+  videos = list_videos(folder, config.extensions)
+  read = set(videos) | _caption_files(_all_files(folder), videos)
+  contents = {}
+  for name in sorted(read):
+    stat = os.stat(os.path.join(folder, name))
+    contents[name] = {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+  return contents
+
+
+def contents_changes(
+    recorded: dict[str, Any], current: dict[str, Any]
+) -> dict[str, list[str]]:
+  """{'added', 'removed', 'changed'}: files that differ between records."""
+  return {
+      "added": sorted(set(current) - set(recorded)),
+      "removed": sorted(set(recorded) - set(current)),
+      "changed": sorted(
+          f for f in set(current) & set(recorded) if current[f] != recorded[f]
+      ),
+  }
+
+
+def _listing(names: list[str]) -> str:
+  shown = ", ".join(names[:_MAX_LISTED])
+  more = len(names) - _MAX_LISTED
+  return shown + (f" and {more} more" if more > 0 else "")
+
+
 def cut_clips(
     frames: Iterable[np.ndarray],
     num_frames: int,
@@ -289,6 +402,7 @@ class BuildReport:
   kept: list[dict[str, Any]] = dataclasses.field(default_factory=list)
   skipped: list[dict[str, str]] = dataclasses.field(default_factory=list)
   warnings: list[str] = dataclasses.field(default_factory=list)
+  contents: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
   def to_dict(self) -> dict[str, Any]:
     """JSON-ready content, counts first."""
@@ -306,6 +420,7 @@ class BuildReport:
         "skipped": self.skipped,
         "warnings": self.warnings,
         "kept": self.kept,
+        "contents": self.contents,
     }
 
 
@@ -457,10 +572,14 @@ def generate_examples(
     report: filled in as files are read.
 
   Yields:
-    Keys '<file>#<clip index>' and examples with the builder's features.
+    Keys '<file>#<clip index>' and examples with the builder's features;
+    files that are not videos are listed in `report.skipped`.
   """
   captions, warnings = read_captions_jsonl(folder)
   report.warnings.extend(warnings)
+  for unused in unused_files(folder, config):
+    report.files_seen += 1
+    report.skipped.append(unused)
   for source in list_videos(folder, config.extensions):
     report.files_seen += 1
     caption, warning = read_sidecar(folder, source)
@@ -513,10 +632,12 @@ class VideoFolder(
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      "Put your video files (.mp4, .webm, .mov, .gif; sub-folders allowed) in"
-      " a folder and pass it as --manual_dir. Captions, optional: a"
-      ' captions.jsonl with lines {"file": "name.mp4", "caption": "..."} in'
-      " that folder, or a name.txt next to each name.mp4."
+      "Put your video files (.mp4, .mov, .webm, .mkv, .avi, ...; sub-folders"
+      " allowed) in a folder and build with `python -m"
+      " experiments.build_data --dataset=video_folder --manual_dir=FOLDER"
+      " --data_dir=DIR`. Captions, optional: a captions.jsonl with lines"
+      ' {"file": "name.mp4", "caption": "..."} in that folder, or a name.txt'
+      " next to each name.mp4."
   )
   BUILDER_CONFIGS = [
       VideoFolderBuilderConfig(
@@ -557,10 +678,21 @@ class VideoFolder(
 
   def _info(self) -> tfds.core.DatasetInfo:
     stored = None if self._dataset else self._stored_features()
+    cfg = self.dataset_config
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__.split("\n\n")[1],
-        features=stored or features(self.dataset_config),
+        features=stored or features(cfg),
+        # `metadata.json`, written by `build` (which passes `dataset`): the
+        # clips' rates, for readers such as `export_clips`
+        # (`datasets.media_rates`; builds without it record them in
+        # build_report.json). Read back from the build's files, not from
+        # the named config, whose rates a build may have changed.
+        metadata=(
+            tfds.core.MetadataDict(fps=cfg.fps, sample_rate=cfg.sample_rate)
+            if self._dataset
+            else None
+        ),
     )
 
   def _stored_features(self) -> tfds.features.FeaturesDict | None:
@@ -580,11 +712,17 @@ class VideoFolder(
         manual_dir=os.path.abspath(folder),
         config=self.dataset_config,
         file_format=self.info.file_format.value,
+        # Before reading: a file changed during the build shows as changed.
+        contents=folder_contents(folder, self.dataset_config),
     )
     return {SPLIT: self._generate_examples(folder)}
 
   def _generate_examples(self, folder):
     yield from generate_examples(folder, self.dataset_config, self.report)
+
+
+class StaleBuildError(config_lib.ConfigError):
+  """An existing build is not the one asked for; `--overwrite` rebuilds it."""
 
 
 class BuildError(RuntimeError):
@@ -605,9 +743,14 @@ def build(
 ) -> dict[str, Any]:
   """Builds `video_folder/<name>` from the videos in `manual_dir`.
 
-  A build already in `data_dir` from the same folder and config is reused;
-  one from another folder or config is an error unless `overwrite`, which
-  also rebuilds after files were added to the folder.
+  A build already in `data_dir` is reused only when its report says it was
+  made from this folder, config and file format, and the folder's videos and
+  captions are the ones it recorded (same names, sizes and modification
+  times). Otherwise it is refused with `StaleBuildError`, which lists what
+  differs (files added, removed or changed; config fields) and names
+  `--overwrite`; `overwrite=True` deletes and rebuilds it. A build made
+  before reports recorded the folder's contents is refused too (stale or
+  not, that cannot be told): rebuild it once with `overwrite=True`.
 
   Args:
     config: how files become clips (sizes may differ from the named
@@ -626,7 +769,9 @@ def build(
     report's content, 'reused': whether an existing build was kept}.
 
   Raises:
-    ConfigError: unknown `name`, or an existing build that differs.
+    ConfigError: unknown `name` or `file_format`.
+    StaleBuildError: an existing build differs from the one asked for, or
+      its folder changed since, and `overwrite` is False.
     FileNotFoundError: `manual_dir` is not a folder.
     BuildError: no file gave a clip (the report is in the exception).
   """
@@ -645,12 +790,14 @@ def build(
   builder = VideoFolder(data_dir=data_dir, config=name, dataset=config)
   if tf.io.gfile.exists(builder.data_dir):
     existing = _read_report(builder.data_dir)
-    if not overwrite and _same_build(existing, config, manual_dir, file_format):
+    stale = _why_stale(existing, config, manual_dir, file_format)
+    if not overwrite and not stale:
       return _result(builder.data_dir, existing, reused=True)
     if not overwrite:
-      raise config_lib.ConfigError(
-          f"{builder.data_dir} holds a build from another folder or config"
-          " (see its build_report.json); pass overwrite=True to rebuild it"
+      raise StaleBuildError(
+          f"{builder.data_dir} is not the build asked for: {'; '.join(stale)}."
+          " Pass --overwrite (overwrite=True) to rebuild it, or build into"
+          " another --data_dir"
       )
     tf.io.gfile.rmtree(builder.data_dir)
     # A fresh builder: the old one loaded the old build's DatasetInfo.
@@ -681,19 +828,49 @@ def _prepare(builder: VideoFolder, manual_dir: str, file_format: str) -> None:
     ) from None
 
 
-def _same_build(
+def _why_stale(
     report: dict[str, Any] | None,
     config: VideoFolderConfig,
     manual_dir: str,
     file_format: str,
-) -> bool:
-  """Whether an existing build's report says it is the one asked for."""
-  return (
-      report is not None
-      and report.get("config") == _config_dict(config)
-      and report.get("manual_dir") == os.path.abspath(manual_dir)
-      and report.get("file_format") == file_format
+) -> list[str]:
+  """Why an existing build (by its report) is not the one asked for.
+
+  Returns:
+    One sentence per difference; empty when the build can be reused.
+  """
+  if report is None:
+    return [f"it has no {REPORT_JSON}, so what it was built from is unknown"]
+  why = []
+  folder = os.path.abspath(manual_dir)
+  if report.get("manual_dir") != folder:
+    why.append(f"it was built from {report.get('manual_dir')}, not {folder}")
+  if report.get("file_format") != file_format:
+    why.append(
+        f"file_format {report.get('file_format')!r}, not {file_format!r}"
+    )
+  stored, wanted = report.get("config") or {}, _config_dict(config)
+  fields = [
+      f"{k} {stored.get(k)!r} -> {wanted.get(k)!r}"
+      for k in sorted(set(stored) | set(wanted))
+      if stored.get(k) != wanted.get(k)
+  ]
+  if fields:
+    why.append("another config (" + ", ".join(fields) + ")")
+  if why:
+    return why
+  if "contents" not in report:
+    return [
+        f"it was built before {REPORT_JSON} recorded the folder's files, so"
+        f" whether {folder} changed since is unknown"
+    ]
+  changes = contents_changes(
+      report["contents"], folder_contents(manual_dir, config)
   )
+  for kind, names in changes.items():
+    if names:
+      why.append(f"{kind} since the build: {_listing(names)}")
+  return why
 
 
 def _read_report(version_dir: str) -> dict[str, Any] | None:
