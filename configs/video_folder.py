@@ -1,4 +1,4 @@
-r"""Builds `video_folder`: your own clips (mp4/webm/mov/gif) as a TFDS dataset.
+r"""Builds `video_folder`: your own clips (mp4/mkv/avi/...) as a TFDS dataset.
 
   python -m experiments.build_data --dataset=video_folder \
       --manual_dir=FOLDER --data_dir=DIR \
@@ -48,6 +48,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # At most this many clips from one file (0 = no limit); caps long videos
   # and stops decoding them early.
   config.dataset.max_clips_per_video = 0
-  # File name endings taken as videos, any letter case.
-  config.dataset.extensions = (".mp4", ".webm", ".mov", ".gif")
+  # File name endings taken as videos, any letter case (every container
+  # PyAV reads that users have); other files are listed in the build report.
+  config.dataset.extensions = (
+      ".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpeg",
+      ".flv", ".ts", ".mts", ".m2ts", ".wmv", ".3gp", ".ogv", ".gif",
+  )  # fmt: skip
   return config
