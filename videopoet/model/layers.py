@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 Dtype = Any
-_NEG_INF = -1e30
+NEG_INF = -1e30
 
 
 def _param(mod, name, shape, axes, dtype, init=nn.initializers.lecun_normal()):
@@ -66,7 +66,7 @@ def prefix_lm_bias(
   j = jnp.arange(k_len)[None, :]  # [1, k]
   seen = (j <= i)[None] | (j < prefix_len[:, None, None])  # [b, q, k]
   seen &= key_valid[:, None, :]
-  return jnp.where(seen, 0.0, _NEG_INF)[:, None].astype(jnp.float32)
+  return jnp.where(seen, 0.0, NEG_INF)[:, None].astype(jnp.float32)
 
 
 class MLP(nn.Module):
@@ -102,8 +102,24 @@ class MLP(nn.Module):
     return (h.reshape(-1, self.mlp_dim) @ cast(wo)).reshape(*lead, d)
 
 
+# The KV cache's logical axes (`sharding.py` shards them like activations:
+# batch over the data axes, kv heads over `tensor`).
+CACHE_AXES = ("cache_batch", "cache_length", "cache_kv_heads", "cache_kv")
+# How a block runs: 'train' (the whole sequence, no cache), 'prefill' (the
+# whole prefix, its keys and values written to the cache) or 'decode' (one
+# token per row at `positions`, attending to the cache).
+MODES = ("train", "prefill", "decode")
+
+
 class Attention(nn.Module):
-  """Multi-head attention with `num_kv_heads` <= `num_heads` (GQA) and RoPE."""
+  """Multi-head attention with `num_kv_heads` <= `num_heads` (GQA) and RoPE.
+
+  With `mode` 'prefill' or 'decode' it keeps a KV cache of `cache_len`
+  positions in the `cache` collection (`key`, `value`: [b, cache_len, kv,
+  hd], kv heads only under GQA). Prefill writes positions [0, s); decode
+  writes the one position in `positions` (the same for every row) and
+  attends over the whole cache under `bias` [b, 1, 1, cache_len].
+  """
 
   num_heads: int
   num_kv_heads: int
@@ -111,9 +127,11 @@ class Attention(nn.Module):
   rope_theta: float = 10_000.0
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  mode: str = "train"
+  cache_len: int = 0
 
   @nn.compact
-  def __call__(self, x, bias, positions):  # x [b, s, d], bias [b, 1, s, s]
+  def __call__(self, x, bias, positions):  # x [b, s, d], bias [b, 1, s, k]
     d, h, kv, hd = x.shape[-1], self.num_heads, self.num_kv_heads, self.head_dim
     pd, cast = self.param_dtype, lambda w: w.astype(self.dtype)
     wq = _param(self, "query", (d, h, hd), ("embed", "heads", "kv"), pd)
@@ -135,6 +153,9 @@ class Attention(nn.Module):
     )
     q = nn.with_logical_constraint(q, axes)  # [b, s, h, hd]
     b, s = q.shape[:2]
+    if self.mode != "train":
+      k, v = self._cached(k, v, positions)  # [b, cache_len, kv, hd]
+    t = k.shape[1]  # Keys: s, or cache_len when decoding.
     g = h // kv  # Query heads per key/value head.
     # Each kv head's g query heads become one [g * s] row block, so both
     # attention matmuls are plain batched [b, kv] matmuls (XLA:CPU's
@@ -142,10 +163,35 @@ class Attention(nn.Module):
     q = (q * hd**-0.5).reshape(b, s, kv, g, hd)
     q = q.transpose(0, 2, 3, 1, 4).reshape(b, kv, g * s, hd)
     logits = jnp.einsum("bnqk,bsnk->bnqs", q, k).astype(jnp.float32)
-    logits = logits.reshape(b, kv, g, s, s) + bias[:, :, None]  # [b,kv,g,q,s]
+    logits = logits.reshape(b, kv, g, s, t) + bias[:, :, None]  # [b,kv,g,q,t]
     probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    out = jnp.einsum("bnqs,bsnk->bnqk", probs.reshape(b, kv, g * s, s), v)
+    out = jnp.einsum("bnqs,bsnk->bnqk", probs.reshape(b, kv, g * s, t), v)
     out = out.reshape(b, kv, g, s, hd).transpose(0, 3, 1, 2, 4)
     out = out.reshape(b, s, h, hd)  # [b, s, h, hd]
     out = nn.with_logical_constraint(out, axes)
     return jnp.einsum("bshk,hkd->bsd", out, cast(wo))  # [b, s, d]
+
+  def _cached(self, k, v, positions):
+    """Writes k, v [b, s, kv, hd] into the cache; returns the whole cache."""
+    b, s, kv, hd = k.shape
+    shape = (b, self.cache_len, kv, hd)
+    init = nn.with_logical_partitioning(jnp.zeros, CACHE_AXES)
+    key = self.variable("cache", "key", init, shape, self.dtype)
+    value = self.variable("cache", "value", init, shape, self.dtype)
+    if self.mode == "prefill":
+      start = 0
+    else:  # 'decode': one position, the same in every row.
+      if s != 1:
+        raise ValueError(f"decode takes one token per row, got {s}")
+      start = positions[0, 0]
+    zero = jnp.zeros((), jnp.int32)
+    idx = (zero, jnp.asarray(start, jnp.int32), zero, zero)
+    key.value = jax.lax.dynamic_update_slice(
+        key.value, k.astype(self.dtype), idx
+    )
+    value.value = jax.lax.dynamic_update_slice(
+        value.value, v.astype(self.dtype), idx
+    )
+    if self.mode == "prefill":  # The prefix attends to itself only.
+      return k, v
+    return key.value, value.value

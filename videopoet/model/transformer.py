@@ -96,6 +96,8 @@ class Block(nn.Module):
   """Pre-norm attention + SwiGLU; (x, bias, positions) -> (x, None)."""
 
   config: ModelConfig
+  mode: str = "train"  # layers.MODES
+  cache_len: int = 0
 
   @nn.compact
   def __call__(self, x, bias, positions):  # x [b, s, d]
@@ -105,17 +107,70 @@ class Block(nn.Module):
     h = layers.RMSNorm(name="pre_attention_norm", **kw)(x)
     x += layers.Attention(
         c.num_heads, c.num_kv_heads, c.head_dim, c.rope_theta, **kw,
-        name="attention",
+        mode=self.mode, cache_len=self.cache_len, name="attention",
     )(h, bias, positions)  # fmt: skip
     h = layers.RMSNorm(name="pre_mlp_norm", **kw)(x)
     x += layers.MLP(c.mlp_dim, **kw, name="mlp")(h)
     return nn.with_logical_constraint(x, _BLOCK_AXES), None
 
 
+class CacheState(nn.Module):
+  """The model-level part of the KV cache: which keys are padding, and the
+  next position (`key_valid` [b, cache_len], `index` []).
+
+  Returns the positions and attention bias of a prefill or decode call:
+  prefill keeps the prefix's own (bidirectional) bias and records which keys
+  are padding; decode places its token at `index` and lets it see every
+  earlier non-padding key and itself.
+  """
+
+  pad_id: int
+  cache_len: int
+  mode: str
+
+  @nn.compact
+  def __call__(self, inputs, positions, bias):  # inputs [b, s]
+    b, s = inputs.shape
+    valid = self.variable(
+        "cache",
+        "key_valid",
+        nn.with_logical_partitioning(
+            jnp.zeros, ("cache_batch", "cache_length")
+        ),
+        (b, self.cache_len),
+        jnp.bool_,
+    )
+    index = self.variable("cache", "index", lambda: jnp.zeros((), jnp.int32))
+    if self.mode == "prefill":
+      if s > self.cache_len:
+        raise ValueError(f"a prefix of {s} exceeds cache_len={self.cache_len}")
+      valid.value = valid.value.at[:, :s].set(inputs != self.pad_id)
+      index.value = jnp.asarray(s, jnp.int32)
+      return positions, bias
+    i = index.value
+    valid.value = jax.lax.dynamic_update_slice(
+        valid.value, inputs != self.pad_id, (jnp.zeros((), jnp.int32), i)
+    )
+    index.value = i + 1
+    seen = (jnp.arange(self.cache_len) <= i)[None] & valid.value  # [b, t]
+    bias = jnp.where(seen, 0.0, layers.NEG_INF)[:, None, None, :]
+    return jnp.full((b, 1), i, jnp.int32), bias.astype(jnp.float32)
+
+
 class VideoPoetLM(nn.Module):
-  """Prefix LM over the unified vocabulary."""
+  """Prefix LM over the unified vocabulary.
+
+  `mode` (`layers.MODES`): 'train' runs whole sequences; 'prefill' runs a
+  prefix and fills a KV cache of `cache_len` positions (the `cache`
+  collection: per layer `key`/`value`, and the model's `key_valid` [b,
+  cache_len] and `index`, the next position); 'decode' runs one token per
+  row at `index` against the cache. The three share one set of parameters
+  (`videopoet/decode.py` drives them).
+  """
 
   config: ModelConfig
+  mode: str = "train"
+  cache_len: int = 0
 
   def setup(self):
     c = self.config
@@ -155,15 +210,20 @@ class VideoPoetLM(nn.Module):
     if c.scan_layers:
       self.blocks = nn.scan(
           block,
-          variable_axes={"params": 0},
+          variable_axes={"params": 0, "cache": 0},
           split_rngs={"params": True},
           in_axes=(nn.broadcast, nn.broadcast),
           length=c.num_layers,
           metadata_params={nn.PARTITION_NAME: "layers"},
-      )(c, name="blocks")
+      )(c, self.mode, self.cache_len, name="blocks")
     else:
-      self.blocks = [block(c, name=f"block_{i}") for i in range(c.num_layers)]
+      self.blocks = [
+          block(c, self.mode, self.cache_len, name=f"block_{i}")
+          for i in range(c.num_layers)
+      ]
     self.final_norm = layers.RMSNorm(dtype=self._dtype, param_dtype=pd)
+    if self.mode != "train":
+      self.cache_state = CacheState(c.pad_id, self.cache_len, self.mode)
 
   def __call__(self, inputs, prefix_len, text_embeddings=None):
     """Final hidden states [b, s, d].
@@ -177,7 +237,7 @@ class VideoPoetLM(nn.Module):
     x = jnp.take(self.embedding, inputs, axis=0).astype(
         self._dtype
     )  # [b, s, d]
-    if c.text_embed_dim:
+    if c.text_embed_dim and self.mode != "decode":  # Text is in the prefix.
       if text_embeddings is None:
         raise ValueError("config.model.text_embed_dim>0 needs text_embeddings")
       t = self.text_projection(text_embeddings.astype(self._dtype))
@@ -190,6 +250,8 @@ class VideoPoetLM(nn.Module):
     b, s = inputs.shape
     positions = jnp.broadcast_to(jnp.arange(s), (b, s))  # [b, s]
     bias = layers.prefix_lm_bias(prefix_len, inputs != c.pad_id, s)
+    if self.mode != "train":
+      positions, bias = self.cache_state(inputs, positions, bias)
     x = nn.with_logical_constraint(x, _BLOCK_AXES)
     if c.scan_layers:
       x, _ = self.blocks(x, bias, positions)
@@ -199,13 +261,16 @@ class VideoPoetLM(nn.Module):
     return self.final_norm(x)  # [b, s, d]
 
   def logits(self, hidden):
-    """Full logits [..., V] (for sampling a few positions; f32)."""
-    return jnp.einsum(
+    """Logits [..., V] (f32) of a few positions; padding ids get NEG_INF."""
+    logits = jnp.einsum(
         "...d,dv->...v",
         hidden,
         self.unembedding.astype(self._dtype),
         preferred_element_type=jnp.float32,
     )
+    ids = jnp.arange(logits.shape[-1])
+    # Finite: guidance subtracts logits, and -inf - -inf is NaN.
+    return jnp.where(ids < self.config.num_valid_ids, logits, layers.NEG_INF)
 
   def loss(self, batch):
     """Per-target loss and correctness at the output positions.
