@@ -2,6 +2,10 @@
 layout's constraint always holds, guidance, determinism."""
 
 import functools
+import json
+import os
+import subprocess
+import sys
 
 import flax.linen as nn
 import jax
@@ -17,7 +21,7 @@ from videopoet import lm_trainer
 from videopoet import tasks as tasks_lib
 from videopoet.model import transformer
 
-jax.config.update("jax_default_matmul_precision", "highest")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @functools.cache
@@ -190,3 +194,21 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
         )
     )
   assert seen == {0, 1}  # 0.5 + 0.3 reaches 0.75; 0.15 and 0.05 are cut.
+
+
+def test_sharded_sampler_matches_one_device():
+  """data 2 x fsdp 2 x tensor 2 on 8 fake CPU devices (own process)."""
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+  env["JAX_PLATFORMS"] = "cpu"
+  proc = subprocess.run(
+      [sys.executable, "-m", "tests.decode_sharding_check"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+  )  # fmt: skip
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out["max_logit_diff"] < 1e-4 and out["max_logit"] > 1.0, out
+  assert out["same_tokens"] and out["num_tokens"] > 100, out
+  # The KV cache is split like the activations: batch over data x fsdp,
+  # kv heads over tensor.
+  assert out["cache_spec"] == "P(('data', 'fsdp'), None, 'tensor')", out

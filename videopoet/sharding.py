@@ -61,6 +61,12 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, Any], ...] = (
     ("activation_height", None),
     ("activation_width", None),
     ("activation_channels", None),
+    # The KV cache of decoding [layers, b, length, kv heads, head dim]: split
+    # like the activations that fill it.
+    ("cache_batch", ("data", "fsdp")),
+    ("cache_length", None),
+    ("cache_kv_heads", "tensor"),
+    ("cache_kv", None),
 )
 
 # The batch dimension of input data, sharded over every data-parallel axis.

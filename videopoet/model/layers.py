@@ -186,12 +186,12 @@ class Attention(nn.Module):
       start = positions[0, 0]
     zero = jnp.zeros((), jnp.int32)
     idx = (zero, jnp.asarray(start, jnp.int32), zero, zero)
-    key.value = jax.lax.dynamic_update_slice(
-        key.value, k.astype(self.dtype), idx
+    write = lambda cache, new: nn.with_logical_constraint(
+        jax.lax.dynamic_update_slice(cache, new.astype(self.dtype), idx),
+        CACHE_AXES,
     )
-    value.value = jax.lax.dynamic_update_slice(
-        value.value, v.astype(self.dtype), idx
-    )
+    key.value = write(key.value, k)
+    value.value = write(value.value, v)
     if self.mode == "prefill":  # The prefix attends to itself only.
       return k, v
     return key.value, value.value
