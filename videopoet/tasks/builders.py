@@ -84,10 +84,10 @@ def _text(sb: layout.SequenceBuilder, ex: Example, ctx: Context, task: str):
   drop = ctx.rng.random() < cfg.text_dropout
   if cfg.text_mode == "ids":
     text = _field(ex, "text", task)
-    valid = (text >= 0) & ~drop
+    valid = (text >= 0) & (not drop)
     ids = np.where(valid, v.text_to_ids(np.maximum(text, 0)), v.pad)
   else:
-    valid = _field(ex, "text_mask", task).astype(bool) & ~drop
+    valid = _field(ex, "text_mask", task).astype(bool) & (not drop)
     ids = np.where(valid, v.special("<text_emb>"), v.pad)
   if len(ids) != cfg.max_text_len:
     raise ValueError(
