@@ -4,8 +4,13 @@ An MLP with logically partitioned kernels regresses a fixed random map on a
 synthetic, deterministic dataset. At the end, process 0 writes the final
 parameters to `<workdir>/final_params.npz` so tests can compare runs bit for
 bit.
+
+Test hook: with `HARNESS_JOB_FAIL_SAVES_AFTER=n` in the environment, every
+checkpoint save after the first n fails in its background write with
+`OSError(ENOSPC)`, as on a full disk.
 """
 
+import errno
 import os
 import time
 
@@ -17,6 +22,7 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 
 from experiments import common
 from videopoet.train_lib import data as data_lib
@@ -47,6 +53,36 @@ class MLP(nn.Module):
       if i == 0:
         x = nn.gelu(x)
     return x  # [b, out]
+
+
+class _DiskFull:
+  """A commit future whose write fails as on a full disk."""
+
+  def __init__(self, directory):
+    self._directory = str(directory)
+
+  def result(self, timeout=None):
+    del timeout
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self._directory)
+
+  def cancel(self):
+    pass
+
+
+def _fail_saves_after(n: int) -> None:
+  """Makes the background write of every save after the first `n` fail."""
+  original = ocp.StandardCheckpointHandler.async_save
+  saves = [0]
+
+  async def async_save(self, directory, *args, **kwargs):
+    futures = list(await original(self, directory, *args, **kwargs) or [])
+    saves[0] += 1
+    if saves[0] > n:
+      # After the real writes (none left running), as a disk fills up.
+      futures.append(_DiskFull(directory))
+    return futures
+
+  ocp.StandardCheckpointHandler.async_save = async_save
 
 
 def make_records(n: int, nan_records=()) -> list[dict]:
@@ -119,6 +155,8 @@ def run(config, workdir: str):
 
 def main(argv):
   del argv
+  if "HARNESS_JOB_FAIL_SAVES_AFTER" in os.environ:
+    _fail_saves_after(int(os.environ["HARNESS_JOB_FAIL_SAVES_AFTER"]))
   common.init_runtime()
   run(_CONFIG.value, common.WORKDIR.value)
 

@@ -7,9 +7,15 @@ the same way for all of them:
   mesh & shardings -> init (or resume) -> jitted, donated step -> metrics,
   progress line, non-finite guard, periodic async checkpoints, SIGTERM save.
 
-Resume order: the latest complete checkpoint in `<workdir>/checkpoints`,
-else `Program.init`. The step RNG is `fold_in(PRNGKey(seed), step)`, so a
-resumed run draws exactly the numbers of an uninterrupted one.
+Resume order: the newest usable checkpoint in `<workdir>/checkpoints`,
+else `Program.init`. An incomplete or unreadable one is named in a warning
+and moved to `<workdir>/checkpoints.bad/` (never deleted) before the next
+newest is tried; one written for another model stops the run with
+`checkpointing.CheckpointMismatchError`. The step RNG is
+`fold_in(PRNGKey(seed), step)`, so a resumed run draws exactly the numbers
+of an uninterrupted one. A checkpoint save that fails (disk full, ...) stops
+the run as soon as its background write ends, a few steps later, with
+`checkpointing.CheckpointSaveError`; the previous checkpoint stays intact.
 """
 
 import dataclasses
@@ -114,13 +120,6 @@ class _Preemption:
     logging.warning("SIGTERM: saving a checkpoint and stopping.")
     self.requested = True
 
-  def reached(self, step: int) -> bool:
-    if jax.process_count() > 1:
-      # Every process must agree on the step at which all of them save.
-      flag = np.array([self.requested], np.int32)
-      return bool(multihost_utils.process_allgather(flag).max())
-    return self.requested
-
   def restore(self):
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
@@ -195,6 +194,13 @@ def train(
   Raises:
     NonFiniteError: a guarded metric was NaN/Inf. The message names the step
       and metric; checkpoints after the last finite step are never written.
+    checkpointing.CheckpointSaveError: writing a checkpoint failed (disk
+      full, ...). Asynchronous saves are polled every step, so the run stops
+      as soon as the failed write ends, not at the next save; the message
+      names the checkpoint, the reason and the last complete checkpoint,
+      which is left intact.
+    checkpointing.CheckpointMismatchError: the checkpoint to resume from
+      does not fit this run's model (another model config wrote it).
   """
   os.makedirs(workdir, exist_ok=True)
   init_rng, step_rng = _rngs(config.seed)
@@ -210,9 +216,11 @@ def train(
   ckpt = checkpointing.Checkpointer(
       os.path.join(workdir, "checkpoints"), config.checkpoint
   )
-  first_step = ckpt.latest_step() or 0
-  if first_step:
-    state, data_state = ckpt.restore(first_step, abstract)
+  # Unusable checkpoints (incomplete, unreadable) are set aside, logged.
+  restored = ckpt.restore_latest(abstract)
+  first_step = 0
+  if restored is not None:
+    first_step, state, data_state = restored
     if data_state:
       program.data.set_state(data_state)
   else:
@@ -288,7 +296,17 @@ def train(
         # outlast a preemption's grace period).
         if len(history) > 1:
           jax.block_until_ready(history[-2][1])
-        stop = preemption.reached(step)
+        # A failed asynchronous save stops the run now, not at the next
+        # save; every process agrees on the step at which all of them save
+        # (SIGTERM) or stop (a save failed on any of them).
+        save_error = ckpt.poll_save()
+        flags = np.array([preemption.requested, save_error is not None])
+        if jax.process_count() > 1:
+          flags = multihost_utils.process_allgather(flags.astype(np.int32))
+          flags = flags.max(axis=0).astype(bool)
+        stop, save_failed = bool(flags[0]), bool(flags[1])
+        if save_failed:
+          raise save_error or ckpt.save_failed_elsewhere()
         last = step == config.total_steps
         save = stop or last or step % config.checkpoint.every_steps == 0
         if save or step % config.log_every == 0:
@@ -326,6 +344,8 @@ def train(
               step,
           )
           break
+    # The last save must be complete (or its error raised) before "Done".
+    ckpt.wait()
   finally:
     preemption.restore()
     writer.flush()
