@@ -24,8 +24,9 @@ $PY -m experiments.build_data --dataset=synth_av --data_dir="$DATA_DIR" \
   2> "$RUN_DIR/build_data.log" | tail -n 40
 
 step "2/5 Writing 6 clips as MP4 (H.264 + AAC soundtrack) with captions"
+# --overwrite: a rerun of the demo rewrites its own clips.
 $PY -m experiments.export_clips --dataset=synth_av --data_dir="$DATA_DIR" \
-  --split=train --num=6 --out_dir="$RUN_DIR/clips" \
+  --split=train --num=6 --out_dir="$RUN_DIR/clips" --overwrite \
   2> "$RUN_DIR/export_clips.log"
 cat "$RUN_DIR/clips/captions.jsonl"
 
@@ -35,36 +36,72 @@ $PY -m experiments.train_text_tokenizer --dataset=synth_av \
   2> "$RUN_DIR/train_text_tokenizer.log"
 
 # No trained video tokenizer / audio codec stage in this demo yet: the tokens
-# come from tiny RANDOMLY INITIALIZED ones (random_init=True).
+# come from tiny RANDOMLY INITIALIZED ones (random_init=True) in
+# $RUN_DIR/tokens (LM: $RUN_DIR/lm), or from trained ones in
+# $RUN_DIR/tokens_trained (LM: $RUN_DIR/lm_trained), so a demo with
+# VIDEO_TOK/AUDIO_CODEC after a plain one neither mixes their tokens nor
+# resumes the other's LM.
 VIDEO_TOK=${VIDEO_TOK:-}
 AUDIO_CODEC=${AUDIO_CODEC:-}
 if [[ -n "$VIDEO_TOK" && -n "$AUDIO_CODEC" ]]; then
   TOK_ARGS=(--config.video_tokenizer="$VIDEO_TOK" --config.audio_codec="$AUDIO_CODEC")
   TOK_WHAT="the trained tokenizers $VIDEO_TOK and $AUDIO_CODEC"
+  TOKENS="$RUN_DIR/tokens_trained"
+  LM_DIR="$RUN_DIR/lm_trained"
 else
   TOK_ARGS=(--config.random_init=True)
   TOK_WHAT="tiny RANDOMLY INITIALIZED video tokenizer and audio codec (no trained ones in this demo; the LM still learns the token statistics)"
+  TOKENS="$RUN_DIR/tokens"
+  LM_DIR="$RUN_DIR/lm"
 fi
 TOKENIZE_TRAIN=${TOKENIZE_TRAIN:-32}
-step "4/5 Tokenizing $TOKENIZE_TRAIN train + 8 validation clips with $TOK_WHAT"
+step "4/5 Tokenizing $TOKENIZE_TRAIN train + 8 validation clips with $TOK_WHAT into $TOKENS"
+# Finished shards made by these tokenizers and settings are reused; with
+# --overwrite, shards (and tokens.json) made by others (e.g. an earlier
+# checkpoint of VIDEO_TOK, another TOKENIZE_TRAIN) are replaced.
 for split_limit in validation:8 "train:$TOKENIZE_TRAIN"; do
-  $PY -m experiments.tokenize_data --config=configs/tokenize_data.py:tiny \
-    --workdir="$RUN_DIR/tokens" --config.data_dir="$DATA_DIR" \
+  if ! $PY -m experiments.tokenize_data --config=configs/tokenize_data.py:tiny \
+    --workdir="$TOKENS" --config.data_dir="$DATA_DIR" \
     --config.text_tokenizer="$RUN_DIR/text/text.model" "${TOK_ARGS[@]}" \
     --config.splits="('${split_limit%%:*}',)" --config.limit="${split_limit##*:}" \
-    2>> "$RUN_DIR/tokenize_data.log" | grep -v '^tokens='
+    --overwrite 2>> "$RUN_DIR/tokenize_data.log" | grep -v '^tokens='; then
+    echo "tokenize_data failed; the end of $RUN_DIR/tokenize_data.log:" >&2
+    tail -n 5 "$RUN_DIR/tokenize_data.log" >&2
+    exit 1
+  fi
 done
-cat "$RUN_DIR/tokens/tokens.json" | tr -d '\n' | sed 's/  */ /g'; echo
+cat "$TOKENS/tokens.json" | tr -d '\n' | sed 's/  */ /g'; echo
+
+# The LM's id ranges from the tokens (trained tokenizers may have other
+# visual bits than the random ones).
+read -r -a VOCAB_ARGS < <($PY - "$TOKENS/tokens.json" <<'PYEOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+args = [f"--config.vocab.visual_bits={m['visual_bits']}",
+        f"--config.tasks.max_text_len={m['max_text_len']}"]
+if m.get("audio_levels"):
+  args += [f"--config.vocab.audio_levels={m['audio_levels']}",
+           f"--config.vocab.audio_codebook={m['audio_codebook']}"]
+print(" ".join(args))
+PYEOF
+)
+# An LM trained on other tokens is not resumed: it starts afresh.
+if [[ -d "$LM_DIR" ]] && ! cmp -s "$TOKENS/tokens.json" "$LM_DIR/tokens.json"; then
+  echo "The tokens in $TOKENS changed since $LM_DIR was trained: removing it to train afresh"
+  rm -rf "$LM_DIR"
+fi
+mkdir -p "$LM_DIR"
+cp "$TOKENS/tokens.json" "$LM_DIR/tokens.json"  # What it is trained on.
 
 LM_STEPS=${LM_STEPS:-40}
-step "5/5 Training the tiny LM for $LM_STEPS steps on all 11 tasks"
+step "5/5 Training the tiny LM for $LM_STEPS steps on all 11 tasks into $LM_DIR"
 $PY -m experiments.train --config=configs/videopoet.py:tiny \
-  --workdir="$RUN_DIR/lm" --config.data.path="$RUN_DIR/tokens" \
+  --workdir="$LM_DIR" --config.data.path="$TOKENS" "${VOCAB_ARGS[@]}" \
   --config.trainer.total_steps="$LM_STEPS" --config.trainer.eval_every="$LM_STEPS" \
   --config.trainer.checkpoint.every_steps="$LM_STEPS" \
   --config.data.eval_batches=1 2> "$RUN_DIR/train_lm.log"
 grep -E "Training steps|Compiled" "$RUN_DIR/train_lm.log" | sed 's/^.*\] //' || true
-$PY - "$RUN_DIR/lm/metrics.jsonl" <<'PYEOF'
+$PY - "$LM_DIR/metrics.jsonl" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 last = {k: v for r in rows for k, v in r.items()}
@@ -79,6 +116,6 @@ echo "Demo finished in $(( $(date +%s) - start ))s. Outputs:"
 echo "  dataset:  $DATA_DIR/synth_av"
 echo "  clips:    $RUN_DIR/clips/*.mp4 (captions in $RUN_DIR/clips/captions.jsonl)"
 echo "  text:     $RUN_DIR/text/text.model"
-echo "  tokens:   $RUN_DIR/tokens/*.array_record (+ tokens.json)"
-echo "  LM:       $RUN_DIR/lm (checkpoints/, metrics.jsonl, tensorboard/)"
+echo "  tokens:   $TOKENS/*.array_record (+ tokens.json, <shard>.json)"
+echo "  LM:       $LM_DIR (checkpoints/, metrics.jsonl, tensorboard/)"
 echo "  logs:     $RUN_DIR/*.log"

@@ -10,8 +10,14 @@ Writes `<workdir>/<split>-%05d-of-%05d.array_record` (read by
 `--config.data.path=<workdir>`) and `<workdir>/tokens.json`. Several
 processes split the shards: `--process_index=i --process_count=n` (no
 coordination needed), or under `jax.distributed` (`--coordinator_address`,
-..., see experiments/common.py) jax's own process index and count. Rerunning
-skips finished shards.
+..., see experiments/common.py) jax's own process index and count.
+
+Rerunning skips finished shards made with the same tokenizers, settings,
+limit and shard layout (each shard's `<shard>.json` provenance record). A
+workdir holding shards or a `tokens.json` made differently (or shards with
+no record, from before records existed) is refused before anything is
+written, naming each difference; pass a new --workdir, or `--overwrite` to
+replace them.
 """
 
 from absl import flags
@@ -32,6 +38,13 @@ _INDEX = flags.DEFINE_integer(
 _COUNT = flags.DEFINE_integer(
     "process_count", None, "Number of processes (default jax's)."
 )
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Replace the shards and tokens.json in --workdir that were made with"
+    " other tokenizers or settings (or have no provenance record) instead"
+    " of refusing; finished shards that match are still reused.",
+)
 
 
 def main(argv):
@@ -43,10 +56,15 @@ def main(argv):
   if not 0 <= index < count:
     raise ValueError(f"--process_index={index} not in [0, {count})")
   out = common.WORKDIR.value
+  overwrite = _OVERWRITE.value
   tok = tokenize.load_tokenizers(cfg)
+  # Every split is checked before any is written.
+  tokenize.check_out_dir(cfg, tok, out, index, count, overwrite)
   sizes = {}
   for split in cfg.splits:
-    stats = tokenize.tokenize_split(cfg, tok, split, out, index, count)
+    stats = tokenize.tokenize_split(
+        cfg, tok, split, out, index, count, overwrite
+    )
     sizes[split] = stats["examples"]
     print(
         f"tokenize_data {split}: {stats['encoded']} examples encoded,"
@@ -55,7 +73,7 @@ def main(argv):
         flush=True,
     )
   if index == 0:
-    path = tokenize.write_metadata(out, tok, sizes)
+    path = tokenize.write_metadata(out, tok, sizes, overwrite)
     logging.info("Wrote %s", path)
   m = tok.metadata
   print(

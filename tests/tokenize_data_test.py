@@ -53,7 +53,10 @@ def test_records_round_trip_with_ids_in_range(setup):
   out = root / "single"
   stats = tokenize.tokenize_split(cfg, tok, "train", str(out))
   assert stats["encoded"] == 7 and stats["examples_per_s"] > 0
-  assert os.listdir(out) == ["train-00000-of-00001.array_record"]
+  assert sorted(os.listdir(out)) == [
+      "train-00000-of-00001.array_record",
+      "train-00000-of-00001.array_record.json",  # Its provenance record.
+  ]
   recs = _records(out, "train")
   src = tfds.data_source(_NAME, split="train", data_dir=cfg.data_dir)
   sp = text_tokenizer.load(cfg.text_tokenizer)
@@ -91,7 +94,9 @@ def test_two_processes_cover_every_example_once(setup):
   a = tokenize.tokenize_split(cfg, tok, "train", out, 0, 2)
   b = tokenize.tokenize_split(cfg, tok, "train", out, 1, 2)
   assert a["encoded"] + b["encoded"] == 7
-  files = sorted(os.path.basename(f) for f in glob.glob(out + "/*"))
+  files = sorted(
+      os.path.basename(f) for f in glob.glob(out + "/*.array_record")
+  )
   assert files == [f"train-{i:05d}-of-00003.array_record" for i in range(3)]
   assert sorted(int(r["index"]) for r in _records(out, "train")) == list(
       range(7)
@@ -117,6 +122,7 @@ def test_rerun_skips_finished_shards_and_redoes_a_killed_one(setup):
   redo = tokenize.tokenize_split(cfg, tok, "validation", out)
   assert redo["encoded"] == 2 and redo["skipped_shards"] == 1
   assert not os.path.exists(second + ".tmp")
+  assert os.path.exists(tokenize.provenance_path(second))
   assert sorted(int(r["index"]) for r in _records(out, "validation")) == [
       0, 1, 2, 3,
   ]  # fmt: skip
@@ -184,3 +190,70 @@ def test_jobs_tokenize_then_train_on_the_shards(setup):
     keys = set().union(*(json.loads(line) for line in f))
   for t in ("stylization", "video_to_audio", "text_to_video"):
     assert f"val/{t}/loss" in keys
+
+
+def _fake_workdir(root, name, config):
+  """A workdir with `config.json` and an empty `checkpoints/`."""
+  workdir = root / name
+  os.makedirs(workdir / "checkpoints")
+  (workdir / "config.json").write_text(config.to_json())
+  return str(workdir)
+
+
+def test_wrong_kind_of_workdir_is_named(tmp_path):
+  """An audio codec's workdir as the video tokenizer and the other way
+  round, an LM's, and workdirs missing config.json or checkpoints."""
+  from configs import magvit2 as magvit2_configs  # pylint: disable=g-import-not-at-top
+  from configs import soundstream as soundstream_configs  # pylint: disable=g-import-not-at-top
+  from configs import videopoet as videopoet_configs  # pylint: disable=g-import-not-at-top
+  from videopoet_tokenizers.magvit2 import program  # pylint: disable=g-import-not-at-top
+  from videopoet_tokenizers.soundstream import codec as codec_lib  # pylint: disable=g-import-not-at-top
+
+  codec = _fake_workdir(
+      tmp_path, "codec", soundstream_configs.get_config("tiny")
+  )
+  video = _fake_workdir(tmp_path, "video", magvit2_configs.get_config("tiny"))
+  lm = _fake_workdir(tmp_path, "lm", videopoet_configs.get_config("tiny"))
+  with pytest.raises(
+      config_lib.ConfigError,
+      match=f"{codec} is not a video tokenizer workdir: its config.json is an"
+      r" audio codec config \(configs/soundstream.py\); pass the workdir of"
+      " experiments.train_video_tokenizer",
+  ):
+    program.load_tokenizer(codec)
+  with pytest.raises(
+      config_lib.ConfigError,
+      match=f"{video} is not an audio codec workdir: its config.json is a"
+      r" video tokenizer config \(configs/magvit2.py\); pass the workdir of"
+      " experiments.train_audio_codec",
+  ):
+    codec_lib.load_codec(video)
+  with pytest.raises(config_lib.ConfigError, match="VideoPoet LM config"):
+    program.load_tokenizer(lm)
+  os.makedirs(os.path.join(lm, "checkpoints", "5"))
+  with pytest.raises(config_lib.ConfigError, match="VideoPoet LM config"):
+    codec_lib.load_codec(os.path.join(lm, "checkpoints", "5"))
+  # The right kind, but nothing saved in checkpoints/ yet.
+  with pytest.raises(FileNotFoundError, match=f"no checkpoint under {video}"):
+    program.load_tokenizer(video)
+  with pytest.raises(FileNotFoundError, match=f"no checkpoint under {codec}"):
+    codec_lib.load_codec(codec)
+  empty = str(tmp_path / "empty")
+  os.makedirs(empty)
+  for load in (program.load_tokenizer, codec_lib.load_codec):
+    with pytest.raises(FileNotFoundError, match=f"{empty} has no config.json"):
+      load(empty)
+    with pytest.raises(FileNotFoundError, match="nothere is not a directory"):
+      load(str(tmp_path / "nothere"))
+  assert not os.listdir(empty)  # Nothing created in a wrong directory.
+  # The tokenize_data job names the flag (a one-line error, exit 2).
+  cfg = tokenize.TokenizeConfig(
+      data_dir="d", text_tokenizer="t", video_tokenizer=codec,
+      audio_codec=video,
+  )  # fmt: skip
+  with pytest.raises(
+      config_lib.ConfigError,
+      match=f"config.video_tokenizer='{codec}' cannot be loaded as the video"
+      " tokenizer: .* is not a video tokenizer workdir",
+  ):
+    tokenize.load_tokenizers(cfg)

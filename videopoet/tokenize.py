@@ -29,12 +29,25 @@ shard i is `<out>/<s>-%05d-of-%05d.array_record` and process p of P writes
 the shards i with i % P == p. A shard is written to `<name>.tmp` and renamed
 when complete, so a rerun skips finished shards and redoes a killed one.
 `<out>/tokens.json` records the id ranges the LM's `config.vocab` must match.
+
+Provenance: before a shard is renamed into place, `<shard>.json` records
+what made it (`shard_provenance`: the tokenizers' `metadata`, i.e. trained
+workdirs and checkpoint steps or the random config, the text tokenizer's
+hash, the record-shaping settings, and the split, limit, shard layout and
+example range). A rerun reuses a finished shard only when its record equals
+the one this run would write; a shard or `tokens.json` made differently,
+or a shard with no record (written before records existed), makes the run
+refuse before it writes anything (`check_out_dir`, `StaleTokensError`,
+naming each differing key) unless `overwrite=True` (`tokenize_data
+--overwrite`), which replaces them.
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import re
 import time
 from typing import Any
 
@@ -51,6 +64,14 @@ from videopoet import text_tokenizer
 from videopoet.data import structure as structure_lib
 
 METADATA = "tokens.json"
+# `<shard>` + this: what made the shard (`shard_provenance`).
+PROVENANCE_SUFFIX = ".json"
+_SHARD_NAME = re.compile(
+    r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.array_record$"
+)
+# Keys of a shard's provenance record beyond the tokenizers' metadata.
+_SHARD_KEYS = ("split", "split_size", "limit", "num_shards", "shard",
+               "examples")  # fmt: skip
 # synth_av's ground truth, copied into the records as `gt_<name>`.
 GROUND_TRUTH = (
     "num_objects", "object_mask", "shape", "colour", "size", "motion",
@@ -157,9 +178,19 @@ class TokenizeConfig:
       )
 
 
+class StaleTokensError(config_lib.ConfigError):
+  """The output directory holds tokens that this run would not have made."""
+
+
 @dataclasses.dataclass
 class Tokenizers:
-  """What `tokenize_split` encodes with, and the id ranges they give."""
+  """What `tokenize_split` encodes with, and the id ranges they give.
+
+  `metadata` (-> `tokens.json`, and every shard's provenance record) names
+  what the records depend on: the tokenizers (trained workdirs with their
+  checkpoint steps, or the `random` config), the text tokenizer's path and
+  hash, the id ranges and the record-shaping settings (`_settings`).
+  """
 
   encode_video: Any  # float [b, t, h, w, 3] in [-1, 1] -> int [b, t', h', w']
   encode_audio: Any  # float [b, n] -> int [b, levels, f]; None: no audio
@@ -201,9 +232,47 @@ def _random_codec(rcfg: RandomInitConfig):
   return codec_lib.Codec(mc, variables)
 
 
+def _settings(cfg: TokenizeConfig) -> dict:
+  """The settings of `cfg` that change what a record holds."""
+  depth = cfg.structure and bool(cfg.depth_model)
+  return {
+      "dataset": cfg.dataset,
+      "num_frames": cfg.num_frames,
+      "audio_levels": cfg.audio_levels,
+      "max_text_len": cfg.max_text_len,
+      "structure": cfg.structure,
+      "flow_scale": float(cfg.flow_scale),
+      "depth_model": os.path.abspath(cfg.depth_model) if depth else "",
+      "depth_input_size": cfg.depth_input_size if depth else 0,
+  }
+
+
+def _file_sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()[:16]
+
+
+def _load_trained(kind: str, flag: str, load, path: str):
+  """`load(path)`, with a missing or wrong workdir named as `config.<flag>`."""
+  try:
+    return load(path)
+  except (FileNotFoundError, config_lib.ConfigError) as e:
+    raise config_lib.ConfigError(
+        f"config.{flag}={path!r} cannot be loaded as the {kind}: {e}"
+    ) from e
+
+
 def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
-  """The trained tokenizers of `cfg` (or random ones with `random_init`)."""
-  meta = {"dataset": cfg.dataset, "random_init": cfg.random_init}
+  """The trained tokenizers of `cfg` (or random ones with `random_init`).
+
+  Raises:
+    config_lib.ConfigError: `config.video_tokenizer` or `config.audio_codec`
+      is missing, has no checkpoint or is another kind of workdir.
+  """
+  meta = {"random_init": cfg.random_init}
   if cfg.random_init:
     logging.warning(
         "*** config.random_init=True: the video tokenizer and audio codec are"
@@ -214,17 +283,29 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
     )
     video = _random_video_tokenizer(cfg.random)
     codec = _random_codec(cfg.random) if cfg.audio_levels else None
-    meta.update(video_tokenizer="random", audio_codec="random")
+    meta.update(
+        video_tokenizer="random",
+        audio_codec="random" if codec else "",
+        random=dataclasses.asdict(cfg.random),
+    )
   else:
     from videopoet_tokenizers.magvit2 import program  # pylint: disable=g-import-not-at-top
     from videopoet_tokenizers.soundstream import codec as codec_lib  # pylint: disable=g-import-not-at-top
 
-    video = program.load_tokenizer(cfg.video_tokenizer)
-    codec = codec_lib.load_codec(cfg.audio_codec) if cfg.audio_levels else None
+    video = _load_trained(
+        "video tokenizer", "video_tokenizer", program.load_tokenizer,
+        cfg.video_tokenizer,
+    )  # fmt: skip
+    codec = None
+    if cfg.audio_levels:
+      codec = _load_trained(
+          "audio codec", "audio_codec", codec_lib.load_codec, cfg.audio_codec
+      )
     meta.update(
         video_tokenizer=os.path.abspath(cfg.video_tokenizer),
         video_tokenizer_step=int(video.step),
         audio_codec=os.path.abspath(cfg.audio_codec) if codec else "",
+        audio_codec_step=int(codec.step) if codec else 0,
     )
   size = video.tokenizer.quantizer.codebook_size
   bits = int(round(math.log2(size)))
@@ -248,13 +329,12 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
         cfg.depth_model, cfg.depth_input_size, cfg.batch_size
     )
   meta.update(
-      depth_model=os.path.abspath(cfg.depth_model) if depth else "",
+      _settings(cfg),
       text_tokenizer=os.path.abspath(cfg.text_tokenizer),
+      text_tokenizer_sha256=_file_sha256(cfg.text_tokenizer),
       visual_bits=bits,
-      audio_levels=cfg.audio_levels,
       audio_codebook=codebook,
       text_size=sp.get_piece_size(),
-      max_text_len=cfg.max_text_len,
   )
   return Tokenizers(
       encode_video=video.encode_to_indices,
@@ -279,6 +359,281 @@ def shard_ranges(num_examples: int, num_shards: int) -> list[range]:
 
 def shard_path(out_dir: str, split: str, i: int, n: int) -> str:
   return os.path.join(out_dir, f"{split}-{i:05d}-of-{n:05d}.array_record")
+
+
+def provenance_path(shard: str) -> str:
+  """`<shard>.json`, the record of what made `shard`."""
+  return shard + PROVENANCE_SUFFIX
+
+
+def shard_provenance(
+    cfg: TokenizeConfig,
+    tok: Tokenizers,
+    split: str,
+    split_size: int,
+    num_shards: int,
+    index: int,
+) -> dict:
+  """The provenance record of shard `index` of `split`, as JSON values.
+
+  Args:
+    cfg: the run's config (`limit`).
+    tok: its tokenizers (`metadata`).
+    split: the split.
+    split_size: examples in the split before `limit`.
+    num_shards: shards of the split.
+    index: which shard.
+  """
+  n = min(cfg.limit, split_size) if cfg.limit else split_size
+  examples = shard_ranges(n, num_shards)[index]
+  record = dict(
+      tok.metadata,
+      split=split,
+      split_size=split_size,
+      limit=cfg.limit,
+      num_shards=num_shards,
+      shard=index,
+      examples=[examples.start, examples.stop],
+  )
+  return json.loads(json.dumps(record))
+
+
+_ABSENT = "<absent>"
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict) and tree:
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def _differences(old: dict, new: dict) -> dict[str, tuple[Any, Any]]:
+  """`{dotted key: (old, new)}` for every key whose value differs."""
+  a, b = _flatten(old), _flatten(new)
+  return {
+      k: (a.get(k, _ABSENT), b.get(k, _ABSENT))
+      for k in sorted(set(a) | set(b))
+      if a.get(k, _ABSENT) != b.get(k, _ABSENT)
+  }
+
+
+def _show(value: Any) -> str:
+  return value if value is _ABSENT else json.dumps(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stale:
+  """A file in the output directory that this run would not have made.
+
+  Attributes:
+    path: the shard or tokens.json.
+    diffs: {key: (recorded, this run's)}.
+    reason: why, when not `diffs`: its provenance record is 'missing',
+      'unreadable (...)' or 'not a JSON object'.
+    owner: the shard's index in this run's layout of its split (the process
+      that writes that shard replaces it), or None (process 0 removes it).
+  """
+
+  path: str
+  diffs: dict
+  reason: str = ""
+  owner: int | None = None
+
+
+def _read_provenance(shard: str) -> tuple[dict | None, str]:
+  """(record, '') or (None, why there is none)."""
+  path = provenance_path(shard)
+  try:
+    with open(path, encoding="utf-8") as f:
+      record = json.load(f)
+  except FileNotFoundError:
+    return None, "missing"
+  except (OSError, ValueError) as e:
+    return None, f"unreadable ({e})"
+  if not isinstance(record, dict):
+    return None, "not a JSON object"
+  return record, ""
+
+
+def _scan(
+    cfg: TokenizeConfig | None,
+    tok: Tokenizers,
+    out_dir: str,
+    layouts: dict[str, tuple[int, int]],
+    whole_dir: bool,
+) -> list[_Stale]:
+  """What in `out_dir` this run would not have made.
+
+  Args:
+    cfg: the run's config (None with no `layouts`).
+    tok: its tokenizers.
+    out_dir: the output directory.
+    layouts: {split: (split_size, num_shards)} of the splits this run
+      writes: their shards must equal `shard_provenance`.
+    whole_dir: also check `tokens.json` and the shards of other splits
+      (their tokenizer metadata must be this run's).
+  """
+  if not os.path.isdir(out_dir):
+    return []
+  stale = []
+  if whole_dir:
+    old = read_metadata(out_dir)
+    if old is not None:
+      old = {k: v for k, v in old.items() if k != "splits"}
+      diffs = _differences(old, json.loads(json.dumps(tok.metadata)))
+      if diffs:
+        stale.append(_Stale(os.path.join(out_dir, METADATA), diffs))
+  meta = json.loads(json.dumps(tok.metadata))
+  for name in sorted(os.listdir(out_dir)):
+    match = _SHARD_NAME.match(name)
+    if not match or (match["split"] not in layouts and not whole_dir):
+      continue
+    split = match["split"]
+    index, count = int(match["index"]), int(match["count"])
+    path = os.path.join(out_dir, name)
+    ours = split in layouts and count == layouts[split][1] and index < count
+    owner = index if ours else None
+    record, why = _read_provenance(path)
+    if record is None:
+      stale.append(_Stale(path, {}, why, owner))
+      continue
+    if ours:
+      want = shard_provenance(cfg, tok, split, *layouts[split], index)
+    elif split in layouts:  # Another shard layout of a split we write.
+      size, num_shards = layouts[split]
+      want = shard_provenance(cfg, tok, split, size, num_shards, 0)
+      drop = ("shard", "examples")
+      record = {k: v for k, v in record.items() if k not in drop}
+      want = {k: v for k, v in want.items() if k not in drop}
+    else:  # Another split: it must have been made with these tokenizers.
+      record = {k: v for k, v in record.items() if k not in _SHARD_KEYS}
+      want = meta
+    diffs = _differences(record, want)
+    if diffs:
+      stale.append(_Stale(path, diffs, "", owner))
+  return stale
+
+
+def _names(stale: list[_Stale], most: int = 3) -> str:
+  names = [os.path.basename(s.path) for s in stale]
+  more = f", ... ({len(names) - most} more)" if len(names) > most else ""
+  return ", ".join(names[:most]) + more
+
+
+def _refusal(out_dir: str, stale: list[_Stale]) -> str:
+  """The message of a `StaleTokensError` for `stale` files of `out_dir`."""
+  differing = [s for s in stale if s.diffs]
+  unknown = [s for s in stale if not s.diffs]
+  parts = []
+  if differing:
+    diffs = {}
+    for s in differing:
+      for k, v in s.diffs.items():
+        diffs.setdefault(k, v)
+    shown = "; ".join(f"{k}: {_show(a)} -> {_show(b)}" for k, (a, b) in
+                      diffs.items())  # fmt: skip
+    parts.append(
+        f"{_names(differing)} were made with other tokenizers or settings"
+        f" ({shown})"
+    )
+  if unknown:
+    first = os.path.basename(provenance_path(unknown[0].path))
+    parts.append(
+        f"{_names(unknown)} have no provenance record ({first} is"
+        f" {unknown[0].reason}; shards written before tokenize_data recorded"
+        " what made each shard have none), so the tokenizers and settings"
+        " that made them are unknown"
+    )
+  return (
+      f"{os.path.abspath(out_dir)} holds tokens this run would not make: "
+      + "; ".join(parts)
+      + ". Refusing to mix them with new shards or to rewrite tokens.json"
+      " over them; nothing was written. Use a new --workdir, or rerun with"
+      " --overwrite (overwrite=True) to replace the stale shards and"
+      " tokens.json"
+  )
+
+
+def _remove(path: str) -> None:
+  for p in (path, provenance_path(path)):
+    try:
+      os.remove(p)
+    except FileNotFoundError:
+      pass
+
+
+def _resolve(
+    out_dir: str,
+    stale: list[_Stale],
+    overwrite: bool,
+    process_index: int,
+    process_count: int,
+) -> None:
+  """Raises for `stale` or, with `overwrite`, removes this process's share."""
+  if not stale:
+    return
+  if not overwrite:
+    raise StaleTokensError(_refusal(out_dir, stale))
+  for s in stale:
+    mine = (
+        s.owner % process_count == process_index
+        if s.owner is not None
+        else process_index == 0
+    )
+    if mine:
+      logging.warning(
+          "overwrite: removing %s (%s)",
+          s.path,
+          "; ".join(f"{k}: {_show(a)} -> {_show(b)}" for k, (a, b) in
+                    s.diffs.items()) or f"provenance record {s.reason}",
+      )  # fmt: skip
+      _remove(s.path)
+
+
+def _split_size(cfg: TokenizeConfig, source) -> tuple[int, int]:
+  """(examples to encode, examples in the split)."""
+  size = len(source)
+  return (min(cfg.limit, size) if cfg.limit else size), size
+
+
+def check_out_dir(
+    cfg: TokenizeConfig,
+    tok: Tokenizers,
+    out_dir: str,
+    process_index: int = 0,
+    process_count: int = 1,
+    overwrite: bool = False,
+) -> None:
+  """Checks, before anything is written, that `out_dir` fits this run.
+
+  Every finished shard of `cfg.splits` must have the provenance record this
+  run would write, every other shard this run's tokenizer metadata, and
+  `tokens.json` (if any) this run's metadata.
+
+  Args:
+    cfg: the run's config.
+    tok: its tokenizers.
+    out_dir: the output directory.
+    process_index: this process (removes its own stale shards and, process
+      0, the rest with `overwrite`).
+    process_count: processes.
+    overwrite: remove what does not fit instead of refusing.
+
+  Raises:
+    StaleTokensError: something does not fit and not `overwrite`; the
+      message names the files, each differing key (old -> new) and the
+      directory.
+  """
+  num_shards = cfg.num_shards or process_count
+  layouts = {
+      split: (_split_size(cfg, _source(cfg, split))[1], num_shards)
+      for split in cfg.splits
+  }
+  stale = _scan(cfg, tok, out_dir, layouts, whole_dir=True)
+  _resolve(out_dir, stale, overwrite, process_index, process_count)
 
 
 def _source(cfg: TokenizeConfig, split: str):
@@ -334,8 +689,14 @@ def _structure(row, video, depth_model, cfg) -> np.ndarray:
   return structure_lib.structure_video(flow, depth, cfg.flow_scale)
 
 
-def _encode_shard(cfg, tok: Tokenizers, source, indices, path, progress):
-  """Writes the records of `indices` to `path` (via `path.tmp`)."""
+def _encode_shard(
+    cfg, tok: Tokenizers, source, indices, path, progress, provenance
+):
+  """Writes the records of `indices` to `path` (via `path.tmp`).
+
+  `provenance` goes to `<path>.json` before the shard is renamed into
+  place, so a finished shard always has its record.
+  """
   tmp = path + ".tmp"
   writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
   has_structure = cfg.structure
@@ -383,6 +744,10 @@ def _encode_shard(cfg, tok: Tokenizers, source, indices, path, progress):
       writer.write(lm_data.serialize(record))
     progress.update(len(rows))
   writer.close()
+  record = provenance_path(path)
+  with open(record + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(provenance, f, indent=2, sort_keys=True)
+  os.replace(record + ".tmp", record)
   os.replace(tmp, path)
 
 
@@ -393,16 +758,48 @@ def tokenize_split(
     out_dir: str,
     process_index: int = 0,
     process_count: int = 1,
+    overwrite: bool = False,
 ) -> dict:
   """Writes this process's shards of `split`; returns counts and throughput.
+
+  A finished shard is skipped when its provenance record is the one this
+  call would write (`shard_provenance`).
+
+  Args:
+    cfg: the run's config.
+    tok: its tokenizers (`load_tokenizers(cfg)`).
+    split: the split to encode.
+    out_dir: the output directory.
+    process_index: this process; it writes the shards i with
+      i % process_count == process_index.
+    process_count: processes.
+    overwrite: replace shards of `split` made differently (or of unknown
+      provenance) instead of refusing.
 
   Returns:
     {'examples': total in the split (after `limit`), 'encoded': examples
     this call encoded, 'skipped_shards': finished shards it left alone,
     'examples_per_s': its encoding rate}.
+
+  Raises:
+    StaleTokensError: `out_dir` holds shards of `split` made differently
+      and not `overwrite` (nothing is written).
   """
+  settings = _settings(cfg)
+  loaded = {k: tok.metadata.get(k, _ABSENT) for k in settings}
+  if json.loads(json.dumps(settings)) != json.loads(json.dumps(loaded)):
+    raise ValueError(
+        "tok was loaded with another config than cfg: "
+        + "; ".join(
+            f"{k}: {_show(a)} -> {_show(b)}"
+            for k, (a, b) in _differences(loaded, settings).items()
+        )
+    )
   source = _source(cfg, split)
-  n = len(source) if not cfg.limit else min(cfg.limit, len(source))
+  n, size = _split_size(cfg, source)
+  num_shards = cfg.num_shards or process_count
+  stale = _scan(cfg, tok, out_dir, {split: (size, num_shards)}, False)
+  _resolve(out_dir, stale, overwrite, process_index, process_count)
   if cfg.structure and n:
     first = source[0]
     if "flow" in first and "depth" in first:
@@ -415,13 +812,12 @@ def tokenize_split(
           " given: pass a TorchScript depth network for depth)"
       )
     logging.info("tokenize %s: structure clips from %s", split, how)
-  num_shards = cfg.num_shards or process_count
   ranges = shard_ranges(n, num_shards)
   mine = [i for i in range(num_shards) if i % process_count == process_index]
   todo, skipped = [], 0
   for i in mine:
     path = shard_path(out_dir, split, i, num_shards)
-    if os.path.exists(path):
+    if os.path.exists(path):  # Its record was checked above.
       logging.info("tokenize %s: %s is complete, skipping", split, path)
       skipped += 1
     else:
@@ -430,7 +826,8 @@ def tokenize_split(
   os.makedirs(out_dir, exist_ok=True)
   for i in todo:
     path = shard_path(out_dir, split, i, num_shards)
-    _encode_shard(cfg, tok, source, ranges[i], path, progress)
+    provenance = shard_provenance(cfg, tok, split, size, num_shards, i)
+    _encode_shard(cfg, tok, source, ranges[i], path, progress, provenance)
     logging.info("tokenize %s: wrote %s (%d examples)", split, path,
                  len(ranges[i]))  # fmt: skip
   rate = progress.update(0, force=bool(todo))
@@ -442,17 +839,33 @@ def tokenize_split(
   }
 
 
-def write_metadata(out_dir: str, tok: Tokenizers, split_sizes: dict) -> str:
+def write_metadata(
+    out_dir: str, tok: Tokenizers, split_sizes: dict, overwrite: bool = False
+) -> str:
   """`<out>/tokens.json`: the id ranges of the records and split sizes.
 
   Splits already recorded there by a run with the same tokenizers are kept
-  (so splits can be tokenized by separate runs).
+  (so splits can be tokenized by separate runs). It never describes tokens
+  that are not there: a `tokens.json` with other metadata, or a shard made
+  with other tokenizers or of unknown provenance, is refused unless
+  `overwrite` (then `tokens.json` is replaced with this run's splits).
+
+  Raises:
+    StaleTokensError: see above; `tokens.json` is left as it was.
   """
-  old = read_metadata(out_dir) or {}
+  old = read_metadata(out_dir)
+  meta = json.loads(json.dumps(tok.metadata))
+  if not overwrite:
+    stale = _scan(None, tok, out_dir, {}, whole_dir=True)
+    if stale:
+      raise StaleTokensError(_refusal(out_dir, stale))
   splits = dict(split_sizes)
-  if {k: v for k, v in old.items() if k != "splits"} == tok.metadata:
+  if (
+      old is not None
+      and {k: v for k, v in old.items() if k != "splits"} == meta
+  ):
     splits = {**old.get("splits", {}), **splits}
-  meta = dict(tok.metadata, splits=splits)
+  meta = dict(meta, splits=splits)
   path = os.path.join(out_dir, METADATA)
   os.makedirs(out_dir, exist_ok=True)
   with open(path + ".tmp", "w", encoding="utf-8") as f:

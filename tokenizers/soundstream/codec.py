@@ -131,17 +131,33 @@ class Codec:
 
 
 def _find_workdir(path: str) -> tuple[str, int | None]:
-  """(workdir, step or None) for a workdir or a `checkpoints/<step>` dir."""
+  """(workdir, step or None) for a workdir or a `checkpoints/<step>` dir.
+
+  Raises:
+    FileNotFoundError: `path` does not exist, or is neither a directory
+      with `config.json` nor a `<workdir>/checkpoints/<step>` directory
+      (the message names it and what is missing).
+  """
+  job = "experiments.train_audio_codec"
   path = os.path.abspath(path)
+  if not os.path.isdir(path):
+    raise FileNotFoundError(
+        f"{path} is not a directory; pass the workdir of {job}"
+    )
   if os.path.exists(os.path.join(path, "config.json")):
     return path, None
   parent, step = os.path.split(path)
   workdir = os.path.dirname(parent)
-  if step.isdigit() and os.path.exists(os.path.join(workdir, "config.json")):
+  if (
+      step.isdigit()
+      and os.path.basename(parent) == "checkpoints"
+      and os.path.exists(os.path.join(workdir, "config.json"))
+  ):
     return workdir, int(step)
   raise FileNotFoundError(
-      f"{path} is neither a workdir with config.json nor"
-      " a <workdir>/checkpoints/<step> directory"
+      f"{path} has no config.json, so it is neither an audio codec workdir"
+      f" nor a <workdir>/checkpoints/<step> directory; pass the workdir of"
+      f" {job}"
   )
 
 
@@ -152,19 +168,68 @@ def load_codec(path: str, use_ema: bool = True) -> Codec:
     path: the run's workdir (latest checkpoint) or one of its
       `checkpoints/<step>` directories.
     use_ema: the EMA of the generator's weights (else the raw weights).
+
+  Returns:
+    The `Codec`; its `step` attribute is the checkpoint's step.
+
+  Raises:
+    FileNotFoundError: `path` does not exist or has no `config.json` or no
+      checkpoint (the message names the directory and what is missing).
+    config_lib.ConfigError: its `config.json` is not an audio codec's (e.g.
+      a video tokenizer's or an LM's workdir); the message says which.
   """
+  job = "experiments.train_audio_codec"
   workdir, step = _find_workdir(path)
-  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-    config = json.load(f)
+  config_path = os.path.join(workdir, "config.json")
+  with open(config_path, encoding="utf-8") as f:
+    try:
+      config = json.load(f)
+    except ValueError as e:
+      raise config_lib.ConfigError(
+          f"{config_path} is not valid JSON ({e})"
+      ) from None
+  # Markers of each family's config (configs/<family>.py).
+  model = config.get("model") if isinstance(config, dict) else None
+  model = model if isinstance(model, dict) else {}
+  if not isinstance(config, dict):
+    kind = f"not a config (a JSON {type(config).__name__})"
+  elif "rvq" in model:
+    kind = ""
+  elif "quantizer" in config and "filters" in model:
+    kind = "a video tokenizer config (configs/magvit2.py)"
+  elif "vocab" in config and "tasks" in config:
+    kind = "a VideoPoet LM config (configs/videopoet.py)"
+  else:
+    kind = "an unknown config (top-level sections: {})".format(
+        ", ".join(sorted(config)) or "none"
+    )
+  if kind:
+    raise config_lib.ConfigError(
+        f"{workdir} is not an audio codec workdir: its config.json is"
+        f" {kind}; pass the workdir of {job} (configs/soundstream.py)"
+    )
   model_config = config_lib.from_config(
       model_lib.ModelConfig, config["model"], "config.model"
   )
-  manager = ocp.CheckpointManager(
-      os.path.join(workdir, "checkpoints"), item_names=("state", "data")
+  checkpoints = os.path.join(workdir, "checkpoints")
+  steps = (
+      sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit())
+      if os.path.isdir(checkpoints)
+      else []
   )
+  if not steps:
+    raise FileNotFoundError(
+        f"no checkpoint under {checkpoints}: the audio codec run in"
+        f" {workdir} has not saved one yet (train it longer with {job})"
+    )
+  if step is not None and step not in steps:
+    raise FileNotFoundError(
+        f"no checkpoint of step {step} under {checkpoints} (it has {steps})"
+    )
+  manager = ocp.CheckpointManager(checkpoints, item_names=("state", "data"))
   step = manager.latest_step() if step is None else step
   if step is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints")
+    raise FileNotFoundError(f"no checkpoint in {checkpoints}")
   state = manager.restore(
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
   )["state"]
@@ -172,4 +237,6 @@ def load_codec(path: str, use_ema: bool = True) -> Codec:
   params = state["gen_ema" if use_ema else "gen"]
   variables = {"params": params, "quantizer": state["quantizer"]}
   variables = jax.tree.map(jnp.asarray, variables)
-  return Codec(model_config, variables)
+  codec = Codec(model_config, variables)
+  codec.step = int(step)
+  return codec
