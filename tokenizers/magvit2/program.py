@@ -274,27 +274,83 @@ def load_tokenizer(path: str, step: int | None = None) -> LoadedTokenizer:
   """Loads the EMA tokenizer of a run directory (or its `checkpoints/`).
 
   Args:
-    path: the run's workdir (with `config.json` and `checkpoints/`).
+    path: the run's workdir (with `config.json` and `checkpoints/`) of
+      `experiments.train_video_tokenizer`.
     step: which checkpoint; default the latest.
 
   Returns:
     A `LoadedTokenizer` on the first local device.
+
+  Raises:
+    FileNotFoundError: `path` does not exist, or has no `config.json` or no
+      checkpoint (the message names the directory and what is missing).
+    config_lib.ConfigError: its `config.json` is not a video tokenizer's
+      (e.g. an audio codec's or an LM's workdir); the message says which.
   """
+  job = "experiments.train_video_tokenizer"
   workdir = os.path.abspath(path)
   if os.path.basename(workdir) == "checkpoints":
     workdir = os.path.dirname(workdir)
-  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(
+        f"{workdir} is not a directory; pass the workdir of {job}"
+    )
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(
+        f"{workdir} has no config.json, so it is not a video tokenizer"
+        f" workdir; pass the workdir of {job}"
+    )
+  with open(config_path, encoding="utf-8") as f:
+    try:
+      saved = json.load(f)
+    except ValueError as e:
+      raise config_lib.ConfigError(
+          f"{config_path} is not valid JSON ({e})"
+      ) from None
+  # Markers of each family's config (configs/<family>.py): robust to
+  # sections added later, and never shared between families.
+  model = saved.get("model") if isinstance(saved, dict) else None
+  model = model if isinstance(model, dict) else {}
+  if not isinstance(saved, dict):
+    kind = f"not a config (a JSON {type(saved).__name__})"
+  elif "rvq" in model:
+    kind = "an audio codec config (configs/soundstream.py)"
+  elif "vocab" in saved and "tasks" in saved:
+    kind = "a VideoPoet LM config (configs/videopoet.py)"
+  elif "quantizer" in saved and "filters" in model:
+    kind = ""
+  else:
+    kind = "an unknown config (top-level sections: {})".format(
+        ", ".join(sorted(saved)) or "none"
+    )
+  if kind:
+    raise config_lib.ConfigError(
+        f"{workdir} is not a video tokenizer workdir: its config.json is"
+        f" {kind}; pass the workdir of {job} (configs/magvit2.py)"
+    )
+  config = ml_collections.ConfigDict(saved)
   trainer = _trainer(config)
+  checkpoints = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(checkpoints) or not any(
+      name.isdigit() for name in os.listdir(checkpoints)
+  ):
+    raise FileNotFoundError(
+        f"no checkpoint under {checkpoints}: the video tokenizer run in"
+        f" {workdir} has not saved one yet (train it longer with {job})"
+    )
   registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
   registry.add("state", ocp.args.StandardRestore, ocp.StandardCheckpointHandler)
   registry.add("data", ocp.args.JsonRestore, ocp.JsonCheckpointHandler)
-  manager = ocp.CheckpointManager(
-      os.path.join(workdir, "checkpoints"), handler_registry=registry
-  )
+  manager = ocp.CheckpointManager(checkpoints, handler_registry=registry)
   step = step or manager.latest_step()
   if step is None:
-    raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints")
+    raise FileNotFoundError(f"no checkpoint under {checkpoints}")
+  if step not in manager.all_steps():
+    raise FileNotFoundError(
+        f"no checkpoint of step {step} under {checkpoints} (it has"
+        f" {sorted(manager.all_steps())})"
+    )
   # Shapes from the checkpoint itself: no need to know the data's size.
   meta = manager.item_metadata(step)["state"]
   meta = meta.tree if hasattr(meta, "tree") else meta
