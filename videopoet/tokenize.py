@@ -56,7 +56,6 @@ from array_record.python import array_record_module
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tensorflow_datasets as tfds
 
 from videopoet import config_lib
 from videopoet import lm_data

@@ -6,7 +6,7 @@
   video = tok.decode_from_indices(ids)    # [b, t, h, w, 3] in [-1, 1]
 
 Data: any TFDS dataset with a uint8 `video` [t, h, w, 3] feature read
-through `tfds.data_source` (`synth_av`, `video_folder`).
+through `videopoet.data.datasets.open_split` (`synth_av`, `video_folder`).
 """
 
 import dataclasses
@@ -20,7 +20,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-import tensorflow_datasets as tfds
 
 from videopoet import config_lib
 from videopoet import sharding
@@ -59,6 +58,12 @@ class DataConfig:
   num_frames: int = 17
   train_num_frames: int = 0
 
+  def __post_init__(self):
+    if self.batch_size < 1:
+      raise config_lib.ConfigError(
+          f"config.data.batch_size={self.batch_size} must be >= 1"
+      )
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
@@ -66,6 +71,13 @@ class EvalConfig:
 
   batch_size: int = 8
   num_batches: int = 0
+
+  def __post_init__(self):
+    if self.batch_size < 1 or self.num_batches < 0:
+      raise config_lib.ConfigError(
+          f"config.eval.batch_size={self.batch_size} must be >= 1 and"
+          f" config.eval.num_batches={self.num_batches} >= 0 (0: all)"
+      )
 
 
 def _trainer(config) -> train_lib.Trainer:
@@ -127,6 +139,12 @@ def to_float(video: jax.Array) -> jax.Array:
 def make_evaluate(trainer, cfg: DataConfig, ecfg: EvalConfig, mesh):
   """`(state, step) -> {eval/...}` over the eval split with EMA params."""
   source = _source(cfg, cfg.eval_split)
+  if len(source) < ecfg.batch_size:
+    raise config_lib.ConfigError(
+        f"the {cfg.eval_split!r} split of {cfg.dataset} holds {len(source)}"
+        f" clips, fewer than config.eval.batch_size={ecfg.batch_size}: lower"
+        " it or evaluate on a larger split (config.data.eval_split)"
+    )
   tok = trainer.tokenizer
   lfq = isinstance(tok.quantizer, quantizers.LFQ)
 
