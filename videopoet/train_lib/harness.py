@@ -153,13 +153,16 @@ def _arrays_by_path(tree: Any) -> dict[str, Any]:
 
 
 def setup(
-    config: ml_collections.ConfigDict, workdir: str
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    resumable: tuple[str, ...] = workdir_lib.RESUMABLE,
 ) -> tuple[TrainerConfig, jax.sharding.Mesh]:
   """Validates `config.trainer`, builds the mesh, records `config.json`.
 
   The first line of every trainer's `run(config, workdir)`. On a rerun the
   config is checked against the workdir's before anything is written: a
-  change to the model or the data is refused (`workdir_lib.check_config`).
+  change to the model or the data is refused (`workdir_lib.check_config`);
+  `resumable` names the keys a rerun may change.
   """
   trainer = config_lib.from_config(
       TrainerConfig, config.trainer, "config.trainer"
@@ -167,7 +170,7 @@ def setup(
   mesh = sharding.create_mesh(
       config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
   )
-  changes = workdir_lib.check_config(workdir, config)
+  changes = workdir_lib.check_config(workdir, config, resumable)
   workdir_lib.write_config(workdir, config, changes)
   return trainer, mesh
 
