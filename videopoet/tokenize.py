@@ -211,11 +211,11 @@ def _random_video_tokenizer(rcfg: RandomInitConfig):
   tok = program.trainer_from_config(config).tokenizer
   m = tok.model
   sample = jnp.zeros((1, 1 + m.time_factor) + (m.space_factor,) * 2 + (3,))
-  params = jax.jit(
-      lambda r: tok.init(
-          {"params": layers.init_key(r)}, sample, method="encode_to_indices"
-      )
-  )(jax.random.key(rcfg.seed))
+  # Through the full reconstruction, so the decoder has parameters too (the
+  # encoder's are the same either way: flax keys them by module path).
+  params = jax.jit(lambda r: tok.init({"params": layers.init_key(r)}, sample))(
+      jax.random.key(rcfg.seed)
+  )
   return program.LoadedTokenizer(tok, params, 0)
 
 
