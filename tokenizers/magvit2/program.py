@@ -25,6 +25,7 @@ from videopoet import config_lib
 from videopoet import sharding
 from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import harness
+from videopoet.train_lib import workdir as workdir_lib
 from videopoet_tokenizers.common import perceptual
 from videopoet_tokenizers.magvit2 import metrics as metrics_lib
 from videopoet_tokenizers.magvit2 import model as model_lib
@@ -217,9 +218,7 @@ def make_program(config, mesh) -> harness.Program:
     if window:
       rng, crop_rng = jax.random.split(rng)
       video = data_lib.random_windows(video, window, crop_rng)
-    return trainer.step(
-        state, to_float(video), rng, perc_params, phase=phase
-    )
+    return trainer.step(state, to_float(video), rng, perc_params, phase=phase)
 
   data = data_lib.batched_iterator(
       source,
@@ -313,40 +312,7 @@ def load_tokenizer(path: str, step: int | None = None) -> LoadedTokenizer:
     raise FileNotFoundError(
         f"{workdir} is not a directory; pass the workdir of {job}"
     )
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
-    raise FileNotFoundError(
-        f"{workdir} has no config.json, so it is not a video tokenizer"
-        f" workdir; pass the workdir of {job}"
-    )
-  with open(config_path, encoding="utf-8") as f:
-    try:
-      saved = json.load(f)
-    except ValueError as e:
-      raise config_lib.ConfigError(
-          f"{config_path} is not valid JSON ({e})"
-      ) from None
-  # Markers of each family's config (configs/<family>.py): robust to
-  # sections added later, and never shared between families.
-  model = saved.get("model") if isinstance(saved, dict) else None
-  model = model if isinstance(model, dict) else {}
-  if not isinstance(saved, dict):
-    kind = f"not a config (a JSON {type(saved).__name__})"
-  elif "rvq" in model:
-    kind = "an audio codec config (configs/soundstream.py)"
-  elif "vocab" in saved and "tasks" in saved:
-    kind = "a VideoPoet LM config (configs/videopoet.py)"
-  elif "quantizer" in saved and "filters" in model:
-    kind = ""
-  else:
-    kind = "an unknown config (top-level sections: {})".format(
-        ", ".join(sorted(saved)) or "none"
-    )
-  if kind:
-    raise config_lib.ConfigError(
-        f"{workdir} is not a video tokenizer workdir: its config.json is"
-        f" {kind}; pass the workdir of {job} (configs/magvit2.py)"
-    )
+  saved = workdir_lib.read_family_config(workdir, "video_tokenizer")
   config = ml_collections.ConfigDict(saved)
   trainer = _trainer(config)
   checkpoints = os.path.join(workdir, "checkpoints")

@@ -9,7 +9,6 @@ Token layout (VideoPoet): level by level, the whole clip at level 0, then
 level 1, ...; `id = base + codebook_size * level + code`.
 """
 
-import json
 import os
 
 import jax
@@ -18,6 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from videopoet import config_lib
+from videopoet.train_lib import workdir as workdir_lib
 from videopoet_tokenizers.soundstream import model as model_lib
 
 
@@ -180,34 +180,7 @@ def load_codec(path: str, use_ema: bool = True) -> Codec:
   """
   job = "experiments.train_audio_codec"
   workdir, step = _find_workdir(path)
-  config_path = os.path.join(workdir, "config.json")
-  with open(config_path, encoding="utf-8") as f:
-    try:
-      config = json.load(f)
-    except ValueError as e:
-      raise config_lib.ConfigError(
-          f"{config_path} is not valid JSON ({e})"
-      ) from None
-  # Markers of each family's config (configs/<family>.py).
-  model = config.get("model") if isinstance(config, dict) else None
-  model = model if isinstance(model, dict) else {}
-  if not isinstance(config, dict):
-    kind = f"not a config (a JSON {type(config).__name__})"
-  elif "rvq" in model:
-    kind = ""
-  elif "quantizer" in config and "filters" in model:
-    kind = "a video tokenizer config (configs/magvit2.py)"
-  elif "vocab" in config and "tasks" in config:
-    kind = "a VideoPoet LM config (configs/videopoet.py)"
-  else:
-    kind = "an unknown config (top-level sections: {})".format(
-        ", ".join(sorted(config)) or "none"
-    )
-  if kind:
-    raise config_lib.ConfigError(
-        f"{workdir} is not an audio codec workdir: its config.json is"
-        f" {kind}; pass the workdir of {job} (configs/soundstream.py)"
-    )
+  config = workdir_lib.read_family_config(workdir, "audio_codec")
   model_config = config_lib.from_config(
       model_lib.ModelConfig, config["model"], "config.model"
   )

@@ -187,3 +187,72 @@ def write_config(
         f"{k}: {_show(a)} -> {_show(b)}" for k, (a, b) in changes.items()
     )
     logging.info("Resuming with changed settings: %s", shown)
+
+
+# What each trainer's workdir holds (configs/<family>.py), and the markers
+# that tell the families' configs apart: robust to sections added later, and
+# never shared between families.
+FAMILIES = {  # family: (what it is, its config file, the job that trains it)
+    "video_tokenizer": (
+        "a video tokenizer",
+        "configs/magvit2.py",
+        "experiments.train_video_tokenizer",
+    ),
+    "audio_codec": (
+        "an audio codec",
+        "configs/soundstream.py",
+        "experiments.train_audio_codec",
+    ),
+    "lm": (
+        "a VideoPoet LM config",
+        "configs/videopoet.py",
+        "experiments.train",
+    ),
+}
+
+
+def config_family(saved: Any) -> str | None:
+  """'video_tokenizer', 'audio_codec', 'lm' or None for a saved config."""
+  if not isinstance(saved, dict):
+    return None
+  model = saved.get("model")
+  model = model if isinstance(model, dict) else {}
+  if "rvq" in model:
+    return "audio_codec"
+  if "vocab" in saved and "tasks" in saved:
+    return "lm"
+  if "quantizer" in saved and "filters" in model:
+    return "video_tokenizer"
+  return None
+
+
+def read_family_config(workdir: str, family: str) -> dict:
+  """The saved config of a `family` workdir, or an error saying what it is.
+
+  Raises:
+    FileNotFoundError: no config.json (the message names the directory).
+    config_lib.ConfigError: config.json is unreadable or another family's
+      (an audio codec's workdir passed as a video tokenizer, ...).
+  """
+  name, config_file, job = FAMILIES[family]
+  if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
+    raise FileNotFoundError(
+        f"{workdir} has no config.json, so it is not {name} workdir; pass"
+        f" the workdir of {job}"
+    )
+  saved = read_config(workdir)
+  found = config_family(saved)
+  if found != family:
+    if found is not None:
+      kind = "{} config ({})".format(*FAMILIES[found][:2])
+    elif isinstance(saved, dict):
+      kind = "an unknown config (top-level sections: {})".format(
+          ", ".join(sorted(saved)) or "none"
+      )
+    else:
+      kind = f"not a config (a JSON {type(saved).__name__})"
+    raise config_lib.ConfigError(
+        f"{workdir} is not {name} workdir: its config.json is {kind}; pass"
+        f" the workdir of {job} ({config_file})"
+    )
+  return saved
