@@ -23,9 +23,8 @@ from absl import flags
 import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
-import tensorflow_datasets as tfds
 
-from videopoet.data import synth_av_tfds  # pylint: disable=unused-import
+from videopoet.data import datasets
 from videopoet_tokenizers.magvit2 import program
 # pylint: enable=g-import-not-at-top,g-bad-import-order
 
@@ -58,9 +57,7 @@ def edges(depth: np.ndarray) -> np.ndarray:
 def main(argv):
   del argv
   tok = program.load_tokenizer(_WORKDIR.value)
-  src = tfds.data_source(
-      _DATASET.value, data_dir=_DATA_DIR.value, split=_SPLIT.value
-  )
+  src = datasets.open_split(_DATASET.value, _DATA_DIR.value, _SPLIT.value)
   t = _FRAMES.value
   records = [src[i] for i in range(_CLIPS.value)]
   video = np.stack([r["video"][:t] for r in records])  # [n, t, h, w, 3]

@@ -28,14 +28,13 @@ DATA = ".gpu/synth.npz"
 
 
 def make_data(data_dir):
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from videopoet.data import synth_av_tfds  # pylint: disable=g-import-not-at-top,unused-import
+  from videopoet.data import datasets  # pylint: disable=g-import-not-at-top
 
   split = lambda s, n: np.stack(
       [
           np.asarray(r["video"][:17])
           for r in (
-              tfds.data_source("synth_av/tiny", data_dir=data_dir, split=s)[i]
+              datasets.open_split("synth_av/tiny", data_dir, s)[i]
               for i in range(n)
           )
       ]
