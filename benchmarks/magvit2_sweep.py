@@ -7,7 +7,7 @@ Reconstruction-only steps (the 'recon' phase; `tiny`'s batch of random
 training windows unless a variant sets `batch` or `train_frames`), PSNR of
 the EMA and raw weights on all 17 frames. The learning rate follows the
 config's schedule, ending at the sweep's last step (`tiny`: a cosine to 0;
-the sweeps before session 13 ran at a constant rate, batch 8 x 5 frames).
+the sweeps before 2026-12-04 ran at a constant rate, batch 8 x 5 frames).
 The data is read from `.gpu/synth.npz` (2,000 train + 32 test clips, 23 MB),
 so the sweep runs where TensorFlow is not installed (the lent GPU machine).
 The variants (`SWEEP`) override fields of `configs/magvit2.py:tiny`, or of
@@ -154,7 +154,7 @@ SWEEP = {
     "win9": {"train_frames": 9},
     "win17": {"train_frames": 17},
     "no_clip": {"optimizer.grad_clip": 1e9},
-    # tiny's recipe before session 13: batch 8 x 5-frame windows.
+    # tiny's recipe before 2026-12-04: batch 8 x 5-frame windows.
     "win5_b8": {"train_frames": 5, "batch": 8},
     # Whole 17-frame clips at a batch of as many frames (3 x 17 ~ 8 x 5).
     "win17_b3": {"train_frames": 17, "batch": 3},
