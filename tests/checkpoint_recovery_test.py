@@ -17,74 +17,22 @@ suffices):
 """
 
 import glob
-import json
 import os
 import shutil
-import subprocess
-import sys
 
 import jax
 import numpy as np
-import portpicker
 import pytest
 
 from videopoet import config_lib
 from videopoet.train_lib import checkpointing
 from videopoet.train_lib import harness
+from tests import harness_runs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, "tests", "harness_config.py")
 STEPS_30 = "--config.trainer.total_steps=30"
-
-
-def _cmd(workdir, *overrides):
-  return [
-      sys.executable,
-      "-m",
-      "tests.harness_job",
-      f"--config={CONFIG}",
-      f"--workdir={workdir}",
-      *overrides,
-  ]
-
-
-def _env(devices=1, **extra):
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-  env["JAX_PLATFORMS"] = "cpu"
-  env.update(extra)
-  return env
-
-
-def _run(workdir, *overrides, ok=True, **env):
-  proc = subprocess.run(
-      _cmd(workdir, *overrides),
-      cwd=ROOT,
-      env=_env(**env),
-      capture_output=True,
-      text=True,
-      timeout=300,
-  )
-  if ok:
-    assert proc.returncode == 0, proc.stderr[-4000:]
-  return proc
-
-
-def _steps(workdir):
-  ckpt = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(ckpt):
-    return []
-  return sorted(int(d) for d in os.listdir(ckpt) if d.isdigit())
-
-
-def _params(workdir):
-  with np.load(os.path.join(workdir, "final_params.npz")) as f:
-    return {k: f[k] for k in f}
-
-
-def _jsonl_steps(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line)["step"] for line in f]
+_env, _params = harness_runs.env, harness_runs.params
+_steps, _jsonl_steps = harness_runs.steps, harness_runs.jsonl_steps
+_run = harness_runs.run
 
 
 def _truncate(pattern):
@@ -162,31 +110,6 @@ def test_empty_latest_checkpoint_is_set_aside(trained, tmp_path):
     np.testing.assert_array_equal(_params(workdir)[k], v, err_msg=k)
 
 
-def _run_two_processes(workdir, *overrides):
-  port = portpicker.pick_unused_port()
-  procs = [
-      subprocess.Popen(
-          _cmd(
-              workdir,
-              *overrides,
-              f"--coordinator_address=localhost:{port}",
-              "--num_processes=2",
-              f"--process_id={i}",
-          ),
-          cwd=ROOT,
-          env=_env(devices=1),
-          stdout=subprocess.DEVNULL,
-          stderr=subprocess.PIPE,
-          text=True,
-      )
-      for i in range(2)
-  ]
-  errs = [p.communicate(timeout=300)[1] for p in procs]
-  for p, err in zip(procs, errs):
-    assert p.returncode == 0, err[-4000:]
-  return errs
-
-
 def _files(directory):
   return sorted(
       os.path.relpath(p, directory)
@@ -208,7 +131,7 @@ def test_truncated_checkpoints_are_set_aside_on_two_processes(
   os.makedirs(os.path.join(bad, "30"))
   files_30 = _files(os.path.join(ckpt, "30"))
   # Both processes must agree on every verdict; process 0 moves the files.
-  for err in _run_two_processes(workdir, STEPS_30):
+  for err in harness_runs.run_two_processes(workdir, STEPS_30):
     assert (
         f"Checkpoint {ckpt}/30 is unusable (restoring it failed:" in err
     ), err[-4000:]

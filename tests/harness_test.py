@@ -11,64 +11,21 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
-import portpicker
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, "tests", "harness_config.py")
+from tests import harness_runs
 
-
-def _cmd(workdir, *overrides):
-  return [
-      sys.executable,
-      "-m",
-      "tests.harness_job",
-      f"--config={CONFIG}",
-      f"--workdir={workdir}",
-      *overrides,
-  ]
-
-
-def _env(devices=1):
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-  env["JAX_PLATFORMS"] = "cpu"
-  return env
+ROOT = harness_runs.ROOT
+_cmd, _env, _params = harness_runs.cmd, harness_runs.env, harness_runs.params
+_steps, _jsonl_steps = harness_runs.steps, harness_runs.jsonl_steps
 
 
 def _run(workdir, *overrides, devices=1):
-  proc = subprocess.run(
-      _cmd(workdir, *overrides),
-      cwd=ROOT,
-      env=_env(devices),
-      capture_output=True,
-      text=True,
-      timeout=300,
-  )
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  return proc
-
-
-def _params(workdir):
-  with np.load(os.path.join(workdir, "final_params.npz")) as f:
-    return {k: f[k] for k in f}
-
-
-def _steps(workdir):
-  ckpt = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(ckpt):
-    return []
-  return sorted(int(d) for d in os.listdir(ckpt) if d.isdigit())
-
-
-def _jsonl_steps(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line)["step"] for line in f]
+  return harness_runs.run(workdir, *overrides, devices=devices)
 
 
 def _assert_identical(a, b):
@@ -183,26 +140,7 @@ def test_sigterm_stops_within_a_step_of_slow_running_steps(tmp_path):
 
 def test_two_processes_over_gloo_match_single_process(reference, tmp_path):
   workdir = str(tmp_path / "multi")
-  port = portpicker.pick_unused_port()
-  procs = [
-      subprocess.Popen(
-          _cmd(
-              workdir,
-              f"--coordinator_address=localhost:{port}",
-              "--num_processes=2",
-              f"--process_id={i}",
-          ),
-          cwd=ROOT,
-          env=_env(devices=2),
-          stdout=subprocess.DEVNULL,
-          stderr=subprocess.PIPE,
-          text=True,
-      )
-      for i in range(2)
-  ]
-  errs = [p.communicate(timeout=300)[1] for p in procs]
-  for p, err in zip(procs, errs):
-    assert p.returncode == 0, err[-4000:]
+  errs = harness_runs.run_two_processes(workdir, devices=2)
   assert "4 global cpu devices" in errs[0], errs[0][-2000:]
   multi = _params(workdir)
   single = _params(reference)

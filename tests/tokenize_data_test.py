@@ -27,15 +27,21 @@ _DATA = synth_av.SynthAVConfig(
 _NAME = "synth_av/r32"
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-  root = tmp_path_factory.mktemp("tokenize")
+def build_data_and_text_model(root, data=_DATA):
+  """synth_av/r32 under `root/data` and a 64-piece text model of its
+  captions; returns (data_dir, text model path)."""
   data_dir = str(root / "data")
-  synth_av_tfds.build(_DATA, data_dir, name="r32")
+  synth_av_tfds.build(data, data_dir, name="r32")
   src = tfds.data_source(_NAME, split="train", data_dir=data_dir)
   captions = [src[i]["caption"] for i in range(len(src))]
   captions = [c.decode() if isinstance(c, bytes) else c for c in captions]
-  sp = text_tokenizer.train(captions, str(root / "text"), 64)
+  return data_dir, text_tokenizer.train(captions, str(root / "text"), 64)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  root = tmp_path_factory.mktemp("tokenize")
+  data_dir, sp = build_data_and_text_model(root)
   cfg = tokenize.TokenizeConfig(
       dataset=_NAME, data_dir=data_dir, splits=("train", "validation"),
       text_tokenizer=sp, random_init=True, batch_size=4,

@@ -12,13 +12,11 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from videopoet import lm_data
-from videopoet import text_tokenizer
 from videopoet import tokenize
 from videopoet.data import synth_av
-from videopoet.data import synth_av_tfds
+from tests import tokenize_data_test
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DATA = synth_av.SynthAVConfig(
@@ -32,12 +30,7 @@ _NAME = "synth_av/r32"
 def setup(tmp_path_factory):
   """(root, 10-bit config and tokenizers, 12-bit ones)."""
   root = tmp_path_factory.mktemp("rerun")
-  data_dir = str(root / "data")
-  synth_av_tfds.build(_DATA, data_dir, name="r32")
-  src = tfds.data_source(_NAME, split="train", data_dir=data_dir)
-  captions = [src[i]["caption"] for i in range(len(src))]
-  captions = [c.decode() if isinstance(c, bytes) else c for c in captions]
-  sp = text_tokenizer.train(captions, str(root / "text"), 64)
+  data_dir, sp = tokenize_data_test.build_data_and_text_model(root, _DATA)
   cfg10 = tokenize.TokenizeConfig(
       dataset=_NAME, data_dir=data_dir, splits=("train",), limit=4,
       text_tokenizer=sp, random_init=True, batch_size=4, audio_levels=1,
