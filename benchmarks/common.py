@@ -1,4 +1,5 @@
-"""What the side-by-side benchmarks share: the device of the PyTorch peer.
+"""What the side-by-side benchmarks share: the device of the PyTorch peer,
+timing, and compile-only children on many fake devices.
 
 JAX picks its backend itself (a GPU when jaxlib has one); the peer must run
 on the same kind of device, or the ratio compares a GPU with a CPU. On a GPU
@@ -7,7 +8,11 @@ JAX's default matmul/conv precision, and torch's TF32 switches turned on
 here, so neither side gets an easier arithmetic.
 """
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -58,3 +63,33 @@ def median_seconds(fn, reps: int, warmup: int = 1) -> float:
     fn()
     times.append(time.perf_counter() - start)
   return statistics.median(times)
+
+
+def timed(fn) -> float:
+  """Seconds one call of fn takes (fn must block until its work is done)."""
+  start = time.perf_counter()
+  fn()
+  return time.perf_counter() - start
+
+
+def json_from_child(module: str, args: list[str], devices: int, tag: str):
+  """Runs `python -m module args` on `devices` fake CPU devices and returns
+  the JSON of its stdout line `<tag> {...}`, or None (printing why)."""
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = (
+      env.get("XLA_FLAGS", "")
+      + f" --xla_force_host_platform_device_count={devices}"
+  )
+  env["JAX_PLATFORMS"] = "cpu"
+  proc = subprocess.run(
+      [sys.executable, "-m", module, *args],
+      env=env,
+      capture_output=True,
+      text=True,
+  )
+  line = [l for l in proc.stdout.splitlines() if l.startswith(tag)]
+  if proc.returncode or not line:
+    tail = "\n".join(proc.stderr.splitlines()[-15:])
+    print(f"{module} {' '.join(args)} failed (rc={proc.returncode}):\n{tail}")
+    return None
+  return json.loads(line[0].split(" ", 1)[1])

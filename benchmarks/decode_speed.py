@@ -70,8 +70,6 @@ import math
 import os
 import re
 import statistics
-import subprocess
-import sys
 import time
 
 from absl import app
@@ -80,6 +78,8 @@ from absl import flags
 from videopoet import xla_cpu
 
 xla_cpu.configure()  # Before JAX creates its CPU backend.
+
+from benchmarks import common  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 _CONFIG = flags.DEFINE_string("config", "small", "(a): configs/videopoet.py.")
 _TASK = flags.DEFINE_string("task", "text_to_video", "(a): request task.")
@@ -188,12 +188,6 @@ def _describe(mc):
   )
 
 
-def _timed(fn):
-  start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
-
-
 # ------------------------------------------------------------ (a) vs HF.
 class Ours:
   """`jax.jit(decode.sample)` of one request batch."""
@@ -224,8 +218,6 @@ class HFLlama:
   def __init__(self, mc, prefix, n):
     import torch  # pylint: disable=g-import-not-at-top
     import transformers  # pylint: disable=g-import-not-at-top
-
-    from benchmarks import common  # pylint: disable=g-import-not-at-top
 
     torch.manual_seed(0)
     self.device = common.torch_device(torch)
@@ -269,7 +261,7 @@ class HFLlama:
       self.torch.set_num_threads(t)
       k = min(self.n, 16)
       self._generate(k)  # Warm-up at this thread count.
-      self.probe[t] = _timed(lambda: self._generate(k)) / k
+      self.probe[t] = common.timed(lambda: self._generate(k)) / k
     best = min(self.probe, key=self.probe.get)
     self.torch.set_num_threads(best)
 
@@ -326,8 +318,8 @@ def speed_vs_hf(size, task, batch, reps, peer, hf_threads):
     hf.run()
   rows = []
   for r in range(reps):  # Interleaved: both see the same load.
-    t_ours = _timed(ours.run)
-    t_hf = _timed(hf.run) if hf else math.nan
+    t_ours = common.timed(ours.run)
+    t_hf = common.timed(hf.run) if hf else math.nan
     rows.append((t_ours, t_hf))
     print(
         f"  rep {r}: ours {t_ours:7.3f} s ({tokens / t_ours:8.1f} tokens/s)"
@@ -405,7 +397,7 @@ def cache_vs_recompute(size, batch, video_shape, steps, reps):
       f" batch {batch}, prompt {p}, output {n} tokens (buffer {p + n});"
       f" {_describe(mc)}; recompute timed over {steps} of {n} steps"
   )
-  first_c, first_r = _timed(cached.run), _timed(run_re)  # Compile.
+  first_c, first_r = common.timed(cached.run), common.timed(run_re)  # Compile.
   print(
       f"first calls (compile + run): cached {first_c:.1f} s, recompute"
       f" {first_r:.1f} s"
@@ -416,8 +408,8 @@ def cache_vs_recompute(size, batch, video_shape, steps, reps):
   ).mean()
   rows = []
   for r in range(reps):
-    t_c = _timed(cached.run) / n
-    t_r = _timed(run_re) / steps
+    t_c = common.timed(cached.run) / n
+    t_r = common.timed(run_re) / steps
     rows.append((t_c, t_r))
     print(
         f"  rep {r}: cached {t_c * 1e3:8.3f} ms/token | recompute"
@@ -583,24 +575,13 @@ def memory_child(size):
 
 def memory(size, devices, mesh_spec, batch):
   """(c) in a subprocess with `devices` fake CPU devices; its JSON or None."""
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = (
-      env.get("XLA_FLAGS", "")
-      + f" --xla_force_host_platform_device_count={devices}"
-  )
-  env["JAX_PLATFORMS"] = "cpu"
-  cmd = [
-      sys.executable, "-m", "benchmarks.decode_speed",
-      f"--memory_child={size}", f"--memory_mesh={mesh_spec}",
-      f"--memory_batch={batch}",
-  ]  # fmt: skip
-  proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-  line = [l for l in proc.stdout.splitlines() if l.startswith("MEMORY_JSON")]
-  if proc.returncode or not line:
-    tail = "\n".join(proc.stderr.splitlines()[-15:])
-    print(f"(c) memory: {size} failed (rc={proc.returncode}):\n{tail}")
-    return None
-  return json.loads(line[0].split(" ", 1)[1])
+  return common.json_from_child(
+      "benchmarks.decode_speed",
+      [f"--memory_child={size}", f"--memory_mesh={mesh_spec}",
+       f"--memory_batch={batch}"],
+      devices,
+      "MEMORY_JSON",
+  )  # fmt: skip
 
 
 def _gib(b):

@@ -47,8 +47,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 from absl import app
@@ -57,6 +55,8 @@ from absl import flags
 from videopoet import xla_cpu
 
 xla_cpu.configure()  # Before JAX creates its CPU backend.
+
+from benchmarks import common  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 _CONFIG = flags.DEFINE_string("config", "small", "configs/videopoet.py size.")
 _TASK = flags.DEFINE_string(
@@ -211,24 +211,15 @@ def memory_child(size):
 def memory_table(sizes):
   rows = []
   for size in sizes:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "")
-        + f" --xla_force_host_platform_device_count={_MEMORY_DEVICES.value}"
-    )
-    env["JAX_PLATFORMS"] = "cpu"
-    cmd = [
-        sys.executable, "-m", "benchmarks.lm_speed",
-        f"--memory_child={size}", f"--memory_mesh={_MEMORY_MESH.value}",
-        f"--memory_task={_MEMORY_TASK.value}",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    line = [l for l in proc.stdout.splitlines() if l.startswith("MEMORY_JSON")]
-    if proc.returncode or not line:
-      tail = "\n".join(proc.stderr.splitlines()[-15:])
-      print(f"memory table: {size} failed (rc={proc.returncode}):\n{tail}")
-      continue
-    rows.append(json.loads(line[0].split(" ", 1)[1]))
+    row = common.json_from_child(
+        "benchmarks.lm_speed",
+        [f"--memory_child={size}", f"--memory_mesh={_MEMORY_MESH.value}",
+         f"--memory_task={_MEMORY_TASK.value}"],
+        _MEMORY_DEVICES.value,
+        "MEMORY_JSON",
+    )  # fmt: skip
+    if row is not None:
+      rows.append(row)
   return rows
 
 
@@ -352,7 +343,6 @@ class HFLlama:
         hidden_act="silu",
         torch_dtype=torch.float32,
     )
-    from benchmarks import common  # pylint: disable=g-import-not-at-top
 
     self.device = common.torch_device(torch)
     self.model = (
@@ -380,12 +370,6 @@ class HFLlama:
     self.opt.step()
     self.opt.zero_grad(set_to_none=True)
     return float(loss.detach())
-
-
-def _timed(fn):
-  start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
 
 
 def speed(size, task, batch_size, reps, matmul_n, peer):
@@ -436,9 +420,9 @@ def speed(size, task, batch_size, reps, matmul_n, peer):
       hf.step()
   rows = []
   for r in range(reps):  # Interleaved: all three see the same load.
-    t_mm = _timed(mm)
-    t_ours = _timed(ours.step)
-    t_hf = _timed(hf.step) if hf else math.nan
+    t_mm = common.timed(mm)
+    t_ours = common.timed(ours.step)
+    t_hf = common.timed(hf.step) if hf else math.nan
     rows.append((t_mm, t_ours, t_hf))
     print(
         f"  rep {r}: matmul {mm_flops / t_mm / 1e9:7.1f} GFLOP/s | ours"
