@@ -93,3 +93,29 @@ def json_from_child(module: str, args: list[str], devices: int, tag: str):
     print(f"{module} {' '.join(args)} failed (rc={proc.returncode}):\n{tail}")
     return None
   return json.loads(line[0].split(" ", 1)[1])
+
+
+def llama_config(mc, max_len: int):
+  """transformers' `LlamaConfig` of our LM's shape (`mc`: its ModelConfig):
+  layers, width, heads, kv heads, head dim, SwiGLU width, vocabulary,
+  untied embeddings, RMSNorm eps and RoPE theta; f32."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+
+  return transformers.LlamaConfig(
+      vocab_size=mc.vocab_size,
+      hidden_size=mc.embed_dim,
+      intermediate_size=mc.mlp_dim,
+      num_hidden_layers=mc.num_layers,
+      num_attention_heads=mc.num_heads,
+      num_key_value_heads=mc.num_kv_heads,
+      head_dim=mc.head_dim,
+      max_position_embeddings=max(2048, max_len),
+      rms_norm_eps=1e-6,
+      rope_theta=mc.rope_theta,
+      tie_word_embeddings=False,
+      attention_bias=False,
+      mlp_bias=False,
+      hidden_act="silu",
+      torch_dtype=torch.float32,
+  )

@@ -221,23 +221,7 @@ class HFLlama:
 
     torch.manual_seed(0)
     self.device = common.torch_device(torch)
-    cfg = transformers.LlamaConfig(
-        vocab_size=mc.vocab_size,
-        hidden_size=mc.embed_dim,
-        intermediate_size=mc.mlp_dim,
-        num_hidden_layers=mc.num_layers,
-        num_attention_heads=mc.num_heads,
-        num_key_value_heads=mc.num_kv_heads,
-        head_dim=mc.head_dim,
-        max_position_embeddings=max(2048, prefix.shape[1] + n),
-        rms_norm_eps=1e-6,
-        rope_theta=mc.rope_theta,
-        tie_word_embeddings=False,
-        attention_bias=False,
-        mlp_bias=False,
-        hidden_act="silu",
-        torch_dtype=torch.float32,
-    )
+    cfg = common.llama_config(mc, prefix.shape[1] + n)
     self.model = (
         transformers.LlamaForCausalLM(cfg).float().eval().to(self.device)
     )

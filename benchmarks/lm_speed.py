@@ -326,23 +326,7 @@ class HFLlama:
     import transformers  # pylint: disable=g-import-not-at-top
 
     torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        vocab_size=mc.vocab_size,
-        hidden_size=mc.embed_dim,
-        intermediate_size=mc.mlp_dim,
-        num_hidden_layers=mc.num_layers,
-        num_attention_heads=mc.num_heads,
-        num_key_value_heads=mc.num_kv_heads,
-        head_dim=mc.head_dim,
-        max_position_embeddings=max(2048, inputs.shape[1]),
-        rms_norm_eps=1e-6,
-        rope_theta=mc.rope_theta,
-        tie_word_embeddings=False,
-        attention_bias=False,
-        mlp_bias=False,
-        hidden_act="silu",
-        torch_dtype=torch.float32,
-    )
+    cfg = common.llama_config(mc, inputs.shape[1])
 
     self.device = common.torch_device(torch)
     self.model = (
