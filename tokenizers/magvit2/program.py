@@ -12,21 +12,18 @@ through `videopoet.data.datasets.open_split` (`synth_av`, `video_folder`).
 import dataclasses
 import json
 import os
-from typing import Any
 
 from absl import logging
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from videopoet import config_lib
 from videopoet import sharding
 from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import harness
-from videopoet.train_lib import workdir as workdir_lib
 from videopoet_tokenizers.common import perceptual
+from videopoet_tokenizers.magvit2 import loader
 from videopoet_tokenizers.magvit2 import metrics as metrics_lib
 from videopoet_tokenizers.magvit2 import model as model_lib
 from videopoet_tokenizers.magvit2 import quantizers
@@ -81,30 +78,11 @@ class EvalConfig:
       )
 
 
-def _trainer(config) -> train_lib.Trainer:
-  f = config_lib.from_config
-  return train_lib.Trainer(
-      model=f(model_lib.ModelConfig, config.model, "config.model"),
-      quantizer=f(
-          quantizers.QuantizerConfig, config.quantizer, "config.quantizer"
-      ),
-      disc=f(
-          train_lib.DiscriminatorConfig,
-          config.discriminator,
-          "config.discriminator",
-      ),
-      loss=f(train_lib.LossConfig, config.loss, "config.loss"),
-      optimizer=f(
-          train_lib.OptimizerConfig, config.optimizer, "config.optimizer"
-      ),
-      perceptual=f(
-          perceptual.PerceptualConfig, config.perceptual, "config.perceptual"
-      ),
-  )
-
-
-# Public name for other jobs (e.g. tokenize_data's random-init tokenizer).
-trainer_from_config = _trainer
+# Shared with the loader (`loader.trainer_from_config`).
+_trainer = loader.trainer_from_config
+trainer_from_config = loader.trainer_from_config
+LoadedTokenizer = loader.LoadedTokenizer
+load_tokenizer = loader.load_tokenizer
 
 
 def _source(cfg: DataConfig, split: str):
@@ -245,111 +223,6 @@ def run(config, workdir: str):
   """Trains (or resumes) `config` in `workdir`; returns the final state."""
   tcfg, mesh = harness.setup(config, workdir)
   return harness.train(tcfg, mesh, workdir, make_program(config, mesh))
-
-
-@dataclasses.dataclass
-class LoadedTokenizer:
-  """A trained tokenizer with its EMA params; every method is jitted."""
-
-  tokenizer: model_lib.Tokenizer
-  params: Any
-  step: int
-
-  def __post_init__(self):
-    def bind(method):
-      return jax.jit(
-          lambda p, x: self.tokenizer.apply(
-              p, x, method=getattr(model_lib.Tokenizer, method)
-          )
-      )
-
-    self._fns = {
-        m: bind(m)
-        for m in ("encode_to_indices", "decode_from_indices", "decode")
-    }
-    self._encode = jax.jit(
-        lambda p, x: self.tokenizer.apply(
-            p, x, method=model_lib.Tokenizer.encode
-        ).quantized
-    )
-
-  def encode(self, video):
-    """[b, t, h, w, 3] (or [b, h, w, 3]) in [-1, 1] -> codes [..., dim]."""
-    return self._encode(self.params, video)
-
-  def decode(self, codes):
-    return self._fns["decode"](self.params, codes)
-
-  def encode_to_indices(self, video):
-    return self._fns["encode_to_indices"](self.params, video)
-
-  def decode_from_indices(self, indices):
-    return self._fns["decode_from_indices"](self.params, indices)
-
-
-def load_tokenizer(path: str, step: int | None = None) -> LoadedTokenizer:
-  """Loads the EMA tokenizer of a run directory (or its `checkpoints/`).
-
-  Args:
-    path: the run's workdir (with `config.json` and `checkpoints/`) of
-      `experiments.train_video_tokenizer`.
-    step: which checkpoint; default the latest.
-
-  Returns:
-    A `LoadedTokenizer` on the first local device.
-
-  Raises:
-    FileNotFoundError: `path` does not exist, or has no `config.json` or no
-      checkpoint (the message names the directory and what is missing).
-    config_lib.ConfigError: its `config.json` is not a video tokenizer's
-      (e.g. an audio codec's or an LM's workdir); the message says which.
-  """
-  job = "experiments.train_video_tokenizer"
-  workdir = os.path.abspath(path)
-  if os.path.basename(workdir) == "checkpoints":
-    workdir = os.path.dirname(workdir)
-  if not os.path.isdir(workdir):
-    raise FileNotFoundError(
-        f"{workdir} is not a directory; pass the workdir of {job}"
-    )
-  saved = workdir_lib.read_family_config(workdir, "video_tokenizer")
-  config = ml_collections.ConfigDict(saved)
-  trainer = _trainer(config)
-  checkpoints = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(checkpoints) or not any(
-      name.isdigit() for name in os.listdir(checkpoints)
-  ):
-    raise FileNotFoundError(
-        f"no checkpoint under {checkpoints}: the video tokenizer run in"
-        f" {workdir} has not saved one yet (train it longer with {job})"
-    )
-  registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
-  registry.add("state", ocp.args.StandardRestore, ocp.StandardCheckpointHandler)
-  registry.add("data", ocp.args.JsonRestore, ocp.JsonCheckpointHandler)
-  manager = ocp.CheckpointManager(checkpoints, handler_registry=registry)
-  step = step or manager.latest_step()
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint under {checkpoints}")
-  if step not in manager.all_steps():
-    raise FileNotFoundError(
-        f"no checkpoint of step {step} under {checkpoints} (it has"
-        f" {sorted(manager.all_steps())})"
-    )
-  # Shapes from the checkpoint itself: no need to know the data's size.
-  meta = manager.item_metadata(step)["state"]
-  meta = meta.tree if hasattr(meta, "tree") else meta
-  dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  abstract = jax.tree.map(
-      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=dev),
-      dict(meta),
-      is_leaf=lambda x: hasattr(x, "shape"),
-  )
-  restored = manager.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
-  )
-  manager.close()
-  params = restored["state"]["ema_params"]
-  return LoadedTokenizer(trainer.tokenizer, params, step)
 
 
 def evaluate_run(config, workdir: str) -> dict[str, float]:

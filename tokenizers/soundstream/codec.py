@@ -9,14 +9,12 @@ Token layout (VideoPoet): level by level, the whole clip at level 0, then
 level 1, ...; `id = base + codebook_size * level + code`.
 """
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from videopoet import config_lib
+from videopoet.train_lib import loading
 from videopoet.train_lib import workdir as workdir_lib
 from videopoet_tokenizers.soundstream import model as model_lib
 
@@ -130,47 +128,24 @@ class Codec:
     return self.decode(self.encode(audio, n_levels), audio.shape[-1])
 
 
-def _find_workdir(path: str) -> tuple[str, int | None]:
-  """(workdir, step or None) for a workdir or a `checkpoints/<step>` dir.
-
-  Raises:
-    FileNotFoundError: `path` does not exist, or is neither a directory
-      with `config.json` nor a `<workdir>/checkpoints/<step>` directory
-      (the message names it and what is missing).
-  """
-  job = "experiments.train_audio_codec"
-  path = os.path.abspath(path)
-  if not os.path.isdir(path):
-    raise FileNotFoundError(
-        f"{path} is not a directory; pass the workdir of {job}"
-    )
-  if os.path.exists(os.path.join(path, "config.json")):
-    return path, None
-  parent, step = os.path.split(path)
-  workdir = os.path.dirname(parent)
-  if (
-      step.isdigit()
-      and os.path.basename(parent) == "checkpoints"
-      and os.path.exists(os.path.join(workdir, "config.json"))
-  ):
-    return workdir, int(step)
-  raise FileNotFoundError(
-      f"{path} has no config.json, so it is neither an audio codec workdir"
-      f" nor a <workdir>/checkpoints/<step> directory; pass the workdir of"
-      f" {job}"
-  )
-
-
-def load_codec(path: str, use_ema: bool = True) -> Codec:
+def load_codec(
+    path: str,
+    use_ema: bool = True,
+    placement: jax.sharding.Sharding | None = None,
+) -> Codec:
   """Loads a codec trained by `experiments.train_audio_codec`.
 
   Args:
     path: the run's workdir (latest checkpoint) or one of its
       `checkpoints/<step>` directories.
     use_ema: the EMA of the generator's weights (else the raw weights).
+    placement: where every array goes (e.g. replicated over the sampler's
+      mesh); default the first local device.
 
   Returns:
-    The `Codec`; its `step` attribute is the checkpoint's step.
+    The `Codec`; its `step` attribute is the checkpoint's step. Only the
+    generator's weights and the RVQ codebooks are read (never the optimizer
+    or discriminator state).
 
   Raises:
     FileNotFoundError: `path` does not exist or has no `config.json` or no
@@ -178,38 +153,22 @@ def load_codec(path: str, use_ema: bool = True) -> Codec:
     config_lib.ConfigError: its `config.json` is not an audio codec's (e.g.
       a video tokenizer's or an LM's workdir); the message says which.
   """
-  job = "experiments.train_audio_codec"
-  workdir, step = _find_workdir(path)
+  workdir, step = loading.find_workdir(
+      path, "audio_codec", "experiments.train_audio_codec"
+  )
   config = workdir_lib.read_family_config(workdir, "audio_codec")
   model_config = config_lib.from_config(
       model_lib.ModelConfig, config["model"], "config.model"
   )
-  checkpoints = os.path.join(workdir, "checkpoints")
-  steps = (
-      sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit())
-      if os.path.isdir(checkpoints)
-      else []
+  gen = "gen_ema" if use_ema else "gen"
+  shardings = None
+  if placement is not None:
+    shardings = lambda _, shapes: jax.tree.map(lambda _: placement, shapes)
+  step, trees = loading.restore_params(
+      workdir, (gen, "quantizer"), step, shardings
   )
-  if not steps:
-    raise FileNotFoundError(
-        f"no checkpoint under {checkpoints}: the audio codec run in"
-        f" {workdir} has not saved one yet (train it longer with {job})"
-    )
-  if step is not None and step not in steps:
-    raise FileNotFoundError(
-        f"no checkpoint of step {step} under {checkpoints} (it has {steps})"
-    )
-  manager = ocp.CheckpointManager(checkpoints, item_names=("state", "data"))
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"no checkpoint in {checkpoints}")
-  state = manager.restore(
-      step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
-  )["state"]
-  manager.close()
-  params = state["gen_ema" if use_ema else "gen"]
-  variables = {"params": params, "quantizer": state["quantizer"]}
-  variables = jax.tree.map(jnp.asarray, variables)
-  codec = Codec(model_config, variables)
+  codec = Codec(
+      model_config, {"params": trees[gen], "quantizer": trees["quantizer"]}
+  )
   codec.step = int(step)
   return codec
