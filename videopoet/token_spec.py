@@ -16,6 +16,7 @@ view. Unknown keys are kept in `extra` (e.g. `splits`).
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Any
@@ -31,8 +32,9 @@ class TokenSpec:
   """What made a set of token records, and the shapes they have.
 
   Attributes:
-    video_tokenizer: absolute workdir of the trained video tokenizer, or
-      'random' (a randomly initialized one; see `random`).
+    video_tokenizer: absolute workdir of the trained video tokenizer,
+      'random' (a randomly initialized one; see `random`), or '' (none: the
+      LM's random records of `config.data.random`, `lm_data.RandomConfig`).
     video_tokenizer_step: its checkpoint step (0 when random).
     random: the random-init config {video_config, visual_bits,
       codec_config, seed} when the tokenizers are random, else None.
@@ -118,17 +120,32 @@ class TokenSpec:
       )
     return 1 + (pixel_frames - 1) // self.time_factor
 
-  def audio_frames_for(self, latent_frames: int) -> int:
+  def audio_frames_for(
+      self,
+      latent_frames: int,
+      audio_frames: int | None = None,
+      clip_latent_frames: int | None = None,
+  ) -> int:
     """Audio frames lasting as long as the first `latent_frames` latents.
 
     A clip's audio spans its pixel frames; latent frame 0 covers 1 pixel
     frame and each later one `time_factor`.
+
+    Args:
+      latent_frames: the leading latent frames.
+      audio_frames: the clip's audio frames (default this spec's
+        `audio_frames`): pass a record's own count.
+      clip_latent_frames: the clip's latent frames (default `latent_grid`'s):
+        pass a record's own count.
     """
-    t = self.latent_grid[0]
+    if audio_frames is None:
+      audio_frames = self.audio_frames
+    if clip_latent_frames is None:
+      clip_latent_frames = self.latent_grid[0]
     return round(
-        self.audio_frames
+        audio_frames
         * self.pixel_frames(latent_frames)
-        / self.pixel_frames(t)
+        / self.pixel_frames(clip_latent_frames)
     )
 
   @property
@@ -218,3 +235,12 @@ def write(directory: str, spec: TokenSpec) -> str:
     json.dump(spec.to_json(), f, indent=2, sort_keys=True)
   os.replace(path + ".tmp", path)
   return path
+
+
+def file_sha256(path: str) -> str:
+  """The first 16 hex digits of a file's SHA-256 (`text_tokenizer_sha256`)."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()[:16]
