@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from videopoet import config_lib
 from videopoet.model import layers
 from videopoet.model import loss as loss_lib
+from videopoet.tasks.layout import TEXT_OFFSET
 
 _BLOCK_AXES = ("activation_batch", "activation_length", "activation_embed")
 _REMAT = {
@@ -90,6 +91,22 @@ class ModelConfig:
           f"config.model.num_valid_ids={self.num_valid_ids} must be in"
           f" (0, vocab_size={self.vocab_size}]"
       )
+
+
+def config_for_vocab(section: dict, vocab) -> ModelConfig:
+  """`config.model` (a dict) plus the fields the vocabulary decides."""
+  return config_lib.from_config(
+      ModelConfig,
+      dict(
+          section,
+          vocab_size=vocab.padded_size,
+          num_valid_ids=vocab.size,
+          text_token_id=vocab.special("<text_emb>"),
+          text_offset=TEXT_OFFSET,
+          pad_id=vocab.pad,
+      ),
+      "config.model",
+  )
 
 
 class Block(nn.Module):

@@ -13,6 +13,28 @@ def _extent(n: int, fraction: float) -> int:
   return int(np.clip(round(n * fraction), 1, n - 1))
 
 
+def preset(name: str, shape: tuple[int, int], fraction: float) -> np.ndarray:
+  """A named mask [h', w']: 'box' (centred, sides `fraction` of the frame's)
+  or a band along 'left'/'right'/'top'/'bottom' `fraction` of it wide."""
+  h, w = shape
+  mask = np.zeros((h, w), bool)
+  if name == "box":
+    bh, bw = _extent(h, fraction), _extent(w, fraction)
+    top, left = (h - bh) // 2, (w - bw) // 2
+    mask[top : top + bh, left : left + bw] = True
+  elif name == "left":
+    mask[:, : _extent(w, fraction)] = True
+  elif name == "right":
+    mask[:, w - _extent(w, fraction) :] = True
+  elif name == "top":
+    mask[: _extent(h, fraction)] = True
+  elif name == "bottom":
+    mask[h - _extent(h, fraction) :] = True
+  else:
+    raise ValueError(f"unknown mask {name!r}: box, {', '.join(SIDES)}")
+  return mask  # [h', w']
+
+
 def central_box(shape: tuple[int, int], ctx) -> np.ndarray:
   """A centred box whose sides are a random fraction of the frame's."""
   h, w = shape
@@ -27,17 +49,6 @@ def central_box(shape: tuple[int, int], ctx) -> np.ndarray:
 
 def one_side(shape: tuple[int, int], ctx) -> np.ndarray:
   """A band along a random side (left/right/top/bottom) of random width."""
-  h, w = shape
   lo, hi = ctx.config.outpaint_fraction
   side = SIDES[int(ctx.rng.integers(len(SIDES)))]
-  fraction = ctx.rng.uniform(lo, hi)
-  mask = np.zeros((h, w), bool)
-  if side == "left":
-    mask[:, : _extent(w, fraction)] = True
-  elif side == "right":
-    mask[:, w - _extent(w, fraction) :] = True
-  elif side == "top":
-    mask[: _extent(h, fraction)] = True
-  else:
-    mask[h - _extent(h, fraction) :] = True
-  return mask  # [h', w']
+  return preset(side, shape, ctx.rng.uniform(lo, hi))
