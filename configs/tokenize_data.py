@@ -35,7 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   c.num_frames = 17
   c.audio_levels = 4
-  c.max_text_len = 16 if tiny else 64
+  c.max_text_len = 16 if tiny else 64  # Text ids per record (-> tokens.json).
   c.structure = True  # Flow + depth clips for stylization.
   # TorchScript depth network (e.g. MiDaS exported with torch.jit.trace) for
   # datasets without depth maps (video_folder); '': depth channel 0.

@@ -7,10 +7,12 @@ r"""Encodes a dataset with the trained tokenizers into LM token shards.
 
 Writes `<workdir>/<split>-%05d-of-%05d.array_record` (read by
 `videopoet.lm_data.ArrayRecordSource`, i.e. `experiments.train` with
-`--config.data.path=<workdir>`) and `<workdir>/tokens.json`. Several
-processes split the shards: `--process_index=i --process_count=n` (no
-coordination needed), or under `jax.distributed` (`--coordinator_address`,
-..., see experiments/common.py) jax's own process index and count.
+`--config.data.path=<workdir>`) and `<workdir>/tokens.json`, the record of
+what made the tokens (`videopoet.token_spec`; the LM's vocabulary is read
+from it). Several processes split the shards: `--process_index=i
+--process_count=n` (no coordination needed), or under `jax.distributed`
+(`--coordinator_address`, ..., see experiments/common.py) jax's own process
+index and count.
 
 Rerunning skips finished shards made with the same tokenizers, settings,
 limit and shard layout (each shard's `<shard>.json` provenance record). A
@@ -75,11 +77,13 @@ def main(argv):
   if index == 0:
     path = tokenize.write_metadata(out, tok, sizes, overwrite)
     logging.info("Wrote %s", path)
-  m = tok.metadata
+  spec = tok.spec
   print(
-      f"tokens={out} visual_bits={m['visual_bits']}"
-      f" audio_levels={m['audio_levels']} text_size={m['text_size']}"
-      f" random_init={m['random_init']}"
+      f"tokens={out} visual_bits={spec.visual_bits}"
+      f" grid={'x'.join(map(str, spec.latent_grid))}"
+      f" time_factor={spec.time_factor} audio_levels={spec.audio_levels}"
+      f" audio_frames={spec.audio_frames} text_size={spec.text_size}"
+      f" random_init={cfg.random_init}"
   )
   if cfg.random_init:
     print("NOTE: tokens from RANDOMLY INITIALIZED tokenizers (random_init).")

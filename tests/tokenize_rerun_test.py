@@ -121,6 +121,30 @@ def test_identical_rerun_skips_finished_shards(setup):
   assert record["random"] == dataclasses.asdict(cfg10.random)
   assert record["limit"] == 4 and record["examples"] == [0, 4]
   assert record["text_tokenizer_sha256"] and record["num_frames"] == 17
+  # The record holds the whole TokenSpec: grids, rates, audio frames.
+  assert (record["time_factor"], record["space_factor"]) == (4, 8)
+  assert (record["height"], record["width"], record["fps"]) == (32, 32, 8.0)
+  assert (record["audio_levels"], record["audio_frames"]) == (1, 106)
+  assert (record["audio_hop"], record["sample_rate"]) == (320, 16000)
+
+
+def test_shards_recorded_before_the_token_spec_are_refused(setup):
+  """A shard whose record lacks the spec's shapes (tokenize_data before
+  tokens.json held them) is not reused as if it matched."""
+  root, (cfg10, tok10), _ = setup
+  out = str(root / "pre_spec")
+  _run(cfg10, tok10, out)
+  path = tokenize.provenance_path(tokenize.shard_path(out, "train", 0, 1))
+  with open(path) as f:
+    record = json.load(f)
+  for key in ("time_factor", "space_factor", "audio_hop", "audio_frames"):
+    del record[key]
+  with open(path, "w") as f:
+    json.dump(record, f)
+  with pytest.raises(
+      tokenize.StaleTokensError, match="time_factor: <absent> -> 4"
+  ):
+    _run(cfg10, tok10, out)
 
 
 def test_overwrite_reencodes_and_tokens_json_matches_the_shards(setup):

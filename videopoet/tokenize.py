@@ -28,22 +28,25 @@ Shards: split `s` of N examples is cut into `num_shards` contiguous ranges;
 shard i is `<out>/<s>-%05d-of-%05d.array_record` and process p of P writes
 the shards i with i % P == p. A shard is written to `<name>.tmp` and renamed
 when complete, so a rerun skips finished shards and redoes a killed one.
-`<out>/tokens.json` records the id ranges the LM's `config.vocab` must match.
+`<out>/tokens.json` (`token_spec.TokenSpec`, plus the split sizes) records
+what made the tokens and their shapes: the tokenizers, their codebook
+(visual bits), time and space factors, the clips' frames, size and rates,
+the audio levels, codebook, hop and frames, the text tokenizer and length.
+The LM reads its vocabulary from it.
 
 Provenance: before a shard is renamed into place, `<shard>.json` records
-what made it (`shard_provenance`: the tokenizers' `metadata`, i.e. trained
-workdirs and checkpoint steps or the random config, the text tokenizer's
-hash, the record-shaping settings, and the split, limit, shard layout and
-example range). A rerun reuses a finished shard only when its record equals
-the one this run would write; a shard or `tokens.json` made differently,
-or a shard with no record (written before records existed), makes the run
-refuse before it writes anything (`check_out_dir`, `StaleTokensError`,
-naming each differing key) unless `overwrite=True` (`tokenize_data
---overwrite`), which replaces them.
+what made it (`shard_provenance`: the tokenizers' `metadata`, i.e. the
+`TokenSpec` with trained workdirs and checkpoint steps or the random
+config, the text tokenizer's hash, the record-shaping settings, and the
+split, limit, shard layout and example range). A rerun reuses a finished
+shard only when its record equals the one this run would write; a shard or
+`tokens.json` made differently, or a shard with no record (written before
+records existed), makes the run refuse before it writes anything
+(`check_out_dir`, `StaleTokensError`, naming each differing key) unless
+`overwrite=True` (`tokenize_data --overwrite`), which replaces them.
 """
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -60,9 +63,9 @@ import numpy as np
 from videopoet import config_lib
 from videopoet import lm_data
 from videopoet import text_tokenizer
+from videopoet import token_spec
 from videopoet.data import structure as structure_lib
 
-METADATA = "tokens.json"
 # `<shard>` + this: what made the shard (`shard_provenance`).
 PROVENANCE_SUFFIX = ".json"
 _SHARD_NAME = re.compile(
@@ -111,9 +114,10 @@ class TokenizeConfig:
     random_init: use tiny *randomly initialized* video/audio tokenizers
       (`random`) instead of trained ones: only for tests and the demo.
     random: their shape.
-    num_frames: frames per clip (1 + 4k, at most the stored length).
+    num_frames: frames per clip (1 + time_factor * k, at most the stored
+      length).
     audio_levels: RVQ levels kept (VideoPoet: 4; 0: no audio).
-    max_text_len: text ids per record (the LM's `config.tasks.max_text_len`).
+    max_text_len: text ids per record (tokens.json; the LM reads it there).
     structure: encode a flow + depth `structure` clip per example: the
       dataset's own maps (synth_av) or, for any other dataset, OpenCV
       Farneback flow and `depth_model`'s depth.
@@ -171,6 +175,8 @@ class TokenizeConfig:
           "config.text_tokenizer is empty: train one with `python -m"
           " experiments.train_text_tokenizer` and pass its text.model"
       )
+    if not self.splits:
+      raise config_lib.ConfigError("config.splits is empty: name a split")
     if self.batch_size < 1 or self.num_shards < 0 or self.limit < 0:
       raise config_lib.ConfigError(
           "config.batch_size must be >= 1, num_shards and limit >= 0"
@@ -183,21 +189,35 @@ class StaleTokensError(config_lib.ConfigError):
 
 @dataclasses.dataclass
 class Tokenizers:
-  """What `tokenize_split` encodes with, and the id ranges they give.
+  """What `tokenize_split` encodes with, and what the records will be.
 
-  `metadata` (-> `tokens.json`, and every shard's provenance record) names
-  what the records depend on: the tokenizers (trained workdirs with their
-  checkpoint steps, or the `random` config), the text tokenizer's path and
-  hash, the id ranges and the record-shaping settings (`_settings`).
+  `spec` (-> `tokens.json`; as JSON, `metadata`, in every shard's
+  provenance record) names what the records depend on: the tokenizers
+  (trained workdirs with their checkpoint steps, or the `random` config),
+  their codebook and time and space factors, the clips' shape and rates, the
+  audio codec's levels, codebook and hop, the text tokenizer's path, hash
+  and size, and the record-shaping settings (`_settings`; those that are no
+  `TokenSpec` field are in `spec.extra`).
   """
 
   encode_video: Any  # float [b, t, h, w, 3] in [-1, 1] -> int [b, t', h', w']
   encode_audio: Any  # float [b, n] -> int [b, levels, f]; None: no audio
   text: Any  # sentencepiece processor
-  visual_bits: int
-  audio_codebook: int
-  metadata: dict
+  spec: token_spec.TokenSpec
   depth: Any = None  # structure_lib.DepthEstimator or None
+
+  @property
+  def metadata(self) -> dict:
+    """`spec` as JSON values (no split sizes)."""
+    return json.loads(json.dumps(self.spec.to_json()))
+
+  @property
+  def visual_bits(self) -> int:
+    return self.spec.visual_bits
+
+  @property
+  def audio_codebook(self) -> int:
+    return self.spec.audio_codebook
 
 
 def _random_video_tokenizer(rcfg: RandomInitConfig):
@@ -246,14 +266,6 @@ def _settings(cfg: TokenizeConfig) -> dict:
   }
 
 
-def _file_sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()[:16]
-
-
 def _load_trained(kind: str, flag: str, load, path: str):
   """`load(path)`, with a missing or wrong workdir named as `config.<flag>`."""
   try:
@@ -264,14 +276,41 @@ def _load_trained(kind: str, flag: str, load, path: str):
     ) from e
 
 
+def _clip_shape(source, what: str) -> tuple[int, int, int, int | None]:
+  """(frames, height, width, audio samples or None) of the split's clips."""
+  features = source.dataset_info.features
+  shape = tuple(features["video"].shape) if "video" in features else ()
+  samples = tuple(features["audio"].shape)[0] if "audio" in features else None
+  if len(shape) != 4 or None in shape[:3]:  # Not fixed: the first clip's.
+    if not len(source):
+      raise config_lib.ConfigError(
+          f"{what} is empty and its clips' shape is not fixed by the"
+          " dataset's features"
+      )
+    row = source[0]
+    shape = np.asarray(row["video"]).shape
+    samples = len(np.asarray(row["audio"])) if "audio" in row else None
+  return int(shape[0]), int(shape[1]), int(shape[2]), samples
+
+
 def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
   """The trained tokenizers of `cfg` (or random ones with `random_init`).
 
+  Their `spec` is filled from them (codebook size -> visual bits, the video
+  model's time and space factors, the codec's codebook, hop and sample
+  rate), from the dataset (clip size, fps: `datasets.media_rates`, audio
+  samples per clip) and from `cfg` (frames, audio levels, text length).
+
   Raises:
     config_lib.ConfigError: `config.video_tokenizer` or `config.audio_codec`
-      is missing, has no checkpoint or is another kind of workdir.
+      is missing, has no checkpoint or is another kind of workdir; the clips
+      do not fit the video tokenizer (`config.num_frames` is not 1 +
+      time_factor * k or longer than the clips, or their size does not
+      divide by the space factor); the dataset has no audio or another
+      sample rate than the codec's.
   """
-  meta = {"random_init": cfg.random_init}
+  from videopoet.data import datasets  # pylint: disable=g-import-not-at-top
+
   if cfg.random_init:
     logging.warning(
         "*** config.random_init=True: the video tokenizer and audio codec are"
@@ -282,9 +321,11 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
     )
     video = _random_video_tokenizer(cfg.random)
     codec = _random_codec(cfg.random) if cfg.audio_levels else None
-    meta.update(
+    made_by = dict(
         video_tokenizer="random",
+        video_tokenizer_step=0,
         audio_codec="random" if codec else "",
+        audio_codec_step=0,
         random=dataclasses.asdict(cfg.random),
     )
   else:
@@ -300,11 +341,12 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
       codec = _load_trained(
           "audio codec", "audio_codec", codec_lib.load_codec, cfg.audio_codec
       )
-    meta.update(
+    made_by = dict(
         video_tokenizer=os.path.abspath(cfg.video_tokenizer),
         video_tokenizer_step=int(video.step),
         audio_codec=os.path.abspath(cfg.audio_codec) if codec else "",
         audio_codec_step=int(codec.step) if codec else 0,
+        random=None,
     )
   size = video.tokenizer.quantizer.codebook_size
   bits = int(round(math.log2(size)))
@@ -312,14 +354,44 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
     raise ValueError(
         f"the video tokenizer has {size} codes; the LM vocabulary needs 2^K"
     )
-  encode_audio, codebook = None, 0
+  model = video.tokenizer.model  # Its ModelConfig.
+  source = _source(cfg, cfg.splits[0])
+  rates = datasets.media_rates(source.dataset_info)
+  frames, height, width, samples = _clip_shape(
+      source, f"split {cfg.splits[0]!r} of {cfg.dataset}"
+  )
+  if frames < cfg.num_frames:
+    raise config_lib.ConfigError(
+        f"config.num_frames={cfg.num_frames} exceeds the {frames} frames of"
+        f" the clips of {cfg.dataset}"
+    )
+  encode_audio, audio = None, dict(
+      audio_levels=0, audio_codebook=0, sample_rate=rates.sample_rate,
+      audio_hop=0, audio_frames=0,
+  )  # fmt: skip
   if codec is not None:
     if cfg.audio_levels > codec.num_levels:
       raise config_lib.ConfigError(
           f"config.audio_levels={cfg.audio_levels} > the codec's"
           f" {codec.num_levels} levels"
       )
-    codebook = codec.config.rvq.codebook_size
+    if samples is None:
+      raise config_lib.ConfigError(
+          f"{cfg.dataset} has no audio; pass --config.audio_levels=0"
+      )
+    if codec.config.sample_rate != rates.sample_rate:
+      raise config_lib.ConfigError(
+          f"the audio codec works at {codec.config.sample_rate} Hz but the"
+          f" audio of {cfg.dataset} is at {rates.sample_rate} Hz"
+          f" ({rates.origin})"
+      )
+    audio = dict(
+        audio_levels=cfg.audio_levels,
+        audio_codebook=codec.config.rvq.codebook_size,
+        sample_rate=codec.config.sample_rate,
+        audio_hop=codec.hop,
+        audio_frames=samples // codec.hop,
+    )
     encode_audio = lambda a: codec.encode(a, cfg.audio_levels)
   sp = text_tokenizer.load(cfg.text_tokenizer)
   depth = None
@@ -327,21 +399,37 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
     depth = structure_lib.DepthEstimator(
         cfg.depth_model, cfg.depth_input_size, cfg.batch_size
     )
-  meta.update(
-      _settings(cfg),
-      text_tokenizer=os.path.abspath(cfg.text_tokenizer),
-      text_tokenizer_sha256=_file_sha256(cfg.text_tokenizer),
-      visual_bits=bits,
-      audio_codebook=codebook,
-      text_size=sp.get_piece_size(),
-  )
+  settings = _settings(cfg)
+  fields = {f.name for f in dataclasses.fields(token_spec.TokenSpec)}
+  try:
+    spec = token_spec.TokenSpec(
+        **made_by,
+        **audio,
+        visual_bits=bits,
+        time_factor=model.time_factor,
+        space_factor=model.space_factor,
+        height=height,
+        width=width,
+        fps=float(rates.fps),
+        text_tokenizer=os.path.abspath(cfg.text_tokenizer),
+        text_tokenizer_sha256=token_spec.file_sha256(cfg.text_tokenizer),
+        text_size=sp.get_piece_size(),
+        **{k: v for k, v in settings.items() if k in fields and k not in audio},
+        extra=dict(
+            {k: v for k, v in settings.items() if k not in fields},
+            random_init=cfg.random_init,
+        ),
+    )
+  except ValueError as e:
+    raise config_lib.ConfigError(
+        f"the clips of {cfg.dataset} (config.num_frames={cfg.num_frames},"
+        f" {height}x{width}) do not fit the video tokenizer: {e}"
+    ) from e
   return Tokenizers(
       encode_video=video.encode_to_indices,
       encode_audio=encode_audio,
       text=sp,
-      visual_bits=bits,
-      audio_codebook=codebook,
-      metadata=meta,
+      spec=spec,
       depth=depth,
   )
 
@@ -479,12 +567,12 @@ def _scan(
     return []
   stale = []
   if whole_dir:
-    old = read_metadata(out_dir)
+    old = _read_record(out_dir)
     if old is not None:
       old = {k: v for k, v in old.items() if k != "splits"}
       diffs = _differences(old, json.loads(json.dumps(tok.metadata)))
       if diffs:
-        stale.append(_Stale(os.path.join(out_dir, METADATA), diffs))
+        stale.append(_Stale(token_spec.path_in(out_dir), diffs))
   meta = json.loads(json.dumps(tok.metadata))
   for name in sorted(os.listdir(out_dir)):
     match = _SHARD_NAME.match(name)
@@ -688,6 +776,19 @@ def _structure(row, video, depth_model, cfg) -> np.ndarray:
   return structure_lib.structure_video(flow, depth, cfg.flow_scale)
 
 
+def _check_shapes(spec: token_spec.TokenSpec, codes, audio) -> None:
+  """The encoded grids are the shapes `tokens.json` will claim."""
+  got = {"video": tuple(codes.shape[1:])}
+  want = {"video": spec.latent_grid}
+  if audio is not None:
+    got["audio"] = tuple(audio.shape[1:])
+    want["audio"] = (spec.audio_levels, spec.audio_frames)
+  if got != want:
+    raise ValueError(
+        f"encoded clips have shapes {got}, tokens.json would say {want}"
+    )
+
+
 def _encode_shard(
     cfg, tok: Tokenizers, source, indices, path, progress, provenance
 ):
@@ -723,6 +824,7 @@ def _encode_shard(
     if tok.encode_audio is not None and "audio" in rows[0]:
       wave = np.stack([np.asarray(r["audio"], np.float32) for r in rows])
       audio = np.asarray(tok.encode_audio(_pad_batch(wave, cfg.batch_size)))
+    _check_shapes(tok.spec, codes, audio)
     for j, (i, row) in enumerate(zip(batch_idx, rows)):
       caption = _as_str(row.get("caption", ""))
       text = text_tokenizer.encode(tok.text, caption, cfg.max_text_len)
@@ -841,7 +943,7 @@ def tokenize_split(
 def write_metadata(
     out_dir: str, tok: Tokenizers, split_sizes: dict, overwrite: bool = False
 ) -> str:
-  """`<out>/tokens.json`: the id ranges of the records and split sizes.
+  """`<out>/tokens.json`: `tok.spec` and the split sizes (`extra['splits']`).
 
   Splits already recorded there by a run with the same tokenizers are kept
   (so splits can be tokenized by separate runs). It never describes tokens
@@ -852,8 +954,8 @@ def write_metadata(
   Raises:
     StaleTokensError: see above; `tokens.json` is left as it was.
   """
-  old = read_metadata(out_dir)
-  meta = json.loads(json.dumps(tok.metadata))
+  old = _read_record(out_dir)
+  meta = tok.metadata
   if not overwrite:
     stale = _scan(None, tok, out_dir, {}, whole_dir=True)
     if stale:
@@ -864,17 +966,15 @@ def write_metadata(
       and {k: v for k, v in old.items() if k != "splits"} == meta
   ):
     splits = {**old.get("splits", {}), **splits}
-  meta = dict(meta, splits=splits)
-  path = os.path.join(out_dir, METADATA)
-  os.makedirs(out_dir, exist_ok=True)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(meta, f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
-  return path
+  spec = dataclasses.replace(
+      tok.spec, extra=dict(tok.spec.extra, splits=splits)
+  )
+  return token_spec.write(out_dir, spec)
 
 
-def read_metadata(out_dir: str) -> dict | None:
-  path = os.path.join(out_dir, METADATA)
+def _read_record(out_dir: str) -> dict | None:
+  """`<out>/tokens.json` as it is (maybe from an older run), or None."""
+  path = token_spec.path_in(out_dir)
   if not os.path.exists(path):
     return None
   with open(path, encoding="utf-8") as f:
