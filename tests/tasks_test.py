@@ -1,15 +1,29 @@
 """Tests of the vocabulary and every task builder on a synthetic example."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from videopoet import tasks
+from videopoet import token_spec
 from videopoet import vocab as vocab_lib
 from videopoet.tasks import layout
 
 T, H, W, LEVELS, CB, FRAMES, MAX_TEXT = 5, 8, 8, 4, 1024, 106, 16
-V = vocab_lib.Vocab(vocab_lib.VocabConfig(visual_bits=10, text_size=500))
-CFG = tasks.TaskConfig(max_text_len=MAX_TEXT, text_dropout=0.0)
+# The tokens of the tiny random tokenizers: 17x64x64 clips -> 5x8x8 codes.
+SPEC = token_spec.TokenSpec(
+    video_tokenizer="random", visual_bits=10, time_factor=4, space_factor=8,
+    num_frames=17, height=64, width=64, fps=8.0, max_text_len=MAX_TEXT,
+    audio_levels=LEVELS, audio_codebook=CB, audio_frames=FRAMES,
+    text_size=500,
+)  # fmt: skip
+V = vocab_lib.Vocab(SPEC.vocab_config(pad_to=128))
+CFG = tasks.TaskConfig(text_dropout=0.0)
+
+
+def _build(task, ex, rng, cfg=CFG, spec=SPEC):
+  return tasks.build(task, ex, V, cfg, rng, spec)
 
 
 def _example(seed=0):
@@ -92,7 +106,7 @@ def _check_layout(seq, task, expected):
 
 @pytest.mark.parametrize("task", sorted(EXPECTED))
 def test_layout(task):
-  seq = tasks.build(task, _example(), V, CFG, np.random.default_rng(0))
+  seq = _build(task, _example(), np.random.default_rng(0))
   _check_layout(seq, task, EXPECTED[task])
   assert seq.max_outputs == seq.loss_mask.sum()
 
@@ -106,9 +120,9 @@ def test_res_token_marks_non_square_outputs():
     ex[name] = rng.integers(0, 2**10, (T, 14, 8)).astype(np.int32)
   res = V.special("<res>")
   for task in tasks.TASKS:
-    square = tasks.build(task, _example(), V, CFG, np.random.default_rng(0))
+    square = _build(task, _example(), np.random.default_rng(0))
     assert res not in square.tokens, task
-    seq = tasks.build(task, ex, V, CFG, np.random.default_rng(0))
+    seq = _build(task, ex, np.random.default_rng(0))
     if task == "video_to_audio":
       assert res not in seq.tokens
       continue
@@ -125,12 +139,12 @@ def test_every_task_has_a_builder_and_a_token():
 
 def test_outputs_carry_the_ground_truth():
   ex = _example()
-  seq = tasks.build("text_to_video", ex, V, CFG, np.random.default_rng(0))
+  seq = _build("text_to_video", ex, np.random.default_rng(0))
   out = seq.tokens[seq.loss_mask][1:-2]  # Between <bov_o> and <eov_o>.
   np.testing.assert_array_equal(
       V.ids_to_visual(out).reshape(T, H, W), ex["video"]
   )
-  seq = tasks.build("video_to_audio", ex, V, CFG, np.random.default_rng(0))
+  seq = _build("video_to_audio", ex, np.random.default_rng(0))
   out = seq.tokens[seq.loss_mask][1:-2]
   np.testing.assert_array_equal(V.ids_to_audio(out), ex["audio"])
 
@@ -138,9 +152,7 @@ def test_outputs_carry_the_ground_truth():
 def test_frame_continuation_varies_the_prefix_at_fixed_length():
   ex, seen = _example(), set()
   for seed in range(20):
-    seq = tasks.build(
-        "frame_continuation", ex, V, CFG, np.random.default_rng(seed)
-    )
+    seq = _build("frame_continuation", ex, np.random.default_rng(seed))
     k = (seq.prefix_len - 3) // F  # <bos> <task> <bov_i> k*F <eov_i>
     assert seq.prefix_len == 4 + k * F and 1 <= k < T
     assert len(seq.tokens) == 2 + 2 + T * F + 3
@@ -158,7 +170,7 @@ def test_painting_masks(task):
   ex, shapes = _example(), set()
   mask_id = V.special("<mask>")
   for seed in range(30):
-    seq = tasks.build(task, ex, V, CFG, np.random.default_rng(seed))
+    seq = _build(task, ex, np.random.default_rng(seed))
     assert seq.prefix_len == 4 + T * F
     grid = seq.tokens[3 : 3 + T * F].reshape(T, H, W)
     hidden = grid == mask_id
@@ -183,14 +195,12 @@ def test_painting_masks(task):
 
 def test_text_dropout_and_embeddings():
   ex = _example()
-  cfg = tasks.TaskConfig(max_text_len=MAX_TEXT, text_dropout=1.0)
-  seq = tasks.build("text_to_video", ex, V, cfg, np.random.default_rng(0))
+  cfg = tasks.TaskConfig(text_dropout=1.0)
+  seq = _build("text_to_video", ex, np.random.default_rng(0), cfg)
   assert np.all(seq.tokens[3 : 3 + MAX_TEXT] == V.pad)
-  cfg = tasks.TaskConfig(
-      max_text_len=MAX_TEXT, text_mode="embeddings", text_dropout=0.0
-  )
+  cfg = tasks.TaskConfig(text_mode="embeddings", text_dropout=0.0)
   ex = dict(ex, text_mask=np.arange(MAX_TEXT) < 5)
-  seq = tasks.build("text_to_image", ex, V, cfg, np.random.default_rng(0))
+  seq = _build("text_to_image", ex, np.random.default_rng(0), cfg)
   text = seq.tokens[layout.TEXT_OFFSET : layout.TEXT_OFFSET + MAX_TEXT]
   assert np.all(text[:5] == V.special("<text_emb>")) and np.all(
       text[5:] == V.pad
@@ -198,9 +208,7 @@ def test_text_dropout_and_embeddings():
 
 
 def test_lm_example_targets_are_next_tokens():
-  seq = tasks.build(
-      "text_to_image", _example(), V, CFG, np.random.default_rng(0)
-  )
+  seq = _build("text_to_image", _example(), np.random.default_rng(0))
   lm = layout.to_lm_example(seq)
   assert lm["inputs"].shape == (len(seq.tokens) - 1,)
   assert lm["target_positions"][0] == seq.prefix_len - 1
@@ -228,10 +236,46 @@ def test_vocab_ranges_and_errors():
   with pytest.raises(ValueError, match="no text range"):
     v.text_to_ids([1])
   with pytest.raises(KeyError, match="needs the field 'audio'"):
-    tasks.build(
+    _build(
         "video_to_audio",
         {"video": np.zeros((5, 8, 8), int)},
-        V,
-        CFG,
         np.random.default_rng(0),
     )
+
+
+def _audio_video_cut(spec, video_frames, audio_frames):
+  """Audio frames in the prefix of audio_video_continuation."""
+  rng = np.random.default_rng(0)
+  ex = {
+      "video": rng.integers(0, 2**10, (video_frames, 4, 4)).astype(np.int32),
+      "audio": rng.integers(0, CB, (LEVELS, audio_frames)).astype(np.int32),
+  }
+  seq = _build("audio_video_continuation", ex, rng, spec=spec)
+  boa, eoa = V.special("<boa_i>"), V.special("<eoa_i>")
+  start = int(np.flatnonzero(seq.tokens == boa)[0])
+  end = int(np.flatnonzero(seq.tokens == eoa)[0])
+  audio_in = end - start - 1
+  assert audio_in % LEVELS == 0
+  return audio_in // LEVELS
+
+
+def test_audio_video_split_uses_the_tokens_time_factor():
+  """tiny16 tokens (time factor 2: 17 frames -> 9 latent frames, 16x16):
+  the first latent frame is 1 of 17 pixel frames, so its audio is
+  round(53 / 17) = 3 of 53 frames; a time factor of 4 would cut at
+  round(53 / 33) = 2. The record's own counts are used, not the spec's."""
+  tiny16 = dataclasses.replace(
+      SPEC, time_factor=2, space_factor=4, audio_frames=106
+  )
+  assert tiny16.latent_grid == (9, 16, 16)
+  assert _audio_video_cut(tiny16, 9, 53) == round(53 * 1 / 17) == 3
+  assert _audio_video_cut(SPEC, 9, 53) == round(53 * 1 / 33) == 2
+  # The tiny grid (time factor 4): 106 frames over 17 pixel frames.
+  assert _audio_video_cut(SPEC, 5, 106) == 6
+
+
+def test_text_length_is_the_tokens():
+  ex = _example()
+  short = dataclasses.replace(SPEC, max_text_len=MAX_TEXT - 1)
+  with pytest.raises(ValueError, match="max_text_len .tokens.json. is 15"):
+    _build("text_to_video", ex, np.random.default_rng(0), spec=short)

@@ -1,13 +1,16 @@
 """The task registry: name -> builder, and which tasks produce images.
 
-`build(name, example, vocab, config, rng)` runs one task's builder; the
-order of `TASKS` is the order of the `<task_X>` tokens (`vocab.TASK_NAMES`).
+`build(name, example, vocab, config, rng, spec)` runs one task's builder
+(`spec`: the `token_spec.TokenSpec` of the tokens the example comes from);
+the order of `TASKS` is the order of the `<task_X>` tokens
+(`vocab.TASK_NAMES`).
 """
 
 from typing import Callable
 
 import numpy as np
 
+from videopoet import token_spec
 from videopoet import vocab as vocab_lib
 from videopoet.tasks import builders
 from videopoet.tasks import layout
@@ -43,11 +46,12 @@ def build(
     vocab: vocab_lib.Vocab,
     config: TaskConfig,
     rng: np.random.Generator,
+    spec: token_spec.TokenSpec,
 ) -> layout.Sequence:
-  """The sequence of task `name` for `example`."""
+  """The sequence of task `name` for `example`, a record of tokens `spec`."""
   if name not in TASKS:
     raise KeyError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
-  ctx = builders.Context(vocab=vocab, config=config, rng=rng)
+  ctx = builders.Context(vocab=vocab, config=config, spec=spec, rng=rng)
   return TASKS[name](example, ctx)
 
 

@@ -11,7 +11,9 @@ An example (a record of `tokenize_data`, or a synthetic one in tests) holds
              'embeddings'; the embeddings travel beside the tokens).
 
 Builders take only the fields their task needs, so a dataset without audio
-can still train the visual tasks.
+can still train the visual tasks. What made the records (`Context.spec`,
+their `tokens.json`) fixes the text length and the video tokenizer's time
+factor, which ties audio frames to latent frames.
 """
 
 import dataclasses
@@ -20,6 +22,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 
 from videopoet import config_lib
+from videopoet import token_spec
 from videopoet import vocab as vocab_lib
 from videopoet.tasks import layout
 from videopoet.tasks import masks
@@ -34,7 +37,6 @@ class TaskConfig:
   Attributes:
     text_mode: 'ids' (sentencepiece ids in the vocabulary) or 'embeddings'
       (precomputed embeddings, projected by one dense layer).
-    max_text_len: text segment length (VideoPoet: 64 T5 tokens).
     text_dropout: probability of dropping the caption (all `<pad>`), so the
       model also learns the unconditional case (classifier-free guidance).
     min_context_frames: frame continuation: fewest latent frames given.
@@ -45,7 +47,6 @@ class TaskConfig:
   """
 
   text_mode: Literal["ids", "embeddings"] = "ids"
-  max_text_len: int = 64
   text_dropout: float = 0.1
   min_context_frames: int = 1
   inpaint_fraction: tuple[float, float] = (0.25, 0.5)
@@ -67,8 +68,19 @@ class TaskConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Context:
+  """What a builder works with besides the example.
+
+  Attributes:
+    vocab: the LM's id ranges.
+    config: how examples become sequences.
+    spec: what made the examples (`tokens.json`): the text segment length
+      (`max_text_len`, VideoPoet: 64 T5 tokens) and the time factor.
+    rng: this example's random draws.
+  """
+
   vocab: vocab_lib.Vocab
   config: TaskConfig
+  spec: token_spec.TokenSpec
   rng: np.random.Generator
 
 
@@ -80,7 +92,7 @@ def _field(ex: Example, name: str, task: str) -> np.ndarray:
 
 def _text(sb: layout.SequenceBuilder, ex: Example, ctx: Context, task: str):
   """`<bot_i> text <eot_i>`, fixed length, `<pad>` after the caption."""
-  v, cfg = ctx.vocab, ctx.config
+  v, cfg, n = ctx.vocab, ctx.config, ctx.spec.max_text_len
   drop = ctx.rng.random() < cfg.text_dropout
   if cfg.text_mode == "ids":
     text = _field(ex, "text", task)
@@ -89,10 +101,10 @@ def _text(sb: layout.SequenceBuilder, ex: Example, ctx: Context, task: str):
   else:
     valid = _field(ex, "text_mask", task).astype(bool) & (not drop)
     ids = np.where(valid, v.special("<text_emb>"), v.pad)
-  if len(ids) != cfg.max_text_len:
+  if len(ids) != n:
     raise ValueError(
-        f"text has length {len(ids)}, config.tasks.max_text_len is"
-        f" {cfg.max_text_len}"
+        f"text has length {len(ids)}, but the tokens' max_text_len"
+        f" (tokens.json) is {n}"
     )
   sb.add_segment("<bot_i>", ids, "<eot_i>")
 
@@ -113,12 +125,17 @@ def _visual_out(sb, v, video, end=True):
   sb.add_segment("<bov_o>", v.visual_to_ids(video), "<eov_o>" if end else None)
 
 
-def _audio_split(audio: np.ndarray, video: np.ndarray, frames_in: int) -> int:
-  """Audio frames that belong with the first `frames_in` latent frames."""
-  t = video.shape[0]
-  # Causal tokenizer: latent 0 is 1 frame, each later latent 4 frames.
-  pixel_frames = lambda n: 1 + 4 * (n - 1)
-  return round(audio.shape[1] * pixel_frames(frames_in) / pixel_frames(t))
+def _audio_split(
+    audio: np.ndarray, video: np.ndarray, frames_in: int, ctx: Context
+) -> int:
+  """Audio frames that belong with the first `frames_in` latent frames.
+
+  The example's own frame counts, at the tokens' time factor (a causal
+  tokenizer: latent 0 is 1 pixel frame, each later one `time_factor`).
+  """
+  return ctx.spec.audio_frames_for(
+      frames_in, audio_frames=audio.shape[1], clip_latent_frames=video.shape[0]
+  )
 
 
 def unconditional_video(ex, ctx, task="unconditional_video"):
@@ -170,7 +187,8 @@ def frame_continuation(ex, ctx, task="frame_continuation"):
         f"min_context_frames={lo} needs a video of more latent frames than"
         f" that; got {video.shape[0]}"
     )
-  k = int(ctx.rng.integers(lo, video.shape[0]))
+  # Training draws k; a sampler gives it (`context_frames`).
+  k = int(ex.get("context_frames") or ctx.rng.integers(lo, video.shape[0]))
   sb = layout.SequenceBuilder(v, task)
   sb.add_segment("<bov_i>", v.visual_to_ids(video[:k]), "<eov_i>")
   _end_prefix(sb, video)
@@ -182,7 +200,12 @@ def frame_continuation(ex, ctx, task="frame_continuation"):
 
 def _painting(ex, ctx, task, mask_fn):
   v, video = ctx.vocab, _field(ex, "video", task)
-  hidden = mask_fn(video.shape[1:], ctx)  # [h', w'] bool
+  # Training draws the mask; a sampler gives it (`mask`).
+  hidden = (
+      np.asarray(ex["mask"], bool)
+      if ex.get("mask") is not None
+      else mask_fn(video.shape[1:], ctx)
+  )  # [h', w'] bool
   ids = np.where(hidden[None], v.special("<mask>"), v.visual_to_ids(video))
   sb = layout.SequenceBuilder(v, task)
   sb.add_segment("<bov_i>", ids, "<eov_i>")
@@ -246,7 +269,7 @@ def audio_video_continuation(ex, ctx, task="audio_video_continuation"):
   """First latent frame and its audio -> the rest of both."""
   v = ctx.vocab
   video, audio = _field(ex, "video", task), _field(ex, "audio", task)
-  cut = _audio_split(audio, video, 1)
+  cut = _audio_split(audio, video, 1, ctx)
   sb = layout.SequenceBuilder(v, task)
   sb.add_segment("<bov_i>", v.visual_to_ids(video[:1]), "<eov_i>")
   sb.add_segment("<boa_i>", v.audio_to_ids(audio[:, :cut]), "<eoa_i>")
