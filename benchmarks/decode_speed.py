@@ -141,19 +141,25 @@ def _request(size, task, batch, video_shape=None):
   from videopoet import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
 
   c = videopoet_config.get_config(size)
-  vocab = lm_trainer.make_vocab(c)
+  c.data.source = "random"
+  if video_shape:  # A latent grid t, h, w: in frames and pixels.
+    r = c.data.random
+    t, h, w = video_shape
+    r.update(
+        num_frames=1 + r.time_factor * (t - 1), height=h * r.space_factor,
+        width=w * r.space_factor,
+    )  # fmt: skip
+  spec = lm_trainer.data_spec(c)
+  vocab = lm_trainer.make_vocab(c, spec)
   model_config = lm_trainer.make_model_config(c, vocab)
   task_config = config_lib.from_config(
       tasks_lib.TaskConfig, c.tasks, "config.tasks"
   )
-  shape = tuple(video_shape or c.data.video_shape)
   rows = min(batch, 16)  # Distinct examples; more rows repeat them.
-  source = lm_data.RandomSource(
-      vocab, task_config, rows, shape, c.data.audio_frames
-  )
+  source = lm_data.RandomSource(spec, rows)
   seqs = [
       tasks_lib.build(
-          task, source[i], vocab, task_config, np.random.default_rng(i)
+          task, source[i], vocab, task_config, np.random.default_rng(i), spec
       )
       for i in range(rows)
   ]  # fmt: skip

@@ -8,6 +8,11 @@ shapes chosen here): `tiny` (tests, demo), `small` (benchmarks), `300m`
 (24 x 1024, MHA), `1b` (24 x 2048, GQA 16/8), `8b` (Llama-3-8B's
 32 x 4096, GQA 32/8, SwiGLU 14336). Counts exclude the ~270K x d embedding
 and unembedding tables of the full vocabulary.
+
+The vocabulary's id ranges (visual bits, audio levels and codebook, text
+pieces) and the text length are not set here: they are read from the
+tokens' `tokens.json` (`videopoet.token_spec`), or with
+`data.source='random'` from `data.random`.
 """
 
 import ml_collections
@@ -43,16 +48,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       if small
       else dict(data=1, fsdp=-1, tensor=1)
   )
-  # Id ranges. visual_bits = the video tokenizer's LFQ bits: 10 for the
-  # random tokenizers of tests and `make demo`, 18 for every trained
-  # configs/magvit2.py preset (the paper's); `train` checks it against the
-  # tokens' tokens.json and names the flag to pass. text_size = the
-  # sentencepiece model's size (0: text as embeddings). pad_to keeps the
-  # vocab divisible by the CE chunks x tensor.
-  c.vocab = dict(
-      visual_bits=10 if small else 18, audio_levels=4, audio_codebook=1024,
-      text_size=512 if small else 32_000, pad_to=128 if small else 2048,
-  )  # fmt: skip
+  # The id ranges come from the tokens (tokens.json); the LM only pads
+  # them: pad_to keeps the vocab divisible by the CE chunks x tensor.
+  c.vocab = dict(pad_to=128 if small else 2048)
   layers, width, heads, kv, head_dim, mlp = _SIZES[arg]
   c.model = dict(
       num_layers=layers, embed_dim=width, num_heads=heads, num_kv_heads=kv,
@@ -65,7 +63,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       text_embed_dim=0,  # >0 with tasks.text_mode='embeddings' (T5-XL: 2048).
   )  # fmt: skip
   c.tasks = dict(
-      text_mode="ids", max_text_len=16 if small else 64, text_dropout=0.1,
+      text_mode="ids", text_dropout=0.1,
       min_context_frames=1, inpaint_fraction=(0.25, 0.5),
       outpaint_fraction=(0.25, 0.75), stylization_first_frame=False,
   )  # fmt: skip
@@ -74,10 +72,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       weights=tuple((t, 1.0) for t in vocab_lib.TASK_NAMES),
       image_phase=0.25, image_share_early=0.9, image_share_late=0.1,
   )  # fmt: skip
+  # source='random' (tests, benchmarks): random records of the tokens that
+  # `random` describes, in tokens.json's terms (videopoet.lm_data.
+  # RandomConfig): tiny, the random tokenizers of `make demo` on
+  # synth_av/tiny (17x64x64 -> 5x8x8 codes of 10 bits); else the paper's
+  # (17x128x128 -> 5x16x16 codes of 18 bits, 64 text ids of 32k pieces).
   c.data = dict(
       source="arrayrecord", path="", batch_size=8 if small else 1024,
-      eval_batches=2, video_shape=(5, 8, 8) if small else (5, 16, 16),
-      audio_frames=106, random_size=64,
+      eval_batches=2, random_size=64,
+      random=dict(
+          visual_bits=10 if small else 18, time_factor=4, space_factor=8,
+          num_frames=17, height=64 if small else 128,
+          width=64 if small else 128, fps=8.0, audio_levels=4,
+          audio_codebook=1024, sample_rate=16000, audio_hop=320,
+          audio_frames=106, text_size=512 if small else 32_000,
+          max_text_len=16 if small else 64, structure=True,
+      ),
   )  # fmt: skip
   c.optimizer = dict(
       learning_rate=1e-3, warmup_steps=20 if small else 1000,

@@ -72,31 +72,18 @@ for split_limit in validation:8 "train:$TOKENIZE_TRAIN"; do
 done
 cat "$TOKENS/tokens.json" | tr -d '\n' | sed 's/  */ /g'; echo
 
-# The LM's id ranges from the tokens (trained tokenizers may have other
-# visual bits than the random ones).
-read -r -a VOCAB_ARGS < <($PY - "$TOKENS/tokens.json" <<'PYEOF'
-import json, sys
-m = json.load(open(sys.argv[1]))
-args = [f"--config.vocab.visual_bits={m['visual_bits']}",
-        f"--config.tasks.max_text_len={m['max_text_len']}"]
-if m.get("audio_levels"):
-  args += [f"--config.vocab.audio_levels={m['audio_levels']}",
-           f"--config.vocab.audio_codebook={m['audio_codebook']}"]
-print(" ".join(args))
-PYEOF
-)
-# An LM trained on other tokens is not resumed: it starts afresh.
+# The LM reads its id ranges from the tokens' tokens.json and keeps a copy
+# in its workdir (refusing to resume on other tokens). An LM trained on
+# other tokens is not resumed: it starts afresh.
 if [[ -d "$LM_DIR" ]] && ! cmp -s "$TOKENS/tokens.json" "$LM_DIR/tokens.json"; then
   echo "The tokens in $TOKENS changed since $LM_DIR was trained: removing it to train afresh"
   rm -rf "$LM_DIR"
 fi
-mkdir -p "$LM_DIR"
-cp "$TOKENS/tokens.json" "$LM_DIR/tokens.json"  # What it is trained on.
 
 LM_STEPS=${LM_STEPS:-40}
 step "5/5 Training the tiny LM for $LM_STEPS steps on all 11 tasks into $LM_DIR"
 $PY -m experiments.train --config=configs/videopoet.py:tiny \
-  --workdir="$LM_DIR" --config.data.path="$TOKENS" "${VOCAB_ARGS[@]}" \
+  --workdir="$LM_DIR" --config.data.path="$TOKENS" \
   --config.trainer.total_steps="$LM_STEPS" --config.trainer.eval_every="$LM_STEPS" \
   --config.trainer.checkpoint.every_steps="$LM_STEPS" \
   --config.data.eval_batches=1 2> "$RUN_DIR/train_lm.log"

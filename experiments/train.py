@@ -3,7 +3,10 @@
   python -m experiments.train --config=configs/videopoet.py:tiny \\
       --workdir=runs/demo/lm --config.data.path=runs/demo/tokens
 
-Rerunning with the same workdir resumes from the latest checkpoint.
+The vocabulary and text length come from the tokens' `tokens.json`, which
+is copied to `<workdir>/tokens.json`. Rerunning with the same workdir
+resumes from the latest checkpoint; tokens other than the ones it was
+trained on (another `tokens.json`) are refused, naming what differs.
 """
 
 from absl import flags

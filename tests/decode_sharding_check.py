@@ -26,16 +26,19 @@ from videopoet.model import transformer
 def main():
   assert jax.device_count() == 8, jax.devices()
   c = videopoet_config.get_config("tiny")
-  vocab = lm_trainer.make_vocab(c)
+  c.data.source = "random"  # Random tokens of 2x4x4 grids, 8 audio frames.
+  c.data.random.update(num_frames=5, height=32, width=32, audio_frames=8)
+  spec = lm_trainer.data_spec(c)
+  vocab = lm_trainer.make_vocab(c, spec)
   config = lm_trainer.make_model_config(c, vocab)
   task_config = config_lib.from_config(
       tasks_lib.TaskConfig, c.tasks, "config.tasks"
   )
-  source = lm_data.RandomSource(vocab, task_config, 8, (2, 4, 4), 8)
+  source = lm_data.RandomSource(spec, 8)
   seqs = [
       tasks_lib.build(
           "text_to_video", source[i], vocab, task_config,
-          np.random.default_rng(i),
+          np.random.default_rng(i), spec,
       )
       for i in range(4)
   ]  # fmt: skip

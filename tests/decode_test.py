@@ -24,10 +24,18 @@ from videopoet.model import transformer
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _tiny_config():
+  """The tiny LM on random tokens of 2x4x4 grids and 8 audio frames."""
+  c = videopoet_config.get_config("tiny")
+  c.data.source = "random"
+  c.data.random.update(num_frames=5, height=32, width=32, audio_frames=8)
+  return c
+
+
 @functools.cache
 def _setup(scan_layers=True, kv_heads=2):
   """A random tiny LM (GQA 4/2), its vocabulary and task config."""
-  c = videopoet_config.get_config("tiny")
+  c = _tiny_config()
   c.model.update(scan_layers=scan_layers, num_kv_heads=kv_heads)
   vocab = lm_trainer.make_vocab(c)
   model_config = lm_trainer.make_model_config(c, vocab)
@@ -47,9 +55,15 @@ def _sequence(task, index=0, text_dropout=0.0):
   task_config = task_config.__class__(
       **{**task_config.__dict__, "text_dropout": text_dropout}
   )
-  source = lm_data.RandomSource(vocab, task_config, 16, (2, 4, 4), 8)
+  spec = lm_trainer.data_spec(_tiny_config())
+  source = lm_data.RandomSource(spec, 16)
   return tasks_lib.build(
-      task, source[index], vocab, task_config, np.random.default_rng(index)
+      task,
+      source[index],
+      vocab,
+      task_config,
+      np.random.default_rng(index),
+      spec,
   )
 
 

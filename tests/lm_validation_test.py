@@ -16,12 +16,10 @@ def _program(monkeypatch, val_size, eval_batches=2):
   c.mixture.weights = (("text_to_image", 1.0), ("video_to_audio", 1.0))
   real = lm_trainer._source  # pylint: disable=protected-access
 
-  def source(data, split, vocab, task_config):
-    src = real(data, split, vocab, task_config)
+  def source(data, split, spec):
+    src = real(data, split, spec)
     if split == "validation":  # 3 records: fewer than one batch of 8.
-      return lm_data.RandomSource(
-          vocab, task_config, val_size, data.video_shape, data.audio_frames
-      )
+      return lm_data.RandomSource(spec, val_size)
     return src
 
   monkeypatch.setattr(lm_trainer, "_source", source)

@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 from videopoet import config_lib
 from videopoet import lm_data
 from videopoet import text_tokenizer
+from videopoet import token_spec
 from videopoet import tokenize
 from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
@@ -173,6 +174,15 @@ def test_jobs_tokenize_then_train_on_the_shards(setup):
     meta = json.load(f)
   assert meta["splits"] == {"train": 7, "validation": 4}
   assert meta["random_init"] and meta["visual_bits"] == 10
+  # Every TokenSpec field, from the tokenizers, the codec and the data.
+  spec = token_spec.read(tokens)
+  assert spec.latent_grid == (5, 4, 4) and spec.time_factor == 4
+  assert (spec.space_factor, spec.height, spec.width) == (8, 32, 32)
+  assert (spec.num_frames, spec.fps, spec.sample_rate) == (17, 8.0, 16000)
+  assert (spec.audio_levels, spec.audio_codebook) == (4, 1024)
+  assert (spec.audio_hop, spec.audio_frames) == (320, 106)
+  assert spec.max_text_len == 16 and spec.text_size == 64
+  assert spec.video_tokenizer == spec.audio_codec == "random"
   tasks = (
       "(('stylization', 1.0), ('video_to_audio', 1.0),"
       " ('text_to_video', 1.0))"
@@ -184,18 +194,31 @@ def test_jobs_tokenize_then_train_on_the_shards(setup):
       "--config.trainer.total_steps=3", "--config.trainer.log_every=1",
       "--config.trainer.eval_every=3", f"--config.mixture.weights={tasks}",
   ]  # fmt: skip
-  # A vocabulary that does not fit the tokens fails before training.
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  bad = subprocess.run(
-      [sys.executable, "-m", *common, "--config.vocab.visual_bits=12"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=200,
-  )  # fmt: skip
-  assert bad.returncode == 2 and "visual_bits=12" in bad.stderr
-  _job(*common)
+  _job(*common)  # Its vocabulary and text length are the tokens'.
   with open(os.path.join(lm, "metrics.jsonl")) as f:
     keys = set().union(*(json.loads(line) for line in f))
   for t in ("stylization", "video_to_audio", "text_to_video"):
     assert f"val/{t}/loss" in keys
+  # The LM's workdir keeps the tokens.json it was trained on, as it was.
+  with open(os.path.join(lm, "tokens.json"), "rb") as f:
+    with open(os.path.join(tokens, "tokens.json"), "rb") as g:
+      assert f.read() == g.read()
+  # Resuming it on other tokens (as if retokenized in place with 12-bit
+  # codes) is refused before anything is written, naming what differs.
+  meta["visual_bits"] = 12
+  with open(os.path.join(tokens, "tokens.json"), "w") as f:
+    json.dump(meta, f)
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  bad = subprocess.run(
+      [sys.executable, "-m", *common, "--config.trainer.total_steps=6"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=200,
+  )  # fmt: skip
+  assert bad.returncode == 2, bad.stderr[-3000:]
+  err = bad.stderr.strip().splitlines()[-1]
+  for want in ("holds an LM trained on other tokens", "visual_bits: 10 -> 12",
+               "new --workdir"):  # fmt: skip
+    assert want in err, (want, err)
+  assert token_spec.read(lm).visual_bits == 10
 
 
 def _fake_workdir(root, name, config):

@@ -2,7 +2,9 @@
 
 Records (written by `experiments/tokenize_data.py`, or drawn at random for
 tests) hold token grids (`video`, `audio`, `structure`, `text`, ...; see
-`tasks/builders.py`). For each task, a deterministic, checkpointable Grain
+`tasks/builders.py`) whose shapes and id ranges their `token_spec.TokenSpec`
+describes: `token_spec.read(tokens_dir)`, or for random records
+`RandomConfig.spec()` (`config.data.random`). For each task, a deterministic, checkpointable Grain
 iterator (`train_lib.data.batched_iterator`) builds that task's sequences;
 `TaskMixture` picks one task per step (so each step has one fixed shape,
 VideoPoet's alternating gradient descent) from the mixture weights and the
@@ -20,6 +22,7 @@ import numpy as np
 
 from videopoet import config_lib
 from videopoet import tasks as tasks_lib
+from videopoet import token_spec
 from videopoet import vocab as vocab_lib
 from videopoet.tasks import layout
 from videopoet.train_lib import data as data_lib
@@ -100,32 +103,73 @@ class ArrayRecordSource:
     return deserialize(self._source[i])
 
 
-class RandomSource:
-  """Random token grids of the vocabulary's ranges (tests, benchmarks)."""
+@dataclasses.dataclass(frozen=True)
+class RandomConfig:
+  """The tokens that random records stand for (`config.data.random`).
 
-  def __init__(self, vocab, task_config, size, video_shape, audio_frames):
-    self._v, self._cfg, self._n = vocab, task_config, size
-    self._video, self._frames = tuple(video_shape), audio_frames
+  With `config.data.source='random'` (tests, benchmarks) no tokenizer ran,
+  so this section holds what a `tokens.json` would: `spec()` is their
+  `TokenSpec` (the LM's vocabulary, grids and text length come from it).
+  Defaults: the tiny random tokenizers of `configs/tokenize_data.py:tiny`
+  on synth_av/tiny (17 x 64 x 64 -> 5 x 8 x 8 codes of 10 bits, 2.125 s of
+  16 kHz audio -> 4 levels x 106 frames, 16 text ids of a 512-piece model).
+
+  Attributes: as `token_spec.TokenSpec`'s.
+  """
+
+  visual_bits: int = 10
+  time_factor: int = 4
+  space_factor: int = 8
+  num_frames: int = 17
+  height: int = 64
+  width: int = 64
+  fps: float = 8.0
+  audio_levels: int = 4
+  audio_codebook: int = 1024
+  sample_rate: int = 16000
+  audio_hop: int = 320
+  audio_frames: int = 106
+  text_size: int = 512
+  max_text_len: int = 16
+  structure: bool = True
+
+  def __post_init__(self):
+    self.spec()  # Raises for an impossible shape.
+
+  def spec(self) -> token_spec.TokenSpec:
+    """The spec of these random tokens (no tokenizer: `video_tokenizer=''`)."""
+    try:
+      return token_spec.TokenSpec(
+          video_tokenizer="", dataset="random", **dataclasses.asdict(self)
+      )
+    except ValueError as e:
+      raise config_lib.ConfigError(f"config.data.random: {e}") from e
+
+
+class RandomSource:
+  """Random token records of the shapes and ranges of `spec` (tests)."""
+
+  def __init__(self, spec: token_spec.TokenSpec, size: int):
+    self._spec, self._n = spec, size
 
   def __len__(self):
     return self._n
 
   def __getitem__(self, i):
     rng = np.random.default_rng([7, i])
-    v, n_text = self._v, self._cfg.max_text_len
-    text = np.full(n_text, -1, np.int32)
-    k = int(rng.integers(1, n_text + 1))
-    text[:k] = rng.integers(0, max(v.text_size, 1), k)
-    levels, cb = v.config.audio_levels, v.config.audio_codebook
-    return {
-        "video": rng.integers(0, v.visual_size, self._video, dtype=np.int32),
-        "structure": rng.integers(
-            0, v.visual_size, self._video, dtype=np.int32
-        ),
-        "audio": rng.integers(0, cb, (levels, self._frames), dtype=np.int32),
-        "text": text,
-        "text_mask": text >= 0,
-    }
+    s = self._spec
+    text = np.full(s.max_text_len, -1, np.int32)
+    k = int(rng.integers(1, s.max_text_len + 1))
+    text[:k] = rng.integers(0, max(s.text_size, 1), k)
+    codes = lambda: rng.integers(0, 2**s.visual_bits, s.latent_grid, np.int32)
+    out = {"video": codes()}
+    if s.structure:
+      out["structure"] = codes()
+    if s.has_audio:
+      out["audio"] = rng.integers(
+          0, s.audio_codebook, (s.audio_levels, s.audio_frames), np.int32
+      )
+    return dict(out, text=text, text_mask=text >= 0)
 
 
 class TaskSource:
@@ -133,12 +177,13 @@ class TaskSource:
 
   Index i is record `i % len(source)` with its own random draws (masks,
   context length, caption dropout) seeded by (seed, task, i), so a
-  multi-epoch run sees varied masks and stays deterministic.
+  multi-epoch run sees varied masks and stays deterministic. `spec` is what
+  made the records (`token_spec.TokenSpec`).
   """
 
-  def __init__(self, source, task, vocab, task_config, seed=0, copies=16):
+  def __init__(self, source, task, vocab, task_config, spec, seed=0, copies=16):
     self._src, self._task, self._v, self._cfg = source, task, vocab, task_config
-    self._seed, self._copies = seed, copies
+    self._spec, self._seed, self._copies = spec, seed, copies
     self._task_id = list(tasks_lib.TASKS).index(task)
 
   def __len__(self):
@@ -147,7 +192,9 @@ class TaskSource:
   def __getitem__(self, i):
     record = self._src[i % len(self._src)]
     rng = np.random.default_rng([self._seed, self._task_id, i])
-    seq = tasks_lib.build(self._task, record, self._v, self._cfg, rng)
+    seq = tasks_lib.build(
+        self._task, record, self._v, self._cfg, rng, self._spec
+    )
     out = layout.to_lm_example(seq)
     if (
         self._cfg.text_mode == "embeddings"
@@ -189,11 +236,11 @@ class TaskMixture:
       self._its[t].set_state(s)
 
 
-def task_iterators(source, mixture, vocab, task_config, batch_size, seed):
+def task_iterators(source, mixture, vocab, task_config, spec, batch_size, seed):
   """One batched Grain iterator per task of the mixture."""
   return {
       t: data_lib.batched_iterator(
-          TaskSource(source, t, vocab, task_config, seed),
+          TaskSource(source, t, vocab, task_config, spec, seed),
           global_batch_size=batch_size,
           seed=seed + i,
       )

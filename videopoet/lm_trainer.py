@@ -6,9 +6,19 @@ pipelines and the AGD mixture, and hands the harness a `Program` whose
 ahead of time. Metrics: `train/loss`, `train/<task>/{loss,accuracy}` and,
 every `eval_every` steps, `val/<task>/{loss,accuracy}` on fixed validation
 batches.
+
+The tokens decide the vocabulary: their `tokens.json` (`token_spec`; for
+`config.data.source='random'`, `config.data.random`) gives the id ranges
+(visual bits, audio levels and codebook, text pieces) and the text length;
+`config.vocab` holds only the LM's own choice (`pad_to`). The run copies
+`tokens.json` into `<workdir>/tokens.json` (what the sampler reads), and a
+rerun refuses tokens that differ from that copy (`check_workdir_tokens`).
 """
 
 import dataclasses
+import json
+import os
+import shutil
 from typing import Literal
 
 from absl import logging
@@ -20,11 +30,16 @@ import optax
 from videopoet import config_lib
 from videopoet import lm_data
 from videopoet import tasks as tasks_lib
+from videopoet import token_spec
 from videopoet import vocab as vocab_lib
 from videopoet.model import transformer
-from videopoet.tasks import layout
 from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import harness
+from videopoet.train_lib import workdir as workdir_lib
+
+# Splits of the tokens the LM reads; other splits' sizes in tokens.json
+# (e.g. a test split tokenized later) do not change what it trained on.
+_READ_SPLITS = ("train", "validation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,23 +47,22 @@ class DataConfig:
   """Where token records come from (`config.data`).
 
   Attributes:
-    source: 'arrayrecord' (shards of `tokenize_data` under `path`) or
-      'random' (random token grids of `video_shape`/`audio_frames`).
+    source: 'arrayrecord' (shards of `tokenize_data` under `path`, with
+      their `tokens.json`) or 'random' (random records of the tokens that
+      `random` describes: tests, benchmarks).
     path: the tokenized data directory.
     batch_size: global batch size of every task.
     eval_batches: validation batches per task.
-    video_shape: latent (t', h', w') of 'random' records.
-    audio_frames: audio frames of 'random' records.
     random_size: records in a 'random' split.
+    random: what 'random' records stand for (their `TokenSpec`).
   """
 
   source: Literal["arrayrecord", "random"] = "arrayrecord"
   path: str = ""
   batch_size: int = 8
   eval_batches: int = 2
-  video_shape: tuple[int, int, int] = (5, 8, 8)
-  audio_frames: int = 106
   random_size: int = 64
+  random: lm_data.RandomConfig = lm_data.RandomConfig()
 
   def __post_init__(self):
     for name in ("batch_size", "random_size"):
@@ -75,83 +89,187 @@ class OptimizerConfig:
   microbatches: int = 1  # Gradient accumulation: the batch in this many parts.
 
 
-def make_vocab(config) -> vocab_lib.Vocab:
+@dataclasses.dataclass(frozen=True)
+class VocabChoices:
+  """The LM's own part of its vocabulary (`config.vocab`).
+
+  The id ranges are the tokens' (`TokenSpec.vocab_config`), never set here.
+
+  Attributes:
+    pad_to: the vocabulary is padded to a multiple of this (so the `vocab`
+      axis splits evenly into the CE chunks x tensor shards).
+  """
+
+  pad_to: int = 128
+
+  def __post_init__(self):
+    if self.pad_to < 1:
+      raise config_lib.ConfigError(
+          f"config.vocab.pad_to={self.pad_to} must be >= 1"
+      )
+
+
+def _data_spec(data: DataConfig) -> token_spec.TokenSpec:
+  if data.source == "random":
+    return data.random.spec()
+  if not data.path:
+    raise config_lib.ConfigError(
+        "config.data.path is empty: point it at the output of"
+        " experiments.tokenize_data (or set config.data.source='random')"
+    )
+  try:
+    return token_spec.read(data.path)
+  except FileNotFoundError as e:
+    raise config_lib.ConfigError(f"config.data.path={data.path!r}: {e}") from e
+
+
+def data_spec(config) -> token_spec.TokenSpec:
+  """What made the LM's tokens: `config.data.path`'s `tokens.json`, or the
+  spec of `config.data.random` with `config.data.source='random'`.
+
+  Raises:
+    config_lib.ConfigError: no path, no `tokens.json` there, or one written
+      by an older `tokenize_data` (the message says to tokenize again).
+  """
+  return _data_spec(
+      config_lib.from_config(DataConfig, config.data, "config.data")
+  )
+
+
+def make_task_config(config) -> tasks_lib.TaskConfig:
+  return config_lib.from_config(
+      tasks_lib.TaskConfig, config.tasks, "config.tasks"
+  )
+
+
+def make_vocab(config, spec: token_spec.TokenSpec | None = None):
+  """The LM's vocabulary: the ranges of `spec` (default `data_spec(config)`),
+  padded to `config.vocab.pad_to`; text ids only in text_mode 'ids'."""
+  spec = spec or data_spec(config)
+  choices = config_lib.from_config(VocabChoices, config.vocab, "config.vocab")
   return vocab_lib.Vocab(
-      config_lib.from_config(
-          vocab_lib.VocabConfig, config.vocab, "config.vocab"
+      spec.vocab_config(
+          pad_to=choices.pad_to, text_mode=make_task_config(config).text_mode
       )
   )
 
 
 def make_model_config(config, vocab) -> transformer.ModelConfig:
   """`config.model` plus the vocabulary-derived fields."""
-  section = dict(config.model.to_dict())
-  section.update(
-      vocab_size=vocab.padded_size,
-      num_valid_ids=vocab.size,
-      text_token_id=vocab.special("<text_emb>"),
-      text_offset=layout.TEXT_OFFSET,
-      pad_id=vocab.pad,
-  )
-  return config_lib.from_config(
-      transformer.ModelConfig, section, "config.model"
-  )
+  return transformer.config_for_vocab(config.model.to_dict(), vocab)
 
 
-def _source(data: DataConfig, split, vocab, task_config):
+def _source(data: DataConfig, split: str, spec: token_spec.TokenSpec):
   if data.source == "random":
-    return lm_data.RandomSource(
-        vocab, task_config, data.random_size, data.video_shape,
-        data.audio_frames,
-    )  # fmt: skip
-  if not data.path:
-    raise config_lib.ConfigError(
-        "config.data.path is empty: point it at the output of"
-        " experiments.tokenize_data (or set config.data.source='random')"
-    )
-  check_token_metadata(data.path, vocab, task_config)
+    return lm_data.RandomSource(spec, data.random_size)
   return lm_data.ArrayRecordSource(data.path, split)
 
 
-def check_token_metadata(path: str, vocab, task_config) -> None:
-  """Fails early when the LM's id ranges do not fit the tokenized data."""
-  from videopoet import tokenize  # pylint: disable=g-import-not-at-top
+class WorkdirTokensError(workdir_lib.WorkdirConfigError):
+  """A rerun's tokens differ from those its workdir's LM was trained on."""
 
-  meta = tokenize.read_metadata(path)
-  if meta is None:
-    return
-  c = vocab.config
-  wanted = [
-      ("vocab.visual_bits", c.visual_bits, meta["visual_bits"]),
-      ("tasks.max_text_len", task_config.max_text_len, meta["max_text_len"]),
-  ]
-  if meta.get("audio_levels"):
-    wanted += [
-        ("vocab.audio_levels", c.audio_levels, meta["audio_levels"]),
-        ("vocab.audio_codebook", c.audio_codebook, meta["audio_codebook"]),
-    ]
-  for key, have, need in wanted:
-    if have != need:
-      raise config_lib.ConfigError(
-          f"config.{key}={have} but the tokens in {path} were made with"
-          f" {need} (tokens.json); pass --config.{key}={need}"
+
+def _tokens_record(config) -> tuple[dict, str]:
+  """(the tokens' tokens.json as JSON values, where it is from)."""
+  data = config_lib.from_config(DataConfig, config.data, "config.data")
+  if data.source == "random":
+    return _data_spec(data).to_json(), "config.data.random"
+  _data_spec(data)  # A missing or old tokens.json is named.
+  path = token_spec.path_in(data.path)
+  with open(path, encoding="utf-8") as f:
+    return json.load(f), path
+
+
+def _compared(record: dict) -> dict:
+  """`record` without the sizes of splits the LM does not read."""
+  splits = record.get("splits")
+  if not isinstance(splits, dict):
+    return record
+  return dict(
+      record, splits={k: v for k, v in splits.items() if k in _READ_SPLITS}
+  )
+
+
+def check_workdir_tokens(config, workdir: str) -> None:
+  """Refuses a rerun of `workdir` on tokens other than its `tokens.json`.
+
+  Checked before anything is written. A workdir without checkpoints (a first
+  run that stopped before its first save) takes the new tokens, with a
+  warning. Sizes of splits the LM does not read are not compared.
+
+  Raises:
+    WorkdirTokensError: the workdir holds checkpoints and its tokens.json
+      differs from the tokens' (the message names each key, old -> new), or
+      it has none (its tokens are unknown).
+    config_lib.ConfigError: the tokens have no usable tokens.json.
+  """
+  new, origin = _tokens_record(config)
+  path = token_spec.path_in(workdir)
+  has_checkpoint = workdir_lib._has_checkpoint(workdir)  # pylint: disable=protected-access
+  if not os.path.exists(path):
+    if has_checkpoint:
+      raise WorkdirTokensError(
+          f"--workdir={workdir} holds checkpoints but no tokens.json, so the"
+          " tokens its LM was trained on are unknown (it was trained before"
+          " the LM recorded them). Copy the tokens.json of the tokens it was"
+          " trained on into it, or use a new --workdir for a new run"
       )
-  if task_config.text_mode == "ids" and c.text_size < meta["text_size"]:
-    raise config_lib.ConfigError(
-        f"config.vocab.text_size={c.text_size} is smaller than the text"
-        f" tokenizer's {meta['text_size']} pieces (tokens.json in {path})"
-    )
+    return
+  with open(path, encoding="utf-8") as f:
+    try:
+      old = json.load(f)
+    except json.JSONDecodeError as e:
+      raise WorkdirTokensError(
+          f"{path} is not valid JSON ({e}); it records the tokens this"
+          " workdir's LM was trained on. Restore it or use a new --workdir"
+      ) from None
+  diffs = workdir_lib.config_differences(_compared(old), _compared(new))
+  if not diffs:
+    return
+  shown = "; ".join(
+      f"{k}: {json.dumps(a)} -> {json.dumps(b)}" for k, (a, b) in diffs.items()
+  )
+  if not has_checkpoint:
+    logging.warning(
+        "%s has no checkpoint yet: its tokens.json is replaced by %s (%s)",
+        workdir, origin, shown,
+    )  # fmt: skip
+    return
+  raise WorkdirTokensError(
+      f"--workdir={workdir} holds an LM trained on other tokens: its"
+      f" tokens.json differs from {origin} in {shown}. Refusing to resume it"
+      " on these tokens; use a new --workdir for a new run (or point"
+      " config.data.path at the tokens it was trained on)"
+  )
+
+
+def write_workdir_tokens(config, workdir: str) -> str:
+  """Copies the tokens' tokens.json to `<workdir>/tokens.json` (process 0:
+  the file as it is, so the two compare equal byte for byte); returns its
+  path."""
+  path = token_spec.path_in(workdir)
+  if jax.process_index() != 0:
+    return path
+  data = config_lib.from_config(DataConfig, config.data, "config.data")
+  if data.source == "random":
+    return token_spec.write(workdir, _data_spec(data))
+  os.makedirs(workdir, exist_ok=True)
+  shutil.copyfile(token_spec.path_in(data.path), path + ".tmp")
+  os.replace(path + ".tmp", path)
+  return path
 
 
 def _stack(examples):
   return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
-def make_program(config, total_steps: int) -> harness.Program:
-  vocab = make_vocab(config)
-  task_config = config_lib.from_config(
-      tasks_lib.TaskConfig, config.tasks, "config.tasks"
-  )
+def make_program(
+    config, total_steps: int, spec: token_spec.TokenSpec | None = None
+) -> harness.Program:
+  """The LM's harness program on the tokens `spec` (default `data_spec`)."""
+  spec = spec or data_spec(config)
+  vocab = make_vocab(config, spec)
+  task_config = make_task_config(config)
   mixture = config_lib.from_config(
       lm_data.MixtureConfig, config.mixture, "config.mixture"
   )
@@ -176,13 +294,13 @@ def make_program(config, total_steps: int) -> harness.Program:
       optax.adamw(schedule, b2=opt.b2, weight_decay=opt.weight_decay),
   )
   seed = config.trainer.seed
-  train_src = _source(data, "train", vocab, task_config)
+  train_src = _source(data, "train", spec)
   iters = lm_data.task_iterators(
-      train_src, mixture, vocab, task_config, data.batch_size, seed
+      train_src, mixture, vocab, task_config, spec, data.batch_size, seed
   )
   groups = {}
   for t in mixture.tasks:  # One example batch per task: its step's shape.
-    ex = lm_data.TaskSource(train_src, t, vocab, task_config, seed)[0]
+    ex = lm_data.TaskSource(train_src, t, vocab, task_config, spec, seed)[0]
     groups[t] = data_lib.example_batch(ex, data.batch_size)
 
   def init(rng):
@@ -247,7 +365,7 @@ def make_program(config, total_steps: int) -> harness.Program:
   # Fixed validation batches per task (no shuffle, same draws every time).
   val_batches = {}
   if data.eval_batches:
-    val_src = _source(data, "validation", vocab, task_config)
+    val_src = _source(data, "validation", spec)
     bs = data.batch_size
     if not len(val_src):
       raise config_lib.ConfigError(
@@ -262,7 +380,7 @@ def make_program(config, total_steps: int) -> harness.Program:
       )  # fmt: skip
     for t in mixture.tasks:
       src = lm_data.TaskSource(
-          val_src, t, vocab, task_config, seed + 1, copies=1
+          val_src, t, vocab, task_config, spec, seed + 1, copies=1
       )
       # Whole batches, or the one partial batch there is (never none: an
       # empty mean is NaN).
@@ -295,8 +413,16 @@ def make_program(config, total_steps: int) -> harness.Program:
 
 
 def run(config, workdir: str):
-  """Trains (or resumes) in `workdir`; returns the final state."""
+  """Trains (or resumes) in `workdir`; returns the final state.
+
+  Before anything is written, the tokens are checked against the ones the
+  workdir's LM was trained on (`check_workdir_tokens`) and the config
+  against its `config.json`; then `<workdir>/tokens.json` is written.
+  """
+  spec = data_spec(config)
+  check_workdir_tokens(config, workdir)
   trainer, mesh = harness.setup(config, workdir)
+  write_workdir_tokens(config, workdir)
   return harness.train(
-      trainer, mesh, workdir, make_program(config, trainer.total_steps)
+      trainer, mesh, workdir, make_program(config, trainer.total_steps, spec)
   )

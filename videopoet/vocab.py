@@ -52,7 +52,10 @@ TASK_NAMES = (
 
 @dataclasses.dataclass(frozen=True)
 class VocabConfig:
-  """Sizes of the id ranges (`config.vocab`).
+  """Sizes of the id ranges.
+
+  The LM reads them from its tokens (`token_spec.TokenSpec.vocab_config`,
+  i.e. `tokens.json`); only `pad_to` is the LM's choice (`config.vocab`).
 
   Attributes:
     visual_bits: K of the LFQ tokenizer: 2^K visual codes.
@@ -73,11 +76,11 @@ class VocabConfig:
     for name in ("visual_bits", "audio_levels", "audio_codebook", "pad_to"):
       if getattr(self, name) < 1:
         raise config_lib.ConfigError(
-            f"config.vocab.{name}={getattr(self, name)} must be >= 1"
+            f"vocabulary {name}={getattr(self, name)} must be >= 1"
         )
     if self.text_size < 0:
       raise config_lib.ConfigError(
-          f"config.vocab.text_size={self.text_size} must be >= 0"
+          f"vocabulary text_size={self.text_size} must be >= 0"
       )
 
 
