@@ -226,3 +226,29 @@ def test_sharded_sampler_matches_one_device():
   # The KV cache is split like the activations: batch over data x fsdp,
   # kv heads over tensor.
   assert out["cache_spec"] == "P(('data', 'fsdp'), None, 'tensor')", out
+
+
+def test_the_prefix_runs_once_and_each_step_feeds_one_token(monkeypatch):
+  """The model sees the prefix [b, P] once; the scan body one token a row."""
+  model_config, params, vocab, _ = _setup()
+  seq = _sequence("video_to_audio")
+  out = decode.output_layout(seq, vocab)
+  p = seq.prefix_len
+  calls = {"prefill": [], "step": []}
+  prefill, step = decode.prefill, decode.decode_step
+
+  def counted_prefill(config, params_, prefix, *args, **kw):
+    calls["prefill"].append(prefix.shape)
+    return prefill(config, params_, prefix, *args, **kw)
+
+  def counted_step(config, params_, cache, tokens):
+    calls["step"].append(tokens.shape)
+    return step(config, params_, cache, tokens)
+
+  monkeypatch.setattr(decode, "prefill", counted_prefill)
+  monkeypatch.setattr(decode, "decode_step", counted_step)
+  prefix = jnp.asarray(seq.tokens[None, :p].repeat(3, 0))
+  tokens = decode.sample(model_config, params, prefix, out, jax.random.key(0))
+  assert tokens.shape == (3, len(out))
+  assert calls["prefill"] == [(3, p)]  # Once, the whole prefix.
+  assert calls["step"] == [(3,)]  # Traced once: the scan's body.
