@@ -223,3 +223,20 @@ def test_job_killed_and_rerun_serves_every_request_once(tmp_path, lm_dir):
   log, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0 and "0 requests done, 0 failed" in log, log
   assert len(job.read_manifest(str(out))) == 8
+
+
+def test_manifest_survives_a_cut_row_and_a_changed_lm_is_refused(tmp_path):
+  out = str(tmp_path)
+  job.append_row(out, {"index": 0, "key": "a"})
+  with open(tmp_path / job.MANIFEST, "a") as f:
+    f.write('{"index": 1, "ke')  # A kill in the middle of a row.
+  job._end_cut_line(out)  # pylint: disable=protected-access
+  job.append_row(out, {"index": 2, "key": "c"})
+  assert [r["index"] for r in job.read_manifest(out)] == [0, 2]
+  record = {"lm": "/runs/lm", "lm_step": 100, "sampling": {"top_k": 0}}
+  job.check_record(out, record)
+  job.check_record(out, dict(record))  # The same: a resume.
+  before = (tmp_path / job.RECORD).read_bytes()
+  with pytest.raises(job.SamplerChangedError, match="lm_step: 100 -> 200"):
+    job.check_record(out, dict(record, lm_step=200))
+  assert (tmp_path / job.RECORD).read_bytes() == before

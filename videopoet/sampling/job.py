@@ -39,6 +39,8 @@ from videopoet.sampling import models as models_lib
 from videopoet.sampling import requests as requests_lib
 
 MANIFEST = "manifest.jsonl"
+# What the samples of a workdir were made with; a rerun must match it.
+RECORD = "sampler.json"
 FORMATS = ("mp4", "gif", "png", "wav")
 
 
@@ -103,33 +105,63 @@ def read_manifest(out_dir: str) -> list[dict]:
   return rows
 
 
-def _append(out_dir: str, row: dict) -> None:
-  """One row, one write() on an O_APPEND file (processes may share it)."""
-  path = os.path.join(out_dir, MANIFEST)
+def _append(path: str, data: bytes) -> None:
+  """One write() on an O_APPEND file: whole rows even with processes
+  appending side by side."""
   fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-  try:
-    os.write(fd, (json.dumps(row, sort_keys=True) + "\n").encode())
-  finally:
-    os.close(fd)
-
-
-def _end_cut_line(out_dir: str) -> None:
-  """Ends a row a killed run left without its newline."""
-  path = os.path.join(out_dir, MANIFEST)
-  if os.path.exists(path) and os.path.getsize(path):
-    with open(path, "rb") as f:
-      f.seek(-1, os.SEEK_END)
-      last = f.read(1)
-    if last != b"\n":
-      _append_raw(path, b"\n")
-
-
-def _append_raw(path: str, data: bytes) -> None:
-  fd = os.open(path, os.O_WRONLY | os.O_APPEND)
   try:
     os.write(fd, data)
   finally:
     os.close(fd)
+
+
+def append_row(out_dir: str, row: dict) -> None:
+  line = json.dumps(row, sort_keys=True) + "\n"
+  _append(os.path.join(out_dir, MANIFEST), line.encode())
+
+
+class SamplerChangedError(config_lib.ConfigError):
+  """A rerun would sample with another model or settings than the rows."""
+
+
+def check_record(out_dir: str, record: dict) -> None:
+  """Writes `sampler.json`, or refuses when the workdir's differs.
+
+  The rows of a manifest are only comparable when one LM checkpoint with
+  one set of default settings made them all: a rerun after the LM trained
+  further (the latest step moved) must not mix its samples in.
+  """
+  path = os.path.join(out_dir, RECORD)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      old = json.load(f)
+    diffs = [
+        f"{k}: {old.get(k)!r} -> {record.get(k)!r}"
+        for k in sorted(set(old) | set(record))
+        if old.get(k) != record.get(k)
+    ]
+    if diffs:
+      raise SamplerChangedError(
+          f"{out_dir} holds samples made with other settings ({'; '.join(diffs)});"
+          " pass a new --workdir (or --config.step to sample the same"
+          " checkpoint)"
+      )
+    return
+  tmp = f"{path}.{os.getpid()}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(record, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def _end_cut_line(out_dir: str) -> None:
+  """Ends a row a killed run left without its newline (read_manifest skips
+  it, and the next row starts on a line of its own)."""
+  path = os.path.join(out_dir, MANIFEST)
+  if os.path.exists(path) and os.path.getsize(path):
+    with open(path, "rb") as f:
+      f.seek(-1, os.SEEK_END)
+      if f.read(1) != b"\n":
+        _append(path, b"\n")
 
 
 # ------------------------------------------------------------- Inputs.
@@ -308,6 +340,12 @@ def run(
     return dict(summary, done=0, errors=0)
   mesh = sharding.create_mesh(cfg.mesh, jax.local_devices())
   models = models_lib.load_models(cfg.lm, mesh, cfg.step or None)
+  check_record(out_dir, {
+      "lm": models.lm.workdir, "lm_step": models.lm.step,
+      "sampling": dataclasses.asdict(cfg.sampling),
+      "force_visible": cfg.force_visible,
+      "context_seconds": cfg.context_seconds,
+  })  # fmt: skip
   gen = generate.Generator(models, cfg.sampling, cfg.force_visible)
   depth = None
   if cfg.depth_model:
@@ -343,7 +381,7 @@ def run(
       row.update(status="error", reason=str(e))
       logging.warning("sample: request %d (line %d) failed: %s", i, i + 1, e)
     row["seconds"] = round(time.time() - t0, 3)
-    _append(out_dir, row)
+    append_row(out_dir, row)
     elapsed = time.time() - start
     logging.info(
         "sample: %d/%d requests (%d errors), %.0f tokens/s, ETA %s",
