@@ -202,3 +202,14 @@ def test_tiny16_codes_64x64x17_as_9x16x16_fsq_without_a_gan():
   assert t.phases() == ("recon",)
   tiny = magvit2_config.get_config("tiny")  # Unchanged: 5x8x8.
   assert program._trainer(tiny).model.latent_shape(17, 64, 64) == (5, 8, 8)  # pylint: disable=protected-access
+
+
+def test_demo_codes_64x64x17_as_5x8x8_with_2_to_the_10_codes():
+  c = magvit2_config.get_config("demo")  # `make demo`: the LM's vocabulary.
+  t = program._trainer(c)  # pylint: disable=protected-access
+  assert t.quantizer.build().codebook_size == 2**10
+  assert t.model.latent_shape(17, 64, 64) == (5, 8, 8)
+  assert t.phases() == ("recon",)
+  steps = c.trainer.total_steps
+  assert c.optimizer.decay_steps == c.trainer.eval_every == steps
+  assert steps % c.trainer.checkpoint.every_steps == 0

@@ -125,8 +125,10 @@ def test_config_errors_name_the_key(tmp_path):
   config = _tiny_config("", 1)
   with pytest.raises(ValueError, match="data_dir is empty"):
     trainer.make_program(trainer.parse(config), 0)
-  for arg in ("tiny", "small", "base"):
+  for arg in ("tiny", "demo", "small", "base"):
     trainer.parse(soundstream_config.get_config(arg))
+  demo = soundstream_config.get_config("demo")  # No GAN step in the run.
+  assert demo.optim.disc_start_step >= demo.trainer.total_steps
   # small's threshold (0.2, for 16 x 1 s) with tiny's batch (8 x 0.5 s:
   # 200 frames, a mean count of 0.195 per code) would replace most codes.
   config = soundstream_config.get_config("small")
