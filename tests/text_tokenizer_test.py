@@ -31,3 +31,12 @@ def test_train_encode_decode(tmp_path):
 def test_no_captions_is_an_error(tmp_path):
   with pytest.raises(ValueError, match="no captions"):
     text_tokenizer.train(["", ""], str(tmp_path / "t"), 64)
+
+
+def test_words_of_a_small_caption_set_stay_whole(tmp_path):
+  """BPE keeps each word one piece (unigram gave mostly single letters)."""
+  path = text_tokenizer.train(CAPTIONS * 3, str(tmp_path / "text"), 512)
+  sp = text_tokenizer.load(path)
+  assert sp.encode("a small blue circle moves left", out_type=str) == [
+      "▁a", "▁small", "▁blue", "▁circle", "▁moves", "▁left"
+  ]  # fmt: skip

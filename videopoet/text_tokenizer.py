@@ -12,7 +12,14 @@ import sentencepiece as spm
 
 
 def train(captions, prefix: str, vocab_size: int) -> str:
-  """Trains a unigram model on `captions`; returns the `.model` path."""
+  """Trains a BPE model on `captions`; returns the `.model` path.
+
+  BPE, not sentencepiece's default unigram: on a small caption set
+  (synth_av's 512 train captions, ~60 distinct words) unigram stopped at 87
+  pieces, mostly single letters, 46 pieces a caption on average; BPE keeps
+  every word whole (417 pieces, 19 a caption, 35 at most), so the LM's
+  text segment holds whole captions. `vocab_size` is an upper bound.
+  """
   captions = [c for c in captions if c]
   if not captions:
     raise ValueError("no captions to train the text tokenizer on")
@@ -20,7 +27,7 @@ def train(captions, prefix: str, vocab_size: int) -> str:
       sentence_iterator=iter(captions),
       model_prefix=prefix,
       vocab_size=vocab_size,
-      model_type="unigram",
+      model_type="bpe",
       character_coverage=1.0,
       hard_vocab_limit=False,  # Tiny caption sets have few pieces.
       bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0,
