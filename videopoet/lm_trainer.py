@@ -205,7 +205,7 @@ def check_workdir_tokens(config, workdir: str) -> None:
   """
   new, origin = _tokens_record(config)
   path = token_spec.path_in(workdir)
-  has_checkpoint = workdir_lib._has_checkpoint(workdir)  # pylint: disable=protected-access
+  has_checkpoint = workdir_lib.has_checkpoint(workdir)
   if not os.path.exists(path):
     if has_checkpoint:
       raise WorkdirTokensError(

@@ -56,8 +56,6 @@ from typing import Any
 
 from absl import logging
 from array_record.python import array_record_module
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from videopoet import config_lib
@@ -65,6 +63,7 @@ from videopoet import lm_data
 from videopoet import text_tokenizer
 from videopoet import token_spec
 from videopoet.data import structure as structure_lib
+from videopoet.sampling import models as models_lib
 
 # `<shard>` + this: what made the shard (`shard_provenance`).
 PROVENANCE_SUFFIX = ".json"
@@ -221,34 +220,13 @@ class Tokenizers:
 
 
 def _random_video_tokenizer(rcfg: RandomInitConfig):
-  from configs import magvit2 as magvit2_configs  # pylint: disable=g-import-not-at-top
-  from videopoet_tokenizers.magvit2 import layers  # pylint: disable=g-import-not-at-top
-  from videopoet_tokenizers.magvit2 import program  # pylint: disable=g-import-not-at-top
-
-  config = magvit2_configs.get_config(rcfg.video_config)
-  config.quantizer.kind = "lfq"
-  config.quantizer.lfq.num_bits = rcfg.visual_bits
-  tok = program.trainer_from_config(config).tokenizer
-  m = tok.model
-  sample = jnp.zeros((1, 1 + m.time_factor) + (m.space_factor,) * 2 + (3,))
-  # Through the full reconstruction, so the decoder has parameters too (the
-  # encoder's are the same either way: flax keys them by module path).
-  params = jax.jit(lambda r: tok.init({"params": layers.init_key(r)}, sample))(
-      jax.random.key(rcfg.seed)
-  )
-  return program.LoadedTokenizer(tok, params, 0)
+  """The random tokenizer; one home with the sampler, which rebuilds it
+  from the `random` record of tokens.json to decode the LM's output."""
+  return models_lib.random_video_tokenizer(dataclasses.asdict(rcfg))
 
 
 def _random_codec(rcfg: RandomInitConfig):
-  from configs import soundstream as soundstream_configs  # pylint: disable=g-import-not-at-top
-  from videopoet_tokenizers.soundstream import codec as codec_lib  # pylint: disable=g-import-not-at-top
-  from videopoet_tokenizers.soundstream import model as model_lib  # pylint: disable=g-import-not-at-top
-
-  config = soundstream_configs.get_config(rcfg.codec_config)
-  mc = config_lib.from_config(model_lib.ModelConfig, config.model, "model")
-  model = model_lib.SoundStream(mc)
-  variables = model_lib.init_variables(model, jax.random.key(rcfg.seed + 1))
-  return codec_lib.Codec(mc, variables)
+  return models_lib.random_codec(dataclasses.asdict(rcfg))
 
 
 def _settings(cfg: TokenizeConfig) -> dict:

@@ -99,7 +99,7 @@ def _resumable(key: str, patterns: Iterable[str]) -> bool:
   return any(fnmatch.fnmatchcase(key, p) for p in patterns)
 
 
-def _has_checkpoint(workdir: str) -> bool:
+def has_checkpoint(workdir: str) -> bool:
   ckpt = os.path.join(workdir, "checkpoints")
   return os.path.isdir(ckpt) and any(
       name.isdigit() for name in os.listdir(ckpt)
@@ -143,7 +143,7 @@ def check_config(
   diffs = config_differences(old, new)
   if not diffs:
     return {}
-  if not _has_checkpoint(workdir):
+  if not has_checkpoint(workdir):
     logging.warning(
         "%s has no checkpoint yet: its config.json is replaced (changed: %s)",
         workdir,
