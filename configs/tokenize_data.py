@@ -5,7 +5,7 @@ r"""Tokenizing a dataset for the LM (`experiments/tokenize_data.py`).
       --config.video_tokenizer=runs/magvit2 --config.audio_codec=runs/codec \
       --config.text_tokenizer=runs/text/text.model
 
-Args (`:arg`): `tiny` (default; synth_av/tiny, 32 text ids, the LM's
+Args (`:arg`): `tiny` (default; synth_av/tiny, 40 text ids, the LM's
 `configs/videopoet.py:tiny`) or `base` (64 text ids). Every field is
 documented in `videopoet.tokenize.TokenizeConfig`. `random_init=True` swaps
 the trained tokenizers for tiny RANDOMLY INITIALIZED ones (tests, demo).
@@ -35,7 +35,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   c.num_frames = 17
   c.audio_levels = 4
-  c.max_text_len = 32 if tiny else 64  # Text ids per record (-> tokens.json).
+  # Text ids per record (-> tokens.json); synth_av captions are <= 35 BPE
+  # pieces (videopoet/text_tokenizer.py), so tiny keeps every caption whole.
+  c.max_text_len = 40 if tiny else 64
   c.structure = True  # Flow + depth clips for stylization.
   # TorchScript depth network (e.g. MiDaS exported with torch.jit.trace) for
   # datasets without depth maps (video_folder); '': depth channel 0.

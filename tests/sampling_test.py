@@ -71,7 +71,7 @@ def test_every_task_decodes_to_media_of_its_shape(gen):
                                               num_samples=2), video, None),
       "stylization": (lambda: gen.stylization("a blue square", clip, 2, 0),
                       video, None),
-      "video_to_audio": (lambda: gen.video_to_audio(clip, 2, 0), None,
+      "video_to_audio": (lambda: gen.video_to_audio(clip, 2, 0), video,
                          (2, 18000)),
       "audio_to_video": (lambda: gen.audio_to_video(wave, 2, 0), video,
                          None),

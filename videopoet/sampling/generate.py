@@ -485,13 +485,19 @@ class Generator:
     return Result(video=self.decode_video(o.video), tokens=o.tokens)
 
   def video_to_audio(self, video, num_samples=1, seed=0, sampling=None):
-    """uint8 [t, h, w, 3] (one clip) -> its soundtrack [n, samples]."""
+    """uint8 [t, h, w, 3] (one clip) -> its soundtrack [n, samples].
+
+    The result's video is the input clip (once per sample), so each sample
+    plays as that clip with its generated sound.
+    """
     self._need_audio()
-    codes = self.encode_video(np.asarray(video)[: self.spec.num_frames])
+    clip = np.asarray(video)[: self.spec.num_frames]
+    codes = self.encode_video(clip)
     ex = {"video": codes, "audio": self._zeros_audio()}
     o = self.run("video_to_audio", ex, num_samples, seed, sampling)
     audio = self.decode_audio(o.audio, self.clip_samples)
-    return Result(audio=audio, tokens=o.tokens)
+    video = np.repeat(clip[None], num_samples, axis=0)
+    return Result(video=video, audio=audio, tokens=o.tokens)
 
   def audio_to_video(self, audio, num_samples=1, seed=0, sampling=None):
     """float [samples] (one clip's length) -> clips that sound like it."""
