@@ -11,8 +11,8 @@ Args (the `:arg` suffix):
          (2^18 codes), reconstruction only, 3,100 steps: the 30-minute CPU
          quality run (README, Results).
   demo:  tiny's 5x8x8 grid with 2^10 FSQ codes (levels 8, 8, 4, 4; the LM's
-         vocabulary stays small), reconstruction only, 450 steps, one
-         32-clip eval at the end: `make demo`'s ~4 CPU minutes (20.7 dB).
+         vocabulary stays small), reconstruction only, 600 steps, one
+         32-clip eval at the end: `make demo`'s ~5 CPU minutes.
   small: 128x128x17 (video_folder 'square' clips) -> 5x16x16, filters 32.
   base:  the paper: 128x128x17 -> 5x16x16, filters 128, multipliers
          (1, 2, 2, 4), 4 res blocks, 2^18 LFQ codes (~376M parameters).
@@ -162,17 +162,17 @@ def _demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   stays tiny's 5 x 8 x 8 = 320 tokens a clip and the codebook 2^10 (LM
   visual bits 10, not 18). FSQ, not LFQ: FSQ learned faster in every CPU
   comparison at 2^18 codes (docs/results.md). Reconstruction only; the
-  learning rate decays to 0 at step 450 (~2.4 steps/s on an idle 2-core
-  CPU), where the one eval (32 test clips) runs. docs/results.md: 20.7 dB
-  PSNR, SSIM 0.68; positions and motion right, shapes blurred, colours
-  washed out.
+  learning rate decays to 0 at step 600 (~2.4 steps/s on an idle 2-core
+  CPU), where the one eval (32 test clips) runs. docs/results.md: at step
+  450, 20.7 dB PSNR, SSIM 0.68; positions and motion right, shapes
+  blurred, colours washed out.
   """
   c.quantizer.kind = "fsq"
   c.quantizer.fsq.levels = (8, 8, 4, 4)  # 1,024 codes.
   c.loss.adversarial_weight = 0.0
-  c.trainer.total_steps = 450
-  c.trainer.eval_every = 450
-  # Every 150 steps so an interrupted demo resumes; the last at step 450.
-  c.trainer.checkpoint.update(every_steps=150, keep=1)
+  c.trainer.total_steps = 600
+  c.trainer.eval_every = 600
+  # Every 200 steps so an interrupted demo resumes; the last at step 600.
+  c.trainer.checkpoint.update(every_steps=200, keep=1)
   c.eval.num_batches = 4
   return c

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# `make demo`: the pipeline on tiny configs, end to end, on this machine.
+# `make demo`: the whole pipeline on tiny configs, on this machine, ending in
+# generated videos with sound.
 #
-# Builds `synth_av` (tiny), writes a few clips as MP4 with their soundtrack
-# muxed in, trains the text tokenizer, tokenizes the clips and trains the
-# tiny LM on them for a short run. Later stages (video tokenizer and codec
-# training, sampling) append their jobs here. Outputs go under $RUN_DIR
-# (default runs/demo, git-ignored). LM_STEPS, TOKENIZE_TRAIN set the sizes.
+# Builds `synth_av` (tiny), trains the video tokenizer, the audio codec and
+# the text tokenizer, tokenizes the clips with them, trains the tiny LM on
+# all 11 tasks, then samples a prompts file of its own (text-to-video with
+# sound, text-to-image, image-to-video, frame continuation, a 4-second long
+# video, inpainting, outpainting, video-to-audio, ...) into
+# $RUN_DIR/samples. Outputs go under $RUN_DIR (default runs/demo,
+# git-ignored). Sizes: LM_STEPS, TOKENIZE_TRAIN; VIDEO_TOK / AUDIO_CODEC
+# name already trained workdirs to use instead of training them here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN_DIR=${RUN_DIR:-runs/demo}
@@ -15,79 +19,98 @@ mkdir -p "$RUN_DIR"
 start=$(date +%s)
 
 step() { echo; echo "==> [$(( $(date +%s) - start ))s] $*"; }
-
-step "1/5 Building synth_av (tiny, 64x64x17 @ 8 fps, 16 kHz audio) into $DATA_DIR"
-$PY -m experiments.build_data --dataset=synth_av --data_dir="$DATA_DIR" \
-  --config=configs/synth_av.py:tiny \
-  --config.dataset.train_size=512 --config.dataset.validation_size=64 \
-  --config.dataset.test_size=64 --config.dataset.test_heldout_size=64 \
-  2> "$RUN_DIR/build_data.log" | tail -n 40
-
-step "2/5 Writing 6 clips as MP4 (H.264 + AAC soundtrack) with captions"
-# --overwrite: a rerun of the demo rewrites its own clips.
-$PY -m experiments.export_clips --dataset=synth_av --data_dir="$DATA_DIR" \
-  --split=train --num=6 --out_dir="$RUN_DIR/clips" --overwrite \
-  2> "$RUN_DIR/export_clips.log"
-cat "$RUN_DIR/clips/captions.jsonl"
-
-step "3/5 Training the sentencepiece text tokenizer on the train captions"
-$PY -m experiments.train_text_tokenizer --dataset=synth_av \
-  --data_dir="$DATA_DIR" --workdir="$RUN_DIR/text" --vocab_size=512 \
-  2> "$RUN_DIR/train_text_tokenizer.log"
-
-# No trained video tokenizer / audio codec stage in this demo yet: the tokens
-# come from tiny RANDOMLY INITIALIZED ones (random_init=True) in
-# $RUN_DIR/tokens (LM: $RUN_DIR/lm), or from trained ones in
-# $RUN_DIR/tokens_trained (LM: $RUN_DIR/lm_trained), so a demo with
-# VIDEO_TOK/AUDIO_CODEC after a plain one neither mixes their tokens nor
-# resumes the other's LM.
-VIDEO_TOK=${VIDEO_TOK:-}
-AUDIO_CODEC=${AUDIO_CODEC:-}
-if [[ -n "$VIDEO_TOK" && -n "$AUDIO_CODEC" ]]; then
-  TOK_ARGS=(--config.video_tokenizer="$VIDEO_TOK" --config.audio_codec="$AUDIO_CODEC")
-  TOK_WHAT="the trained tokenizers $VIDEO_TOK and $AUDIO_CODEC"
-  TOKENS="$RUN_DIR/tokens_trained"
-  LM_DIR="$RUN_DIR/lm_trained"
-else
-  TOK_ARGS=(--config.random_init=True)
-  TOK_WHAT="tiny RANDOMLY INITIALIZED video tokenizer and audio codec (no trained ones in this demo; the LM still learns the token statistics)"
-  TOKENS="$RUN_DIR/tokens"
-  LM_DIR="$RUN_DIR/lm"
-fi
-TOKENIZE_TRAIN=${TOKENIZE_TRAIN:-32}
-step "4/5 Tokenizing $TOKENIZE_TRAIN train + 8 validation clips with $TOK_WHAT into $TOKENS"
-# Finished shards made by these tokenizers and settings are reused; with
-# --overwrite, shards (and tokens.json) made by others (e.g. an earlier
-# checkpoint of VIDEO_TOK, another TOKENIZE_TRAIN) are replaced.
-for split_limit in validation:8 "train:$TOKENIZE_TRAIN"; do
-  if ! $PY -m experiments.tokenize_data --config=configs/tokenize_data.py:tiny \
-    --workdir="$TOKENS" --config.data_dir="$DATA_DIR" \
-    --config.text_tokenizer="$RUN_DIR/text/text.model" "${TOK_ARGS[@]}" \
-    --config.splits="('${split_limit%%:*}',)" --config.limit="${split_limit##*:}" \
-    --overwrite 2>> "$RUN_DIR/tokenize_data.log" | grep -v '^tokens='; then
-    echo "tokenize_data failed; the end of $RUN_DIR/tokenize_data.log:" >&2
-    tail -n 5 "$RUN_DIR/tokenize_data.log" >&2
+# Runs a job with its log in $RUN_DIR/<name>.log; on failure shows its end.
+rm -f "$RUN_DIR"/*.log
+job() {
+  local name=$1; shift
+  if ! "$@" 2>> "$RUN_DIR/$name.log"; then
+    echo "$name failed; the end of $RUN_DIR/$name.log:" >&2
+    tail -n 15 "$RUN_DIR/$name.log" >&2
     exit 1
   fi
-done
-cat "$TOKENS/tokens.json" | tr -d '\n' | sed 's/  */ /g'; echo
+}
 
-# The LM reads its id ranges from the tokens' tokens.json and keeps a copy
-# in its workdir (refusing to resume on other tokens). An LM trained on
-# other tokens is not resumed: it starts afresh.
-if [[ -d "$LM_DIR" ]] && ! cmp -s "$TOKENS/tokens.json" "$LM_DIR/tokens.json"; then
+step "1/8 Building synth_av (tiny, 64x64x17 @ 8 fps, 16 kHz audio) into $DATA_DIR"
+job build_data $PY -m experiments.build_data --dataset=synth_av \
+  --data_dir="$DATA_DIR" --config=configs/synth_av.py:tiny \
+  --config.dataset.train_size=512 --config.dataset.validation_size=64 \
+  --config.dataset.test_size=64 --config.dataset.test_heldout_size=64 \
+  | tail -n 40
+
+step "2/8 Writing 6 test clips as MP4 (H.264 + AAC soundtrack) with captions"
+# The sampler's inputs below; --overwrite: a rerun rewrites its own clips.
+job export_clips $PY -m experiments.export_clips --dataset=synth_av \
+  --data_dir="$DATA_DIR" --split=test --num=6 --out_dir="$RUN_DIR/clips" \
+  --overwrite
+cat "$RUN_DIR/clips/captions.jsonl"
+
+step "3/8 Training the sentencepiece text tokenizer on the train captions"
+job train_text_tokenizer $PY -m experiments.train_text_tokenizer \
+  --dataset=synth_av --data_dir="$DATA_DIR" --workdir="$RUN_DIR/text" \
+  --vocab_size=512
+
+# Each training job resumes its workdir, so a rerun of the demo finishes at
+# once; the configs' `demo` presets are ~4 CPU minutes each.
+VIDEO_TOK=${VIDEO_TOK:-$RUN_DIR/video_tokenizer}
+AUDIO_CODEC=${AUDIO_CODEC:-$RUN_DIR/audio_codec}
+if [[ "$VIDEO_TOK" == "$RUN_DIR/video_tokenizer" ]]; then
+  step "4/8 Training the MAGVIT-v2 video tokenizer (configs/magvit2.py:demo: 5x8x8 codes of 2^10) into $VIDEO_TOK"
+  job train_video_tokenizer $PY -m experiments.train_video_tokenizer \
+    --config=configs/magvit2.py:demo --workdir="$VIDEO_TOK" \
+    --config.data.data_dir="$DATA_DIR"
+  grep -h -o "eval/psnr[^,]*" "$VIDEO_TOK/metrics.jsonl" | tail -n 1 || true
+else
+  step "4/8 Using the video tokenizer in $VIDEO_TOK"
+fi
+if [[ "$AUDIO_CODEC" == "$RUN_DIR/audio_codec" ]]; then
+  step "5/8 Training the SoundStream audio codec (configs/soundstream.py:demo) into $AUDIO_CODEC"
+  job train_audio_codec $PY -m experiments.train_audio_codec \
+    --config=configs/soundstream.py:demo --workdir="$AUDIO_CODEC" \
+    --config.data.data_dir="$DATA_DIR"
+  grep -h -o "eval/si_sdr[^,]*" "$AUDIO_CODEC/metrics.jsonl" | tail -n 1 || true
+else
+  step "5/8 Using the audio codec in $AUDIO_CODEC"
+fi
+
+TOKENS="$RUN_DIR/tokens"
+TOKENIZE_TRAIN=${TOKENIZE_TRAIN:-512}
+step "6/8 Tokenizing $TOKENIZE_TRAIN train + 64 validation clips into $TOKENS"
+# Finished shards made by these tokenizers and settings are reused; with
+# --overwrite, shards (and tokens.json) made by others (e.g. an earlier
+# checkpoint of the tokenizer) are replaced.
+for split_limit in validation:64 "train:$TOKENIZE_TRAIN"; do
+  job tokenize_data $PY -m experiments.tokenize_data \
+    --config=configs/tokenize_data.py:tiny --workdir="$TOKENS" \
+    --config.data_dir="$DATA_DIR" \
+    --config.text_tokenizer="$RUN_DIR/text/text.model" \
+    --config.video_tokenizer="$VIDEO_TOK" --config.audio_codec="$AUDIO_CODEC" \
+    --config.splits="('${split_limit%%:*}',)" \
+    --config.limit="${split_limit##*:}" --overwrite
+done
+$PY - "$TOKENS/tokens.json" <<'PYEOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+print(f"tokens.json: video tokenizer {m['video_tokenizer']} (step"
+      f" {m['video_tokenizer_step']}), audio codec {m['audio_codec']} (step"
+      f" {m['audio_codec_step']}), 2^{m['visual_bits']} visual codes,"
+      f" {m['audio_levels']} x {m['audio_codebook']} audio codes")
+PYEOF
+
+LM_DIR="$RUN_DIR/lm"
+# An LM trained on other tokens is not resumed (the trainer would refuse):
+# it starts afresh, and so do its samples.
+if [[ -f "$LM_DIR/tokens.json" ]] && ! cmp -s "$TOKENS/tokens.json" "$LM_DIR/tokens.json"; then
   echo "The tokens in $TOKENS changed since $LM_DIR was trained: removing it to train afresh"
   rm -rf "$LM_DIR"
 fi
-
-LM_STEPS=${LM_STEPS:-40}
-step "5/5 Training the tiny LM for $LM_STEPS steps on all 11 tasks into $LM_DIR"
-$PY -m experiments.train --config=configs/videopoet.py:tiny \
+LM_STEPS=${LM_STEPS:-1500}
+step "7/8 Training the tiny LM for $LM_STEPS steps on all 11 tasks into $LM_DIR"
+job train_lm $PY -m experiments.train --config=configs/videopoet.py:tiny \
   --workdir="$LM_DIR" --config.data.path="$TOKENS" \
-  --config.trainer.total_steps="$LM_STEPS" --config.trainer.eval_every="$LM_STEPS" \
-  --config.trainer.checkpoint.every_steps="$LM_STEPS" \
-  --config.data.eval_batches=1 2> "$RUN_DIR/train_lm.log"
-grep -E "Training steps|Compiled" "$RUN_DIR/train_lm.log" | sed 's/^.*\] //' || true
+  --config.trainer.total_steps="$LM_STEPS" \
+  --config.trainer.eval_every="$LM_STEPS" \
+  --config.trainer.checkpoint.every_steps=500 \
+  --config.data.eval_batches=2
 $PY - "$LM_DIR/metrics.jsonl" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -98,11 +121,58 @@ for k in sorted(last):
     print(f"  {k[4:-5]:26s} {last[k]:.3f}")
 PYEOF
 
+step "8/8 Sampling the demo's prompts with the LM into $RUN_DIR/samples"
+PROMPTS="$RUN_DIR/prompts.jsonl"
+$PY - "$RUN_DIR/clips" "$PROMPTS" <<'PYEOF'
+import json, os, sys
+import numpy as np
+from PIL import Image
+from videopoet.data import media
+clips, out = sys.argv[1], sys.argv[2]
+rows = [json.loads(l) for l in open(os.path.join(clips, "captions.jsonl"))]
+video = lambda i: os.path.abspath(os.path.join(clips, rows[i]["file"]))
+caption = lambda i: rows[i]["caption"]
+first = os.path.join(clips, "first_frame.png")  # image-to-video's input.
+Image.fromarray(media.read_video(video(2))[0][0]).save(first)
+requests = [
+    {"task": "text_to_video_with_audio", "text": caption(0), "seed": 0},
+    {"task": "text_to_image", "text": caption(1), "seed": 1},
+    {"task": "image_to_video", "image": os.path.abspath(first),
+     "text": caption(2), "seed": 2},
+    {"task": "frame_continuation", "video": video(3), "seed": 3},
+    {"task": "long_video", "text": caption(4), "seconds": 4, "seed": 4},
+    {"task": "inpainting", "video": video(5), "mask": "box", "seed": 5},
+    {"task": "outpainting", "video": video(0), "mask": "right", "seed": 6},
+    {"task": "video_to_audio", "video": video(1), "seed": 7},
+    {"task": "audio_to_video", "audio": video(2), "seed": 8},
+    {"task": "stylization", "structure": video(3), "text": caption(4),
+     "seed": 9},
+]
+with open(out, "w") as f:
+  f.writelines(json.dumps(r) + "\n" for r in requests)
+print(f"{len(requests)} requests in {out}")
+PYEOF
+# The samples of an earlier demo came from an earlier LM: start afresh.
+rm -rf "$RUN_DIR/samples"
+job sample $PY -m experiments.sample --config=configs/sample.py:demo \
+  --workdir="$RUN_DIR/samples" --config.lm="$LM_DIR" \
+  --config.prompts="$PROMPTS"
+$PY - "$RUN_DIR/samples" <<'PYEOF'
+import json, os, sys
+out = sys.argv[1]
+for line in open(os.path.join(out, "manifest.jsonl")):
+  r = json.loads(line)
+  files = [v for o in r.get("outputs", []) for k, v in o.items() if k != "sample"]
+  what = ", ".join(os.path.join(out, f) for f in files if f.endswith((".mp4", ".png"))) if r["status"] == "done" else r["reason"]
+  print(f"  {r.get('task', '?'):26s} {r['status']:5s} {r['seconds']:6.1f}s  {what}")
+PYEOF
+
 echo
 echo "Demo finished in $(( $(date +%s) - start ))s. Outputs:"
-echo "  dataset:  $DATA_DIR/synth_av"
-echo "  clips:    $RUN_DIR/clips/*.mp4 (captions in $RUN_DIR/clips/captions.jsonl)"
-echo "  text:     $RUN_DIR/text/text.model"
-echo "  tokens:   $TOKENS/*.array_record (+ tokens.json, <shard>.json)"
-echo "  LM:       $LM_DIR (checkpoints/, metrics.jsonl, tensorboard/)"
-echo "  logs:     $RUN_DIR/*.log"
+echo "  dataset:     $DATA_DIR/synth_av"
+echo "  clips:       $RUN_DIR/clips/*.mp4 (captions in $RUN_DIR/clips/captions.jsonl)"
+echo "  tokenizers:  $VIDEO_TOK, $AUDIO_CODEC, $RUN_DIR/text/text.model"
+echo "  tokens:      $TOKENS (tokens.json names what made them)"
+echo "  LM:          $LM_DIR (checkpoints/, metrics.jsonl, tensorboard/)"
+echo "  samples:     $RUN_DIR/samples/*/sample_*.mp4 (manifest.jsonl)"
+echo "  logs:        $RUN_DIR/*.log"
