@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -33,6 +34,7 @@ from videopoet.data import synth_av_tfds
 from videopoet.eval import oracle
 from videopoet.eval import report
 from videopoet.eval import sweep
+from videopoet.sampling import generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATASET = "synth_av/eval32"
@@ -149,6 +151,50 @@ def test_ground_truth_variant_needs_no_model(data_dir, tmp_path):
   assert sweep.run(cfg, str(tmp_path), log=lines.append)["computed"] == 0
 
 
+class _EchoGenerator:
+  """Answers text_to_video with the clip whose caption it is given (a
+  perfect model), and refuses the captions in `refuse`."""
+
+  spec = types.SimpleNamespace(
+      num_frames=9, height=32, width=32, fps=8.0, sample_rate=16000
+  )
+
+  def __init__(self, recs, refuse=()):
+    self.clips = {r["caption"]: r["video"] for r in recs}
+    self.refuse = set(refuse)
+
+  def text_to_video(self, text, num_samples, seed, sampling):
+    del seed, sampling
+    if text in self.refuse:
+      raise generate.RequestError(f"cannot serve {text!r}")
+    return generate.Result(video=np.stack([self.clips[text]] * num_samples))
+
+
+def test_a_model_cell_scores_samples_and_records_failed_examples(
+    data_dir, tmp_path
+):
+  cfg = _config(
+      "tiny", lms=(("/x/lm", 1),), data_dir=data_dir, dataset=DATASET,
+      num_examples=3, num_samples=2, report_samples=1,
+  )  # fmt: skip
+  data = sweep.Data(DATASET, data_dir, 3)
+  shape = data.native_shape("test")
+  recs = data.records("test", shape)
+  s = sweep.settings_grid(cfg, "text_to_video")[0]
+  cell = sweep.model_cell("/x/lm", 1, "text_to_video", "test", shape, s)
+  fvd = sweep.Fvd(False, print)
+  gen = _EchoGenerator(recs, refuse=[recs[1]["caption"]])
+  body = sweep.run_model(cell, gen, recs, cfg, str(tmp_path), fvd)
+  assert [r["example"] for r in body["samples"]] == [0, 0, 2, 2]
+  assert all(r["metrics"]["colour_acc"] == 1.0 for r in body["samples"])
+  assert [f["example"] for f in body["failed_examples"]] == [1]
+  assert (tmp_path / body["media"][0]["samples"][1]).exists()
+  assert (tmp_path / body["media"][0]["truth"]).exists()
+  gen = _EchoGenerator(recs, refuse=[r["caption"] for r in recs])
+  with pytest.raises(generate.RequestError, match="cannot serve"):
+    sweep.run_model(cell, gen, recs, cfg, str(tmp_path), fvd)
+
+
 def _evaluate(workdir, lm_dir, data_dir, *extra):
   return subprocess.Popen(
       [sys.executable, "-m", "experiments.evaluate",
@@ -250,8 +296,17 @@ def test_every_task_runs_through_the_sweep(lm_dir, data_dir, tmp_path):
           if r["row"].startswith("lm-")}  # fmt: skip
   assert set(rows) == set(sweep.TASKS)
   assert all(r["n"] == "4" for r in rows.values()), rows
-  assert rows["inpainting"]["psnr_outside"] and rows["long_video"]["drift_px_per_s"]
+  assert (
+      rows["inpainting"]["psnr_outside"]
+      and rows["long_video"]["drift_px_per_s"]
+  )
   media_dir = tmp_path / sweep.MEDIA_DIR
   assert list(media_dir.glob("*.text_to_image.*/000_0.png"))
   assert list(media_dir.glob("*.inpainting.*/000_input.mp4"))
   assert list(media_dir.glob("*.image_to_video.*/000_input.png"))
+
+
+def test_a_missing_checkpoint_is_a_config_error(lm_dir, data_dir, tmp_path):
+  cfg = _config("tiny", lms=((lm_dir, 7),), data_dir=data_dir)
+  with pytest.raises(config_lib.ConfigError, match="no checkpoint 7.*: 3"):
+    sweep.run(cfg, str(tmp_path))

@@ -4,7 +4,8 @@ results.csv    one row per cell: cell id, row (the LM's tag, or
                `ground_truth` / `shuffled`), lm, step, task, split,
                temperature, top_k, top_p, guidance, n (samples scored),
                status, seconds, then one column per metric mean (empty
-               where a task has no such metric), reason (failed cells).
+               where a task has no such metric), reason (a failed cell's,
+                 or how many of its examples failed and why).
 results.md     a markdown table per task: the reference rows first.
 plots/<task>.<metric>.vs_<guidance|step>.png
                each metric against guidance and against training step
@@ -86,6 +87,16 @@ def _order(rows: list[dict]) -> list[dict]:
   )  # fmt: skip
 
 
+def _reason(r: dict) -> str:
+  """Why a cell failed, or which of its examples did (else '')."""
+  if r.get("status") == "error":
+    return f"failed: {r.get('reason', '')}"
+  bad = r.get("failed_examples") or []
+  if bad:
+    return f"{len(bad)} examples failed, e.g. {bad[0]['reason']}"
+  return ""
+
+
 def _fmt(v: Any, digits: int = 3) -> str:
   if v is None:
     return ""
@@ -110,7 +121,7 @@ def write_csv(path: str, rows: list[dict]) -> None:
     w.writerow(
         [_fmt(base.get(c), 6) for c in BASE_COLUMNS]
         + [_fmt(means.get(m), 6) for m in metrics]
-        + [r.get("reason", "")]
+        + [_reason(r)]
     )
   _atomic_write(path, buf.getvalue())
 
@@ -147,11 +158,11 @@ def write_md(path: str, rows: list[dict], title: str) -> None:
               "|" + "---|" * len(header)]  # fmt: skip
     for cells, _ in body:
       lines.append("| " + " | ".join(cells) + " |")
-    failed = [r for r in mine if r.get("status") == "error"]
+    failed = [r for r in mine if _reason(r)]
     if failed:
       lines.append("")
       for r in failed:
-        lines.append(f"- `{r['id']}` failed: {r.get('reason', '')}")
+        lines.append(f"- `{r['id']}` {_reason(r)}")
     lines.append("")
   lines.append(
       "Rows: `ground_truth` = the dataset's clips through the oracle (the"
@@ -368,17 +379,16 @@ def write_html(path: str, rows: list[dict], plots: list[str], title: str,
     for cells, r in body:
       cls = "error" if r.get("status") == "error" else (
           "ref" if r["kind"] != "model" else "")  # fmt: skip
-      title_attr = f' title="{_e(r.get("reason", r["id"]))}"'
+      title_attr = f' title="{_e(_reason(r) or r["id"])}"'
       out.append(f'<tr class="{cls}"{title_attr}>')
       for i, c in enumerate(cells):
         num = ' class="num"' if i >= len(_MD_COLUMNS) - 1 else ""
         out.append(f"<td{num}>{_e(c)}</td>")
       out.append("</tr>")
     out.append("</tbody></table>")
-    failed = [r for r in mine if r.get("status") == "error"]
+    failed = [r for r in mine if _reason(r)]
     for r in failed:
-      out.append(f"<p class=\"error\">{_e(r['id'])} failed: "
-                 f"{_e(r.get('reason', ''))}</p>")  # fmt: skip
+      out.append(f'<p class="error">{_e(r["id"])} {_e(_reason(r))}</p>')
     mine_plots = [
         p for p in plots if os.path.basename(p).startswith(task + ".")
     ]

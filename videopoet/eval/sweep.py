@@ -21,7 +21,9 @@ and the media written for the report; a cell whose JSON exists (made with
 the same `num_examples`, `num_samples`, seed, dataset, masks and lengths:
 its `key`) is skipped, so a killed sweep reruns only the missing cells. A
 cell whose request the LM cannot serve (`generate.RequestError`, e.g. a task
-it was not trained on) is written with `status: error` and its reason.
+it was not trained on) is written with `status: error` and its reason; an
+example it cannot serve in a cell whose others it can (a caption longer
+than its text block) is listed in the cell's `failed_examples`.
 Then `videopoet.eval.report` writes results.csv, results.md, the plots,
 report.html and report.png from the cells of this config.
 
@@ -263,9 +265,14 @@ def resolve_step(workdir: str, step: int) -> int:
   """`step`, or the latest checkpoint's for 0."""
   from videopoet.train_lib import loading  # pylint: disable=g-import-not-at-top
 
-  if step:
-    return step
   steps = loading.checkpoint_steps(workdir)
+  if step:
+    if step not in steps:
+      raise FileNotFoundError(
+          f"{workdir} has no checkpoint {step} (its steps:"
+          f" {', '.join(map(str, steps)) or 'none'})"
+      )
+    return step
   if not steps:
     raise FileNotFoundError(
         f"{workdir} has no checkpoint (config.lms names it with step 0:"
@@ -737,12 +744,21 @@ def run_reference(cell: Cell, recs: list[dict], cfg: EvalConfig, workdir: str,
 def run_model(cell: Cell, gen, recs: list[dict], cfg: EvalConfig,
               workdir: str, fvd: Fvd) -> dict:  # fmt: skip
   """A model cell: generate and score every example's samples."""
-  rows, media_rows, generated = [], [], []
+  rows, media_rows, generated, failed = [], [], [], []
   shape = cell.shape
   for i, rec in enumerate(recs):
-    result, cond, extras = _generate(
-        gen, cell.task, rec, cfg.num_samples, cfg.seed + i, cell.sampling, cfg
-    )
+    try:
+      result, cond, extras = _generate(
+          gen, cell.task, rec, cfg.num_samples, cfg.seed + i, cell.sampling,
+          cfg,
+      )  # fmt: skip
+    except _request_errors() as e:
+      # One example the LM cannot serve (e.g. a caption longer than its
+      # text block) is recorded; a cell where none can be served fails.
+      failed.append({"example": i, "reason": str(e)})
+      if len(failed) == len(recs):
+        raise
+      continue
     count = len(result.video if result.video is not None else result.audio)
     files = []
     for s in range(count):
@@ -774,7 +790,8 @@ def run_model(cell: Cell, gen, recs: list[dict], cfg: EvalConfig,
         row["input"] = base + ".mp4"
       media_rows.append(row)
   extra = fvd.of_cell(cell, recs, generated)
-  return {"samples": rows, "media": media_rows, "extra": extra}
+  return {"samples": rows, "media": media_rows, "extra": extra,
+          "failed_examples": failed}  # fmt: skip
 
 
 def _hms(seconds: float) -> str:
@@ -840,6 +857,12 @@ def run(cfg: EvalConfig, workdir: str, log: Callable[[str], None] = print
       means.update(body["extra"])
       out.update(status="done", samples=body["samples"], media=body["media"],
                  means=means, n=len(body["samples"]))  # fmt: skip
+      if body.get("failed_examples"):
+        out["failed_examples"] = body["failed_examples"]
+        log(
+            f"evaluate: {cell.id}: {len(body['failed_examples'])} examples"
+            f" failed, e.g. {body['failed_examples'][0]['reason']}"
+        )
     except _request_errors() as e:
       errors += 1
       out.update(status="error", reason=str(e), n=0, means={})
