@@ -337,9 +337,9 @@ def _media_tag(path: str, sound: bool) -> str:
 
 def _settings(r: dict) -> str:
   if r["kind"] != "model":
-    return r["kind"]
+    return f"{r['kind']}<br>{_e(r['split'])}"
   return (
-      f"{r['label']} step {r['step']}<br>{r['split']}, T={_fmt(r['temperature'])}"
+      f"{r['label']} step {r['step']}<br>{_e(r['split'])}, T={_fmt(r['temperature'])}"
       f" top-k={r['top_k']} guidance={_fmt(r['guidance'])}"
   )
 
@@ -526,10 +526,13 @@ def write_all(workdir: str, rows: list[dict], cfg, log: Callable[[str], None]
       else "ground truth and chance"
   )  # fmt: skip
   dataset = next((r.get("dataset") for r in rows), "")
+  per_cell = (
+      f"{cfg.num_examples} examples x {cfg.num_samples} samples per model"
+      " cell" if models else f"{cfg.num_examples} examples per cell"
+  )  # fmt: skip
   notes = [
-      f"Dataset {dataset}, splits {', '.join(cfg.splits)};"
-      f" {cfg.num_examples} examples x {cfg.num_samples} samples per model"
-      f" cell ({len(rows)} cells, {len(rows) - len(done)} failed);"
+      f"Dataset {dataset}, splits {', '.join(cfg.splits)}; {per_cell}"
+      f" ({len(rows)} cells, {len(rows) - len(done)} failed);"
       f" written {time.strftime('%Y-%m-%d %H:%M:%S %Z')}.",
   ]
   lms = sorted({r["lm"] for r in rows if r.get("lm")})
