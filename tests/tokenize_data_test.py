@@ -181,7 +181,7 @@ def test_jobs_tokenize_then_train_on_the_shards(setup):
   assert (spec.num_frames, spec.fps, spec.sample_rate) == (17, 8.0, 16000)
   assert (spec.audio_levels, spec.audio_codebook) == (4, 1024)
   assert (spec.audio_hop, spec.audio_frames) == (320, 106)
-  assert spec.max_text_len == 16 and spec.text_size == 64
+  assert spec.max_text_len == 40 and spec.text_size == 64
   assert spec.video_tokenizer == spec.audio_codec == "random"
   tasks = (
       "(('stylization', 1.0), ('video_to_audio', 1.0),"
