@@ -17,19 +17,14 @@ import jax.numpy as jnp
 import optax
 
 from configs import videopoet as videopoet_configs
+from tests import text_tokenizer_test
 from videopoet import text_tokenizer
 from videopoet import token_spec
 from videopoet import vocab as vocab_lib
 from videopoet.model import transformer
 from videopoet.train_lib import checkpointing
 
-CAPTIONS = [
-    f"a {size} {colour} {shape} moving {way}"
-    for size in ("small", "big")
-    for colour in ("red", "green", "blue", "yellow")
-    for shape in ("circle", "square", "triangle")
-    for way in ("left", "right", "up", "down")
-]
+CAPTIONS = text_tokenizer_test.CAPTIONS
 
 
 def make(root: str, step: int = 3, tasks=None) -> str:
