@@ -4,7 +4,8 @@
       --workdir=runs/codec --config.data.data_dir=runs/data
 
 Variants (`:arg`): `tiny` (CPU tests: C=8), `demo` (tiny, reconstruction
-only, 600 steps: `make demo`'s ~4 CPU minutes), `small` (C=16),
+only, 600 steps: `make demo`'s ~4 CPU minutes), `quality` (demo for 1,500
+steps: `make quality`, ~9 CPU minutes), `small` (C=16),
 `base` (the paper's C=32, 12 x 1,024 levels as AudioLM's SoundStream). All
 share VideoPoet's geometry: 16 kHz, strides (2, 4, 5, 8) -> 50 frames/s,
 1,024 codes per level; the LM keeps the first 4 levels. Train on any TFDS
@@ -14,7 +15,7 @@ audio files (`--config.data.source=wav_folder --config.data.data_dir=DIR`).
 
 import ml_collections
 
-_ARGS = ("tiny", "demo", "small", "base")
+_ARGS = ("tiny", "demo", "quality", "small", "base")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -26,6 +27,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
   if arg == "demo":
     return _demo(get_config("tiny"))
+  if arg == "quality":
+    return _demo(get_config("tiny"), steps=1500)
   tiny, base = arg == "tiny", arg == "base"
   config = ml_collections.ConfigDict()
 
@@ -155,7 +158,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return config
 
 
-def _demo(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+def _demo(
+    config: ml_collections.ConfigDict, steps: int = 600
+) -> ml_collections.ConfigDict:
   """`tiny` trained in ~4 CPU minutes for `make demo`: reconstruction only.
 
   GAN steps cost ~2.5x a reconstruction step on CPU; in the same time,
@@ -163,8 +168,8 @@ def _demo(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   0.1 dB, mel distance 5.83 vs 6.16 on 16 test clips; docs/results.md) and
   decode every synth_av tone at its pitch. One eval (16 test clips) at the
   last step. The harness still compiles the (unused) GAN step at start.
+  `quality`: the same for `steps` = 1,500.
   """
-  steps = 600
   config.trainer.update(total_steps=steps, eval_every=steps)
   config.trainer.checkpoint.update(every_steps=200, keep=1)
   # Batch i >= disc_start_step trains with the GAN (0-based): never here.

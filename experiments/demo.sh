@@ -16,19 +16,8 @@ RUN_DIR=${RUN_DIR:-runs/demo}
 PY=${PY:-.venv/bin/python}
 DATA_DIR="$RUN_DIR/data"
 mkdir -p "$RUN_DIR"
-start=$(date +%s)
-
-step() { echo; echo "==> [$(( $(date +%s) - start ))s] $*"; }
-# Runs a job with its log in $RUN_DIR/<name>.log; on failure shows its end.
+source experiments/pipeline.sh
 rm -f "$RUN_DIR"/*.log
-job() {
-  local name=$1; shift
-  if ! "$@" 2>> "$RUN_DIR/$name.log"; then
-    echo "$name failed; the end of $RUN_DIR/$name.log:" >&2
-    tail -n 15 "$RUN_DIR/$name.log" >&2
-    exit 1
-  fi
-}
 
 step "1/8 Building synth_av (tiny, 64x64x17 @ 8 fps, 16 kHz audio) into $DATA_DIR"
 job build_data $PY -m experiments.build_data --dataset=synth_av \
@@ -75,18 +64,8 @@ fi
 TOKENS="$RUN_DIR/tokens"
 TOKENIZE_TRAIN=${TOKENIZE_TRAIN:-512}
 step "6/8 Tokenizing $TOKENIZE_TRAIN train + 64 validation clips into $TOKENS"
-# Finished shards made by these tokenizers and settings are reused; with
-# --overwrite, shards (and tokens.json) made by others (e.g. an earlier
-# checkpoint of the tokenizer) are replaced.
-for split_limit in validation:64 "train:$TOKENIZE_TRAIN"; do
-  job tokenize_data $PY -m experiments.tokenize_data \
-    --config=configs/tokenize_data.py:tiny --workdir="$TOKENS" \
-    --config.data_dir="$DATA_DIR" \
-    --config.text_tokenizer="$RUN_DIR/text/text.model" \
-    --config.video_tokenizer="$VIDEO_TOK" --config.audio_codec="$AUDIO_CODEC" \
-    --config.splits="('${split_limit%%:*}',)" \
-    --config.limit="${split_limit##*:}" --overwrite
-done
+tokenize "$TOKENS" "$DATA_DIR" "$RUN_DIR/text/text.model" "$VIDEO_TOK" \
+  "$AUDIO_CODEC" validation:64 "train:$TOKENIZE_TRAIN"
 $PY - "$TOKENS/tokens.json" <<'PYEOF'
 import json, sys
 m = json.load(open(sys.argv[1]))
@@ -97,12 +76,7 @@ print(f"tokens.json: video tokenizer {m['video_tokenizer']} (step"
 PYEOF
 
 LM_DIR="$RUN_DIR/lm"
-# An LM trained on other tokens is not resumed (the trainer would refuse):
-# it starts afresh, and so do its samples.
-if [[ -f "$LM_DIR/tokens.json" ]] && ! cmp -s "$TOKENS/tokens.json" "$LM_DIR/tokens.json"; then
-  echo "The tokens in $TOKENS changed since $LM_DIR was trained: removing it to train afresh"
-  rm -rf "$LM_DIR"
-fi
+fresh_lm "$TOKENS" "$LM_DIR"
 LM_STEPS=${LM_STEPS:-1500}
 step "7/8 Training the tiny LM for $LM_STEPS steps on all 11 tasks into $LM_DIR"
 job train_lm $PY -m experiments.train --config=configs/videopoet.py:tiny \
