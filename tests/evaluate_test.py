@@ -151,6 +151,68 @@ def test_ground_truth_variant_needs_no_model(data_dir, tmp_path):
   assert sweep.run(cfg, str(tmp_path), log=lines.append)["computed"] == 0
 
 
+class _CodecGenerator:
+  """A generator whose tokenizers hand the clip back (lossless) or with
+  its pixels quantized to `step` levels (lossy); counts its encodes."""
+
+  def __init__(self, step: int = 1):
+    self.step, self.encodes = step, 0
+    self.spec = types.SimpleNamespace(time_factor=4, space_factor=8)
+    self.models = types.SimpleNamespace(
+        lm=types.SimpleNamespace(workdir="/x/lm"), codec=object()
+    )
+
+  def encode_video(self, frames):
+    self.encodes += 1
+    return frames // self.step
+
+  def decode_video(self, codes):
+    return (codes * self.step + self.step // 2).astype(np.uint8)
+
+  def encode_audio(self, wave):
+    return wave[None]
+
+  def decode_audio(self, codes, samples):
+    return codes[:, 0, :samples]
+
+
+def test_the_tokenizer_row_scores_the_clips_through_the_tokenizers(
+    data_dir, tmp_path
+):
+  """Lossless tokenizers: the tokenizer row equals ground truth; pixels
+  quantized to 64 levels: PSNR falls to what that quantization costs, the
+  objects are still found. Each clip is encoded once for all tasks."""
+  cfg = _config(
+      "tiny", lms=(("/x/lm", 1),), data_dir=data_dir, dataset=DATASET,
+      num_examples=3, report_samples=1,
+  )  # fmt: skip
+  data = sweep.Data(DATASET, data_dir, 3)
+  shape = data.native_shape("test")
+  recs = data.records("test", shape)
+  fvd = sweep.Fvd(False, print)
+  cells = {t: sweep.tokenizer_cell("/x/lm", 1, t, "test", shape)
+           for t in ("text_to_video", "inpainting", "video_to_audio")}  # fmt: skip
+  assert cells["inpainting"].id.endswith(".tokenizer.inpainting.test")
+  assert cells["inpainting"].label == "tokenizer"
+
+  def means(gen, task, roundtrip):
+    body = sweep.run_reference(cells[task], recs, cfg, str(tmp_path), fvd,
+                               gen.spec, gen, roundtrip)  # fmt: skip
+    return sweep._means(body["samples"]), body  # pylint: disable=protected-access
+
+  gen, roundtrip = _CodecGenerator(), sweep.Roundtrip()
+  m, body = means(gen, "inpainting", roundtrip)
+  assert m["psnr_inside"] == m["psnr_outside"] == 100
+  assert (tmp_path / body["media"][0]["samples"][0]).exists()
+  assert means(gen, "text_to_video", roundtrip)[0]["colour_acc"] == 1.0
+  assert means(gen, "video_to_audio", roundtrip)[0]["pitch_acc"] == 1.0
+  assert gen.encodes == 3  # Once per clip, not per task.
+  lossy = _CodecGenerator(step=4)
+  m, _ = means(lossy, "inpainting", sweep.Roundtrip())
+  assert 35 < m["psnr_inside"] < 60, m  # 64 levels: ~ 41 dB.
+  assert means(lossy, "text_to_video", sweep.Roundtrip())[0]["colour_acc"] >= 0.6
+
+
 class _EchoGenerator:
   """Answers text_to_video with the clip whose caption it is given (a
   perfect model), and refuses the captions in `refuse`."""
@@ -218,11 +280,14 @@ def test_sweep_resumes_cell_by_cell_and_the_report_plays(
   proc = _evaluate(work, lm_dir, data_dir)
   log, _ = proc.communicate(timeout=600)
   assert proc.returncode == 0, log
-  assert "6 cells: 6 computed (0 failed), 0 done before" in log, log
-  assert re.search(r"cell 6/6 .* ETA 0:00:00", log), log
+  # 2 tasks x (ground_truth, shuffled, tokenizer, the LM).
+  assert "8 cells: 8 computed (0 failed), 0 done before" in log, log
+  assert re.search(r"cell 8/8 .* ETA 0:00:00", log), log
   rows = _csv(work / "results.csv")
-  assert len(rows) == 6
-  assert {r["row"] for r in rows} >= {"ground_truth", "shuffled"}
+  assert len(rows) == 8
+  assert {r["row"] for r in rows} >= {"ground_truth", "shuffled", "tokenizer"}
+  tok = [r for r in rows if r["row"] == "tokenizer"]
+  assert all(r["status"] == "done" and r["n"] == "2" for r in tok), tok
   model = [r for r in rows if r["row"].startswith("lm-")]
   assert {r["task"] for r in model} == {"text_to_video", "video_to_audio"}
   assert all(r["status"] == "done" and r["n"] == "2" for r in model)
@@ -232,30 +297,31 @@ def test_sweep_resumes_cell_by_cell_and_the_report_plays(
   chromium = report.find_chromium()
   assert (work / "report.png").exists() == (chromium is not None)
 
-  # More cells: guidance 1 and 3 (text_to_video only) on both test splits.
+  # More cells: guidance 1 and 3 (text_to_video only) on both test splits:
+  # 2 tasks x 2 splits x 3 reference rows + (2 + 1) x 2 model cells.
   more = ("--config.guidance=(1.0, 3.0)",
           "--config.splits=('test', 'test_heldout')")  # fmt: skip
   before = _cells(work)
   proc = _evaluate(work, lm_dir, data_dir, *more)
   deadline = time.time() + 300
   while time.time() < deadline and proc.poll() is None:
-    if any(k.startswith("lm-") for k in set(_cells(work)) - set(before)):
+    if any(".s3." in k for k in set(_cells(work)) - set(before)):
       os.kill(proc.pid, signal.SIGKILL)
       break
     time.sleep(0.05)
   proc.wait()
   assert proc.returncode == -signal.SIGKILL, proc.stdout.read()
   killed = _cells(work)
-  assert 6 < len(killed) < 14
+  assert 8 < len(killed) < 18
   proc = _evaluate(work, lm_dir, data_dir, *more)
   log, _ = proc.communicate(timeout=600)
   assert proc.returncode == 0, log
-  left = 14 - len(killed)
-  assert f"14 cells: {left} computed (0 failed), {len(killed)} done" in log
+  left = 18 - len(killed)
+  assert f"18 cells: {left} computed (0 failed), {len(killed)} done" in log
   after = _cells(work)
-  assert len(after) == 14
+  assert len(after) == 18
   assert all(after[k] == t for k, t in killed.items())  # Not redone.
-  assert len(_csv(work / "results.csv")) == 14
+  assert len(_csv(work / "results.csv")) == 18
   plots = sorted(os.listdir(work / "plots"))
   assert "text_to_video.colour_acc.vs_guidance.png" in plots, plots
   assert not [p for p in plots if p.startswith("video_to_audio.")]

@@ -1,7 +1,7 @@
 """The outputs of an eval sweep, from its cell JSONs (`videopoet.eval.sweep`).
 
 results.csv    one row per cell: cell id, row (the LM's tag, or
-               `ground_truth` / `shuffled`), lm, step, task, split,
+               `ground_truth` / `shuffled` / `tokenizer`), lm, step, task, split,
                temperature, top_k, top_p, guidance, n (samples scored),
                status, seconds, then one column per metric mean (empty
                where a task has no such metric), reason (a failed cell's,
@@ -74,8 +74,8 @@ def _metrics_by_task(rows: list[dict]) -> dict[str, list[str]]:
 
 
 def _order(rows: list[dict]) -> list[dict]:
-  """Per task: ground_truth, shuffled, then model rows."""
-  rank = {"ground_truth": 0, "shuffled": 1, "model": 2}
+  """Per task: ground_truth, shuffled, tokenizer, then model rows."""
+  rank = {"ground_truth": 0, "shuffled": 1, "tokenizer": 2, "model": 3}
   tasks = list(dict.fromkeys(r["task"] for r in rows))
   return sorted(
       rows,
@@ -167,8 +167,9 @@ def write_md(path: str, rows: list[dict], title: str) -> None:
   lines.append(
       "Rows: `ground_truth` = the dataset's clips through the oracle (the"
       " ceiling); `shuffled` = clip i scored against the truth of clip i + 1"
-      " (chance); other rows are LM checkpoints (workdir tag), n = samples"
-      " scored."
+      " (chance); `tokenizer` = the clips through an LM's video tokenizer"
+      " and audio codec (that LM's ceiling); other rows are LM checkpoints"
+      " (workdir tag), n = samples scored."
   )
   _atomic_write(path, "\n".join(lines) + "\n")
 
@@ -184,6 +185,14 @@ def _series_name(key: tuple) -> str:
   short = {"label": "", "step": "s", "split": "", "temperature": "T",
            "top_k": "k", "top_p": "p", "guidance": "g"}  # fmt: skip
   return " ".join(f"{short[k]}{_fmt(v)}" for k, v in key if v is not None)
+
+
+# Reference rows in the plots: (colour, line style).
+_REF_LINES = {
+    "ground_truth": ("grey", "--"),
+    "shuffled": ("tab:red", ":"),
+    "tokenizer": ("tab:green", "-."),
+}
 
 
 def write_plots(workdir: str, rows: list[dict]) -> list[str]:
@@ -216,11 +225,9 @@ def write_plots(workdir: str, rows: list[dict]) -> list[str]:
         for r in refs:
           v = r["means"].get(metric)
           if v is not None:
-            ax.axhline(
-                v, color="grey" if r["kind"] == "ground_truth" else "tab:red",
-                linestyle="--" if r["kind"] == "ground_truth" else ":",
-                linewidth=1, label=f"{r['kind']} {r['split']}",
-            )  # fmt: skip
+            colour, style = _REF_LINES.get(r["kind"], ("black", "-."))
+            ax.axhline(v, color=colour, linestyle=style, linewidth=1,
+                       label=f"{r['kind']} {r['split']}")  # fmt: skip
         ax.set_xlabel(x)
         ax.set_ylabel(metric)
         ax.set_title(f"{task}: {metric} vs {x}")
@@ -360,7 +367,9 @@ def write_html(path: str, rows: list[dict], plots: list[str], title: str,
   out.append(
       "<p>Rows: <b>ground_truth</b> = the dataset's clips through the oracle"
       " (its ceiling); <b>shuffled</b> = clip i scored against the truth of"
-      " clip i + 1 (chance); other rows are LM checkpoints. Data:"
+      " clip i + 1 (chance); <b>tokenizer</b> = the clips through an LM's"
+      " video tokenizer and audio codec (that LM's ceiling); other rows are"
+      " LM checkpoints. Data:"
       ' <a href="results.csv">results.csv</a>,'
       ' <a href="results.md">results.md</a>.</p>'
   )
@@ -397,7 +406,7 @@ def write_html(path: str, rows: list[dict], plots: list[str], title: str,
       out += [f'<img src="{_e(p)}" alt="{_e(p)}">' for p in mine_plots]
       out.append("</div>")
     shown = [r for r in mine if r.get("media") and (
-        r["kind"] == "model" or not any(
+        r["kind"] in ("model", "tokenizer") or not any(
             m["kind"] == "model" and m.get("media") for m in mine))]  # fmt: skip
     if shown:
       inputs = any(m.get("input") for r in shown for m in r["media"])

@@ -13,7 +13,10 @@
   * reference cells, per task and split, without a model: `ground_truth`
     (the record's own media as the sample: the oracle's ceiling) and
     `shuffled` (clip i's media scored against the truth and conditioning of
-    clip i + 1: chance).
+    clip i + 1: chance); and per LM a `tokenizer` row: the record's media
+    through the video tokenizer and audio codec its tokens.json names
+    (encoded and decoded), scored as a sample: the LM's ceiling, since
+    every sample it makes is decoded by the same tokenizers.
 
 Each cell is written to `<workdir>/cells/<cell_id>.json` (a temporary name,
 then renamed) with per-sample metrics, their means, the settings, seconds
@@ -35,6 +38,7 @@ Cell ids (file names; ascii letters, digits, `._-`):
       path's SHA-1 (two `.../lm` workdirs stay apart); <step> the real
       checkpoint step (step 0 = latest is resolved before the ids are made).
   ground_truth.<task>.<split>.<t>x<h>x<w>   shuffled.<task>.<split>.<t>x<h>x<w>
+  <lm>.tokenizer.<task>.<split>
 
 Resolution. Samples are scored at the LM's clip shape (`tokens.json`:
 height, width, num_frames, fps). A dataset record of another shape is FIT to
@@ -88,6 +92,8 @@ TEXT_TASKS = frozenset({
     "text_to_video_with_audio",
 })  # fmt: skip
 REFERENCES = ("ground_truth", "shuffled")
+# The reference row of an LM's tokenizers (its ceiling).
+TOKENIZER = "tokenizer"
 CELLS_DIR = "cells"
 MEDIA_DIR = "media"
 DEFAULT_DATASET = "synth_av/tiny"
@@ -202,12 +208,13 @@ class Cell:
 
   Attributes:
     id: its file name (see the module docstring).
-    kind: 'model', 'ground_truth' or 'shuffled'.
+    kind: 'model', 'ground_truth', 'shuffled' or 'tokenizer'.
     task: the task.
     split: the split.
     shape: the clip shape it is scored at.
-    lm: the LM workdir (model cells).
-    step: its checkpoint step (model cells).
+    lm: the LM workdir (model and tokenizer cells).
+    step: its checkpoint step (model and tokenizer cells; the tokenizers
+      are the same at every step).
     sampling: the setting (model cells).
   """
 
@@ -249,6 +256,12 @@ def model_cell(lm, step, task, split, shape, sampling) -> Cell:
 
 def reference_cell(kind, task, split, shape) -> Cell:
   return Cell(f"{kind}.{task}.{split}.{shape.tag}", kind, task, split, shape)
+
+
+def tokenizer_cell(lm, step, task, split, shape) -> Cell:
+  cell_id = f"{lm_tag(lm)}.{TOKENIZER}.{task}.{split}"
+  return Cell(cell_id, TOKENIZER, task, split, shape, os.path.abspath(lm),
+              step)  # fmt: skip
 
 
 def settings_grid(cfg: EvalConfig, task: str) -> list[decode.SamplingConfig]:
@@ -302,6 +315,13 @@ def plan(cfg: EvalConfig, dataset_shape: ClipShape) -> list[Cell]:
       for split in cfg.splits:
         for kind in REFERENCES:
           cells.append(reference_cell(kind, task, split, shape))
+  first_step = {}
+  for lm, step in lms:
+    first_step.setdefault(lm, step)
+  for lm, step in first_step.items():
+    for task in cfg.tasks:
+      for split in cfg.splits:
+        cells.append(tokenizer_cell(lm, step, task, split, shapes[lm]))
   for lm, step in dict.fromkeys(lms):
     for task in cfg.tasks:
       for sampling in settings_grid(cfg, task):
@@ -699,9 +719,32 @@ class Fvd:
     return {"fvd": max(0.0, float(value))}  # Rounding can give -1e-9.
 
 
+class Roundtrip:
+  """Records' media through an LM's tokenizers, computed once per example
+  (every task of a split reads the same clips)."""
+
+  def __init__(self):
+    self._done: dict[tuple[str, str, int], tuple[np.ndarray, Any]] = {}
+
+  def __call__(self, gen, split: str, i: int, rec: dict):
+    """(video uint8 [t, h, w, 3], audio float32 [samples] or None)."""
+    k = (gen.models.lm.workdir, split, i)
+    if k not in self._done:
+      video = gen.decode_video(gen.encode_video(rec["video"])[None])[0]
+      audio = None
+      if gen.models.codec is not None:
+        n = len(rec["audio"])
+        codes = gen.encode_audio(rec["audio"])
+        audio = gen.decode_audio(codes[None], n)[0]
+      self._done[k] = (video, audio)
+    return self._done[k]
+
+
 def run_reference(cell: Cell, recs: list[dict], cfg: EvalConfig, workdir: str,
-                  fvd: Fvd, spec=None) -> dict:  # fmt: skip
-  """A `ground_truth` or `shuffled` cell."""
+                  fvd: Fvd, spec=None, gen=None,
+                  roundtrip: Roundtrip | None = None) -> dict:  # fmt: skip
+  """A `ground_truth`, `shuffled` or `tokenizer` cell (the last with the
+  LM's `gen` and the `roundtrip` cache)."""
   rows, media_rows, generated = [], [], []
   shape = cell.shape
   mask = None
@@ -715,9 +758,16 @@ def run_reference(cell: Cell, recs: list[dict], cfg: EvalConfig, workdir: str,
     frames_in = 1 + tf * max(0, (frames_in - 1) // tf - 1)
   n = len(recs)
   for i, rec in enumerate(recs):
-    j = i if cell.kind == "ground_truth" else (i + 1) % n
+    j = (i + 1) % n if cell.kind == "shuffled" else i
     truth = recs[j]
-    video, audio = _reference_media(cell.task, rec)
+    if cell.kind == TOKENIZER:
+      video, audio = roundtrip(gen, cell.split, i, rec)
+      if audio is None:  # Tokens without sound: the record's own.
+        audio = rec["audio"]
+      video, audio = _reference_media(cell.task,
+                                      {"video": video, "audio": audio})  # fmt: skip
+    else:
+      video, audio = _reference_media(cell.task, rec)
     cond = _conditioning(cell.task, shape, frames_in, mask)
     scores = score_sample(cell.task, video, audio, truth, cond)
     if cell.kind == "shuffled" and cell.task == "text_to_video_with_audio":
@@ -727,6 +777,15 @@ def run_reference(cell: Cell, recs: list[dict], cfg: EvalConfig, workdir: str,
       )
     rows.append({"example": i, "sample": 0, "truth": j, "metrics": scores})
     generated.append(video)
+    if cell.kind == TOKENIZER and i < cfg.report_samples:
+      base = os.path.join(MEDIA_DIR, cell.id, f"{i:03d}_0")
+      written = _write_sample(os.path.join(workdir, base), video,
+                              audio if cell.task in SOUND else None, shape)  # fmt: skip
+      media_rows.append({
+          "example": i, "prompt": _prompt(cell.task, rec, frames_in, cfg),
+          "truth": truth_media(workdir, cell.split, shape, i, rec),
+          "samples": [os.path.relpath(written, workdir)],
+      })  # fmt: skip
     if cell.kind == "ground_truth" and i < cfg.report_samples:
       truth_rel = truth_media(workdir, cell.split, shape, i, rec)
       sample = truth_rel
@@ -841,6 +900,7 @@ def run(cfg: EvalConfig, workdir: str, log: Callable[[str], None] = print
   start, errors = time.time(), 0
   loaded: dict[tuple[str, int], Any] = {}
   fvd = Fvd(cfg.fvd, log)
+  roundtrip = Roundtrip()
   for n, cell in enumerate(todo, 1):
     t0 = time.time()
     out = _cell_header(cell, key, dataset)
@@ -849,6 +909,11 @@ def run(cfg: EvalConfig, workdir: str, log: Callable[[str], None] = print
         gen = _generator(loaded, cell, cfg)
         recs = data.records(cell.split, cell.shape)
         body = run_model(cell, gen, recs, cfg, workdir, fvd)
+      elif cell.kind == TOKENIZER:
+        gen = _generator(loaded, cell, cfg)
+        recs = data.records(cell.split, cell.shape)
+        body = run_reference(cell, recs, cfg, workdir, fvd, gen.spec, gen,
+                             roundtrip)  # fmt: skip
       else:
         recs = data.records(cell.split, cell.shape)
         spec = specs.get(cell.shape)
