@@ -57,7 +57,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) tests
 
 format: $(STAMP)
-	$(PY) -m pyink videopoet tokenizers configs experiments tests benchmarks setup.py
+	$(PY) -m pyink videopoet tokenizers configs experiments tests benchmarks research setup.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

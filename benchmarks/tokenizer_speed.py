@@ -138,7 +138,7 @@ def our_step_and_codec(video):
     codec(params, video).block_until_ready()
 
   run_step()  # Traced and compiled now, under the caller's settings
-  run_codec()  # (benchmarks/tokenizer_ab.py, `--dnnl`).
+  run_codec()  # (research/tokenizer_ab.py).
   return run_step, run_codec, flops
 
 

@@ -71,7 +71,7 @@ def test_entry_points_set_the_xla_cpu_flags():
       r"^xla_cpu\.configure\(\)|^from experiments import common", re.M
   )
   missing = []
-  for folder in ("experiments", "benchmarks"):
+  for folder in ("experiments", "benchmarks", "research"):
     for name in sorted(os.listdir(os.path.join(ROOT, folder))):
       if not name.endswith(".py") or name in ("__init__.py", "common.py"):
         continue

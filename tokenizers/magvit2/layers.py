@@ -72,7 +72,7 @@ def edge_pad(x: jax.Array, pads: tuple[tuple[int, int], ...]) -> jax.Array:
   full pass over the tensor. The gather reads every input once
   (tokenizer_speed's 32-channel 64x64 activations, 2 x 17 frames, after
   GroupNorm + swish: 18.7 -> 7.0 ms, the norm alone 6.2 ms;
-  `benchmarks/tokenizer_ab.py --change=edge_pad`: encode+decode 0.92x, train
+  `research/tokenizer_ab.py --change=edge_pad`: encode+decode 0.92x, train
   step 0.96x). The gradient is the cropped output gradient with each padded
   border summed onto the edge it copies, one pass per padded axis: autodiff
   of jnp's pad adds, per padded side, a zero tensor of the full padded size,

@@ -1,6 +1,6 @@
 """A/B of one MAGVIT-v2 speed change, both variants in one process.
 
-  python -m benchmarks.tokenizer_ab --change=widening [--rounds=12]
+  python -m research.tokenizer_ab --change=widening [--rounds=12]
 
 Timings on a shared machine drift by tens of percent within the hour, more
 than most single changes gain; two benchmark runs one after the other can

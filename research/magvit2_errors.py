@@ -1,6 +1,6 @@
 """Where a MAGVIT-v2 run's reconstruction error lives, on synth_av clips.
 
-  python -m benchmarks.magvit2_errors --workdir=W --data_dir=D [--clips=32]
+  python -m research.magvit2_errors --workdir=W --data_dir=D [--clips=32]
 
 Reconstructs test clips through the codes (`load_tokenizer`: EMA weights,
 encode_to_indices -> decode_from_indices) and splits the squared error by

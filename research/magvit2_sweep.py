@@ -1,7 +1,7 @@
 """MAGVIT-v2 `tiny` variants: PSNR of 32 synth_av test clips against steps.
 
-  python -m benchmarks.magvit2_sweep --make_data=/tmp/d   # once, needs TFDS
-  python -m benchmarks.magvit2_sweep NAMES STEPS         # e.g. base,f32 800
+  python -m research.magvit2_sweep --make_data=/tmp/d   # once, needs TFDS
+  python -m research.magvit2_sweep NAMES STEPS         # e.g. base,f32 800
 
 Reconstruction-only steps (the 'recon' phase; `tiny`'s batch of random
 training windows unless a variant sets `batch` or `train_frames`), PSNR of

@@ -1,0 +1,1 @@
+"""Research scripts: sweeps, A/B timings and diagnostics (not maintained)."""
