@@ -24,6 +24,8 @@ setuptools.setup(
     name="videopoet-jax",
     version="0.1.0",
     description="VideoPoet in JAX/Flax: MAGVIT-v2, SoundStream, prefix LM.",
+    license="Apache-2.0",
+    classifiers=["License :: OSI Approved :: Apache Software License"],
     python_requires=">=3.10",
     packages=_packages(),
     package_dir={_TOKENIZERS: "tokenizers"},
