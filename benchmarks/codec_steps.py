@@ -10,7 +10,7 @@ call after that still ran 3x slower), so the timed steps skip the k-means
 initialization as training does. `--reference_disc` times the
 discriminators in their reference form instead (flax `nn.Conv` everywhere):
 the two runs give what the CPU forms of `discriminators` buy.
-Prints `RESULT` lines (DESIGN.md).
+Prints `RESULT` lines (docs/design.md).
 """
 
 import math

@@ -61,7 +61,7 @@ from `decode.output_layout`.
 Repetitions interleave ours and the peer so both see the same machine load
 (the CPU may be shared); figures are medians over `--reps` of
 per-repetition ratios, after one untimed warm-up call each (compiles). Ends
-with `RESULT` lines (DESIGN.md); a benchmark never fails.
+with `RESULT` lines (docs/design.md); a benchmark never fails.
 """
 
 import importlib.metadata

@@ -39,7 +39,7 @@ Default `--config=small --task=unconditional_video`: batch 8 x 324 tokens,
 
 Repetitions interleave matmul, ours and HF so all see the same machine load
 (the CPU may be shared); figures are medians over `--reps` of per-repetition
-ratios. Ends with `RESULT` lines (DESIGN.md); a benchmark never fails.
+ratios. Ends with `RESULT` lines (docs/design.md); a benchmark never fails.
 """
 
 import importlib.metadata

@@ -8,7 +8,7 @@ config's resolution; medians over `--reps` after a compile. `--reference_disc`
 times the discriminator in its reference form instead (flax `nn.Conv`
 everywhere and the depthwise blur pool), the form the discriminator had
 before its CPU work: the two runs give the speedup.
-Prints `RESULT` lines (DESIGN.md).
+Prints `RESULT` lines (docs/design.md).
 """
 
 from videopoet import xla_cpu

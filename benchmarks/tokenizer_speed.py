@@ -27,7 +27,7 @@ forms instead (`conv3d_as_2d`), and FLOPs are always counted on those.
 direction (forward, input gradient, kernel gradient), ours against
 `torch.nn.functional.conv3d`: where the train-step gap comes from.
 
-Ends with `RESULT` lines (DESIGN.md); a ratio <= 1.0 means ours is at least
+Ends with `RESULT` lines (docs/design.md); a ratio <= 1.0 means ours is at least
 as fast.
 """
 

@@ -23,7 +23,7 @@ from videopoet import config_lib
 
 NUM_SPECIAL = 256
 
-# Layout tokens (DESIGN.md). `<pad>` fills fixed-length segments (text) and
+# Layout tokens (docs/design.md). `<pad>` fills fixed-length segments (text) and
 # is never attended to; `<mask>` replaces hidden visual tokens (in/outpaint);
 # `<text_emb>` marks a position whose input is a projected text embedding.
 SPECIALS = (
