@@ -26,9 +26,9 @@ cost analysis, torch's FlopCounterMode), and against each peer the time
 ratios per FLOP too (`..._per_flop_ratio...`: seconds per FLOP, ours over
 EnCodec's).
 
-Ends with `RESULT` lines (docs/design.md); ratio <= 1.0 means ours is at least as
-fast. Install the peer with `pip install --no-deps encodec==0.1.1` (its
-`torchaudio` requirement would pull a torch other than the pinned one);
+Ends with `RESULT` lines (docs/design.md); ratio <= 1.0 means ours is at
+least as fast. Install the peer with `pip install --no-deps encodec==0.1.1`
+(its `torchaudio` requirement would pull a torch other than the pinned one);
 `torchaudio` is not needed: when it is absent a stub stands in for it
 (EnCodec imports it only for file I/O and resampling).
 """
