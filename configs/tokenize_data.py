@@ -8,12 +8,34 @@ r"""Tokenizing a dataset for the LM (`experiments/tokenize_data.py`).
 Args (`:arg`): `tiny` (default; synth_av/tiny, 40 text ids, the LM's
 `configs/videopoet.py:tiny`) or `base` (64 text ids). Every field is
 documented in `videopoet.tokenize.TokenizeConfig`. `random_init=True` swaps
-the trained tokenizers for tiny RANDOMLY INITIALIZED ones (tests, demo).
+the trained tokenizers for tiny RANDOMLY INITIALIZED ones (tests, demo):
+`config.random` names their architectures by preset, which
+`random_tokenizers` resolves into the record tokens.json keeps.
 """
 
 import ml_collections
 
+from configs import magvit2
+from configs import soundstream
+
 _ARGS = ("tiny", "base")
+
+
+def random_tokenizers(
+    video_config: str = "tiny",
+    visual_bits: int = 10,
+    codec_config: str = "tiny",
+    seed: int = 0,
+) -> dict:
+  """`config.random` (presets by name) as `tokenize.RandomInitConfig`'s
+  fields: the architectures of `configs/magvit2.py:<video_config>` and
+  `configs/soundstream.py:<codec_config>`."""
+  return dict(
+      video_model=magvit2.get_config(video_config).model.to_dict(),
+      visual_bits=visual_bits,
+      codec_model=soundstream.get_config(codec_config).model.to_dict(),
+      seed=seed,
+  )
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -30,6 +52,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.audio_codec = ""  # Workdir of train_audio_codec.
   c.text_tokenizer = ""  # text.model of train_text_tokenizer.
   c.random_init = False  # Tiny RANDOM tokenizers (tests/demo only).
+  # With random_init: presets of configs/magvit2.py and soundstream.py
+  # (`random_tokenizers`).
   c.random = dict(
       video_config="tiny", visual_bits=10, codec_config="tiny", seed=0
   )

@@ -27,6 +27,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from configs import tokenize_data as tokenize_configs
 from experiments import common
 from videopoet import config_lib
 from videopoet import tokenize
@@ -49,10 +50,29 @@ _OVERWRITE = flags.DEFINE_bool(
 )
 
 
+def _resolve_random(config) -> dict:
+  """The config with `random`'s preset names replaced by the architectures
+  they name (what tokens.json records)."""
+  section = config.to_dict()
+  names = section.get("random", {})
+  try:
+    section["random"] = tokenize_configs.random_tokenizers(**names)
+  except TypeError as e:
+    raise config_lib.ConfigError(
+        f"config.random: {e}; its keys: video_config, visual_bits,"
+        " codec_config, seed"
+    ) from None
+  except ValueError as e:  # An unknown preset.
+    raise config_lib.ConfigError(f"config.random: {e}") from None
+  return section
+
+
 def main(argv):
   del argv
   common.init_runtime()
-  cfg = config_lib.from_config(tokenize.TokenizeConfig, _CONFIG.value, "config")
+  cfg = config_lib.from_config(
+      tokenize.TokenizeConfig, _resolve_random(_CONFIG.value), "config"
+  )
   index = jax.process_index() if _INDEX.value is None else _INDEX.value
   count = jax.process_count() if _COUNT.value is None else _COUNT.value
   if not 0 <= index < count:

@@ -11,6 +11,7 @@ import types
 
 import pytest
 
+from configs import tokenize_data as tokenize_configs
 from videopoet import config_lib
 from videopoet import tokenize
 from videopoet.data import datasets
@@ -128,6 +129,9 @@ def test_reading_jobs_never_build(tmp_path):
               dataset="synth_av/tiny",
               data_dir=data_dir,
               random_init=True,
+              random=tokenize.RandomInitConfig(
+                  **tokenize_configs.random_tokenizers()
+              ),
               text_tokenizer="text.model",
           ),
           "train",

@@ -18,6 +18,7 @@ import jax
 import pytest
 import tensorflow_datasets as tfds
 
+from configs import tokenize_data as tokenize_configs
 from configs import videopoet as videopoet_configs
 from videopoet import lm_trainer
 from videopoet import text_tokenizer
@@ -47,6 +48,7 @@ def test_tiny_lm_lowers_every_tasks_validation_loss(tmp_path):
   cfg = tokenize.TokenizeConfig(
       dataset="synth_av/r32", data_dir=data_dir,
       splits=("train", "validation"), text_tokenizer=sp, random_init=True,
+      random=tokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()),
       batch_size=16,
   )  # fmt: skip
   tok = tokenize.load_tokenizers(cfg)

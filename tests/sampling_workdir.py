@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from configs import tokenize_data as tokenize_configs
 from configs import videopoet as videopoet_configs
 from tests import text_tokenizer_test
 from videopoet import text_tokenizer
@@ -36,8 +37,7 @@ def make(root: str, step: int = 3, tasks=None) -> str:
   sp = text_tokenizer.load(model_path)
   spec = token_spec.TokenSpec(
       video_tokenizer="random",
-      random=dict(video_config="tiny", visual_bits=10, codec_config="tiny",
-                  seed=0),
+      random=tokenize_configs.random_tokenizers(),
       visual_bits=10, time_factor=4, space_factor=8, num_frames=9,
       height=32, width=32, fps=8.0, max_text_len=24,
       audio_codec="random", audio_levels=2, audio_codebook=1024,

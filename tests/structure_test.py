@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from configs import tokenize_data as tokenize_configs
 from videopoet import lm_data
 from videopoet import text_tokenizer
 from videopoet import tokenize
@@ -142,7 +143,8 @@ def test_tokenize_video_folder_writes_structure(folder_data, with_depth):
   depth_model = _red_depth(root) if with_depth else ""
   cfg = tokenize.TokenizeConfig(
       dataset="video_folder/square", data_dir=data_dir, splits=("train",),
-      text_tokenizer=sp, random_init=True, batch_size=2, audio_levels=0,
+      text_tokenizer=sp, random_init=True,
+      random=tokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()), batch_size=2, audio_levels=0,
       depth_model=depth_model, depth_input_size=32,
   )  # fmt: skip
   tok = tokenize.load_tokenizers(cfg)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from configs import tokenize_data as tokenize_configs
 from videopoet import config_lib
 from videopoet import lm_data
 from videopoet import text_tokenizer
@@ -46,6 +47,7 @@ def setup(tmp_path_factory):
   cfg = tokenize.TokenizeConfig(
       dataset=_NAME, data_dir=data_dir, splits=("train", "validation"),
       text_tokenizer=sp, random_init=True, batch_size=4,
+      random=tokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()),
   )  # fmt: skip
   return root, cfg, tokenize.load_tokenizers(cfg)
 
@@ -141,7 +143,14 @@ def test_empty_tokenizer_paths_are_clear_errors(setup):
   with pytest.raises(config_lib.ConfigError, match="video_tokenizer is empty"):
     tokenize.TokenizeConfig(data_dir="d", text_tokenizer=cfg.text_tokenizer)
   with pytest.raises(config_lib.ConfigError, match="text_tokenizer is empty"):
-    tokenize.TokenizeConfig(data_dir="d", random_init=True)
+    tokenize.TokenizeConfig(
+        data_dir="d", random_init=True,
+        random=tokenize.RandomInitConfig(
+            **tokenize_configs.random_tokenizers()
+        ),
+    )  # fmt: skip
+  with pytest.raises(config_lib.ConfigError, match="architectures"):
+    tokenize.TokenizeConfig(data_dir="d", random_init=True, text_tokenizer="t")
   with pytest.raises(config_lib.ConfigError, match="data_dir is empty"):
     tokenize.TokenizeConfig(random_init=True, text_tokenizer="t")
 
@@ -290,7 +299,9 @@ def test_wrong_kind_of_workdir_is_named(tmp_path):
 
 def test_random_video_tokenizer_decodes():
   """Random tokenizers (tests, demo) decode codes back to video."""
-  tok = tokenize._random_video_tokenizer(tokenize.RandomInitConfig())  # pylint: disable=protected-access
+  tok = tokenize._random_video_tokenizer(
+      tokenize.RandomInitConfig(**tokenize_configs.random_tokenizers())
+  )  # pylint: disable=protected-access
   video = np.random.default_rng(0).uniform(-1, 1, (1, 5, 64, 64, 3))
   ids = tok.encode_to_indices(video.astype(np.float32))
   assert ids.shape == (1, 2, 8, 8)

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from configs import tokenize_data as tokenize_configs
 from videopoet import lm_data
 from videopoet import tokenize
 from videopoet.data import synth_av
@@ -34,9 +35,12 @@ def setup(tmp_path_factory):
   cfg10 = tokenize.TokenizeConfig(
       dataset=_NAME, data_dir=data_dir, splits=("train",), limit=4,
       text_tokenizer=sp, random_init=True, batch_size=4, audio_levels=1,
+      random=tokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()),
   )  # fmt: skip
   cfg12 = dataclasses.replace(
-      cfg10, limit=6, random=tokenize.RandomInitConfig(visual_bits=12)
+      cfg10, limit=6, random=tokenize.RandomInitConfig(
+          **tokenize_configs.random_tokenizers(visual_bits=12)
+      )
   )
   return (
       root,
@@ -118,7 +122,10 @@ def test_identical_rerun_skips_finished_shards(setup):
   assert stats["train"]["skipped_shards"] == 1
   assert _snapshot(out) == before
   record = json.loads(before["train-00000-of-00001.array_record.json"])
-  assert record["random"] == dataclasses.asdict(cfg10.random)
+  # As JSON (the architectures' tuples are lists there).
+  assert record["random"] == json.loads(
+      json.dumps(dataclasses.asdict(cfg10.random))
+  )
   assert record["limit"] == 4 and record["examples"] == [0, 4]
   assert record["text_tokenizer_sha256"] and record["num_frames"] == 17
   # The record holds the whole TokenSpec: grids, rates, audio frames.

@@ -36,8 +36,9 @@ class TokenSpec:
       'random' (a randomly initialized one; see `random`), or '' (none: the
       LM's random records of `config.data.random`, `lm_data.RandomConfig`).
     video_tokenizer_step: its checkpoint step (0 when random).
-    random: the random-init config {video_config, visual_bits,
-      codec_config, seed} when the tokenizers are random, else None.
+    random: the random tokenizers {video_model, visual_bits, codec_model,
+      seed} (their architectures: `tokenize.RandomInitConfig`) when the
+      tokenizers are random, else None.
     visual_bits: K: the video tokenizer has 2^K codes (LFQ or FSQ).
     time_factor: pixel frames per latent frame after the first.
     space_factor: pixels per latent cell along each side.

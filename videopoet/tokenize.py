@@ -84,16 +84,23 @@ GROUND_TRUTH = (
 class RandomInitConfig:
   """Tiny randomly initialized tokenizers (`config.random`): tests, demo.
 
+  The architectures are written into tokens.json (its `random` record), so
+  the sampler rebuilds the same tokenizers from it alone.
+  `experiments.tokenize_data` fills them from the config presets that
+  `config.random` names (`configs/tokenize_data.py:random_tokenizers`).
+
   Attributes:
-    video_config: `configs/magvit2.py` preset whose architecture is used.
+    video_model: the video tokenizer's architecture (the fields of
+      `videopoet_tokenizers.magvit2.model.ModelConfig`).
     visual_bits: LFQ bits of the random video tokenizer (2^K codes).
-    codec_config: `configs/soundstream.py` preset.
+    codec_model: the codec's (`videopoet_tokenizers.soundstream.model.
+      ModelConfig`).
     seed: initialization seed.
   """
 
-  video_config: str = "tiny"
+  video_model: dict = dataclasses.field(default_factory=dict)
   visual_bits: int = 10
-  codec_config: str = "tiny"
+  codec_model: dict = dataclasses.field(default_factory=dict)
   seed: int = 0
 
 
@@ -154,6 +161,14 @@ class TokenizeConfig:
           "config.data_dir is empty: build the data first (python -m"
           " experiments.build_data --data_dir=DIR) and pass"
           " --config.data_dir=DIR"
+      )
+    if self.random_init and not (
+        self.random.video_model and self.random.codec_model
+    ):
+      raise config_lib.ConfigError(
+          "config.random_init=True needs the random tokenizers'"
+          " architectures (config.random.video_model, codec_model):"
+          " experiments.tokenize_data fills them from configs presets"
       )
     if not self.random_init:
       for name, job in (

@@ -126,16 +126,20 @@ def load_tokenizer(
   return LoadedTokenizer(trainer.tokenizer, trees["ema_params"], step)
 
 
-def random_tokenizer(config, seed: int = 0) -> LoadedTokenizer:
-  """A RANDOMLY INITIALIZED tokenizer of `config` (tests and demos only).
+def random_tokenizer(
+    model: model_lib.ModelConfig,
+    quantizer: quantizers.QuantizerConfig,
+    seed: int = 0,
+) -> LoadedTokenizer:
+  """A RANDOMLY INITIALIZED tokenizer (tests and demos only).
 
   Initialized through the full reconstruction, so the decoder has
   parameters too (the encoder's are the same either way: flax keys them by
-  module path). Deterministic for (`config`, `seed`).
+  module path). Deterministic for (`model`, `quantizer`, `seed`).
   """
   from videopoet_tokenizers.magvit2 import layers  # pylint: disable=g-import-not-at-top
 
-  tok = trainer_from_config(config).tokenizer
+  tok = model_lib.Tokenizer(model, quantizer.build())
   m = tok.model
   sample = jax.numpy.zeros(
       (1, 1 + m.time_factor) + (m.space_factor,) * 2 + (3,)

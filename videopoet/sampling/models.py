@@ -125,29 +125,44 @@ def load_lm(
 
 
 # ------------------------------------------------------- Tokenizers.
+def _check_random(random: dict) -> None:
+  if "video_model" not in random or "codec_model" not in random:
+    raise config_lib.ConfigError(
+        f"the random-tokenizer record {random} names config presets"
+        " (tokens made before the record held the architectures): rerun"
+        " experiments.tokenize_data with --overwrite"
+    )
+
+
 def random_video_tokenizer(random: dict):
   """The RANDOMLY INITIALIZED video tokenizer of a `tokens.json` `random`.
 
   The same parameters as `tokenize_data` encoded with (one home:
   `tokenize.load_tokenizers` calls this too).
   """
-  from configs import magvit2 as magvit2_configs  # pylint: disable=g-import-not-at-top
   from videopoet_tokenizers.magvit2 import loader  # pylint: disable=g-import-not-at-top
+  from videopoet_tokenizers.magvit2 import model as model_lib  # pylint: disable=g-import-not-at-top
+  from videopoet_tokenizers.magvit2 import quantizers  # pylint: disable=g-import-not-at-top
 
-  config = magvit2_configs.get_config(random["video_config"])
-  config.quantizer.kind = "lfq"
-  config.quantizer.lfq.num_bits = random["visual_bits"]
-  return loader.random_tokenizer(config, random["seed"])
+  _check_random(random)
+  model = config_lib.from_config(
+      model_lib.ModelConfig, random["video_model"], "random.video_model"
+  )
+  quantizer = quantizers.QuantizerConfig(
+      kind="lfq", lfq=quantizers.LFQ(num_bits=random["visual_bits"])
+  )
+  return loader.random_tokenizer(model, quantizer, random["seed"])
 
 
 def random_codec(random: dict):
   """The RANDOMLY INITIALIZED codec of a `tokens.json` `random` record."""
-  from configs import soundstream as soundstream_configs  # pylint: disable=g-import-not-at-top
   from videopoet_tokenizers.soundstream import codec as codec_lib  # pylint: disable=g-import-not-at-top
   from videopoet_tokenizers.soundstream import model as model_lib  # pylint: disable=g-import-not-at-top
 
-  config = soundstream_configs.get_config(random["codec_config"])
-  mc = config_lib.from_config(model_lib.ModelConfig, config.model, "model")
+  _check_random(random)
+  mc = config_lib.from_config(
+      model_lib.ModelConfig, random["codec_model"], "random.codec_model"
+  )
   model = model_lib.SoundStream(mc)
   variables = model_lib.init_variables(
       model, jax.random.key(random["seed"] + 1)
