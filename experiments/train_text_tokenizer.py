@@ -3,8 +3,8 @@
   python -m experiments.train_text_tokenizer --dataset=synth_av \\
       --data_dir=runs/demo/data --workdir=runs/demo/text --vocab_size=512
 
-Writes `<workdir>/text.model`; set `config.vocab.text_size` of the LM to
-the printed vocabulary size.
+Writes `<workdir>/text.model`; pass it to `experiments.tokenize_data`
+(`--config.text_tokenizer`), whose `tokens.json` gives the LM its size.
 """
 
 import os
