@@ -376,3 +376,44 @@ def test_a_missing_checkpoint_is_a_config_error(lm_dir, data_dir, tmp_path):
   cfg = _config("tiny", lms=((lm_dir, 7),), data_dir=data_dir)
   with pytest.raises(config_lib.ConfigError, match="no checkpoint 7.*: 3"):
     sweep.run(cfg, str(tmp_path))
+
+
+def test_headline_rows_targets_and_references(tmp_path):
+  """headline.md: one row per (task, metric, split); the best LM value over
+  guidance judged against the target on test_heldout only."""
+
+  def row(kind, split, value, guidance=None, label=None):
+    return {"status": "done", "kind": kind, "task": "text_to_video",
+            "split": split, "guidance": guidance, "step": 7 if guidance else None,
+            "label": label or kind, "means": {"colour_acc": value}}  # fmt: skip
+
+  rows = [
+      row("model", "test_heldout", 0.85, 1.0, "lm-a"),
+      row("model", "test_heldout", 0.92, 3.0, "lm-a"),
+      row("model", "test", 0.5, 1.0, "lm-a"),
+      row("ground_truth", "test_heldout", 1.0),
+      row("shuffled", "test_heldout", 0.2),
+      row("tokenizer", "test_heldout", 0.95),
+      {"status": "error", "kind": "model", "task": "text_to_video",
+       "split": "test", "guidance": 3.0, "step": 7, "label": "lm-a",
+       "means": {}},
+  ]  # fmt: skip
+  path = tmp_path / "headline.md"
+  report.write_headline(str(path), rows, (
+      ("text_to_video", "colour_acc", ">= 0.9"),
+      ("text_to_video", "colour_acc", ">= 0.95"),
+  ))  # fmt: skip
+  lines = path.read_text().splitlines()
+  assert lines[0] == (
+      "| task | metric | split | target | lm-a s7 g1 | lm-a s7 g3 | met |"
+      " tokenizer | ground_truth | shuffled |"
+  )
+  assert lines[2] == (
+      "| text_to_video | colour_acc | test_heldout | >= 0.9 | 0.85 | 0.92 |"
+      " yes | 0.95 | 1 | 0.2 |"
+  )
+  assert lines[3] == (
+      "| text_to_video | colour_acc | test |  | 0.5 |  |  |  |  |  |"
+  )
+  assert "| >= 0.95 | 0.85 | 0.92 | no |" in lines[4]
+  assert report._target_met(0.3, "<= 0.5") and report._target_met(1, "") is None  # pylint: disable=protected-access

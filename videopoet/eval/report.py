@@ -22,6 +22,10 @@ report.html    the tables, the plots and, per task, a grid of playable
                duration and audio); opened as `report.html#selfcheck`
                it first plays each video muted for a moment (Chromium
                counts decoded audio only while playing).
+headline.md    where `config.headline` names (task, metric, target)
+               triples: one row per triple and split with each LM's value
+               per guidance, the reference rows, and whether the best LM
+               value meets the target on test_heldout.
 report.png     a screenshot of report.html by headless Chromium, where a
                `chromium` binary is found (else one line saying why).
 """
@@ -171,6 +175,63 @@ def write_md(path: str, rows: list[dict], title: str) -> None:
       " and audio codec (that LM's ceiling); other rows are LM checkpoints"
       " (workdir tag), n = samples scored."
   )
+  _atomic_write(path, "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------- Headline.
+def _target_met(value: float | None, target: str) -> bool | None:
+  """`target` is '>= x' or '<= x' (else None: no target)."""
+  parts = target.split()
+  if value is None or len(parts) != 2 or parts[0] not in (">=", "<="):
+    return None
+  bound = float(parts[1])
+  return value >= bound if parts[0] == ">=" else value <= bound
+
+
+def write_headline(path: str, rows: list[dict], headline) -> None:
+  """headline.md: one row per (task, metric, split) of `headline` (triples
+  task, metric, target such as '>= 0.9' or ''), with each LM checkpoint's
+  value per guidance, the reference rows, and whether the best LM value
+  meets the target (only on the split the target names: test_heldout)."""
+  done = [r for r in rows if r.get("status") == "done"]
+  models = sorted({(r["label"], r["step"]) for r in done
+                   if r["kind"] == "model"})  # fmt: skip
+  guidance = sorted({r["guidance"] for r in done if r["kind"] == "model"})
+  splits = [s for s in ("test_heldout", "test")
+            if any(r["split"] == s for r in done)]  # fmt: skip
+  lm_cols = [(m, g) for m in models for g in guidance]
+  refs = ("tokenizer", "ground_truth", "shuffled")
+  header = (["task", "metric", "split", "target"]
+            + [f"{label} s{step} g{_fmt(g)}" for (label, step), g in lm_cols]
+            + ["met", *refs])  # fmt: skip
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + " --- |" * len(header)]  # fmt: skip
+
+  def value(match) -> float | None:
+    vals = [r["means"].get(metric) for r in done if match(r)]
+    vals = [v for v in vals if v is not None]
+    return vals[0] if vals else None
+
+  for task, metric, target in headline:
+    for split in splits:
+      here = lambda r: r["task"] == task and r["split"] == split  # pylint: disable=cell-var-from-loop
+      lm_vals = [
+          value(lambda r, m=m, g=g: here(r) and r["kind"] == "model"
+                and (r["label"], r["step"]) == m and r["guidance"] == g)
+          for m, g in lm_cols
+      ]  # fmt: skip
+      known = [v for v in lm_vals if v is not None]
+      best = None
+      if known:
+        best = min(known) if target.startswith("<=") else max(known)
+      met = _target_met(best, target) if split == "test_heldout" else None
+      ref_vals = [value(lambda r, k=k: here(r) and r["kind"] == k)
+                  for k in refs]  # fmt: skip
+      cells = [task, metric, split, target if split == "test_heldout" else ""]
+      cells += [_fmt(v) for v in lm_vals]
+      cells.append({True: "yes", False: "no", None: ""}[met])
+      cells += [_fmt(v) for v in ref_vals]
+      lines.append("| " + " | ".join(cells) + " |")
   _atomic_write(path, "\n".join(lines) + "\n")
 
 
@@ -550,6 +611,8 @@ def write_all(workdir: str, rows: list[dict], cfg, log: Callable[[str], None]
              for lm in lms)]  # fmt: skip
   write_csv(os.path.join(workdir, "results.csv"), rows)
   write_md(os.path.join(workdir, "results.md"), rows, title)
+  if getattr(cfg, "headline", ()):
+    write_headline(os.path.join(workdir, "headline.md"), rows, cfg.headline)
   plots = write_plots(workdir, rows)
   html_path = os.path.join(workdir, "report.html")
   write_html(html_path, rows, plots, title, notes)

@@ -132,6 +132,7 @@ class EvalConfig:
   force_visible: bool = True
   fvd: bool = True
   screenshot: bool = True
+  headline: tuple[tuple[str, str, str], ...] = ()
   mesh: sharding.MeshConfig = sharding.MeshConfig(data=-1, fsdp=1, tensor=1)
 
   def __post_init__(self):
