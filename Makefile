@@ -27,7 +27,7 @@ $(STAMP): setup.py
 # ~/.cache/videopoet-jax (else on first use). Without g++ or oneDNN, the
 # models use their XLA forms and say so.
 kernels:
-	$(PY) -m videopoet_tokenizers.common.dnnl_conv3d || \
+	$(PY) -m videopoet.tokenizers.common.dnnl_conv3d || \
 	  echo "oneDNN conv3d not built: the XLA forms will be used"
 
 # Benchmark peers, without their dependencies (which would replace the pinned

@@ -1,23 +1,6 @@
-"""Installs VideoPoet-JAX: `pip install -e '.[test]'` (or `make test`).
-
-The `tokenizers/` folder is installed under the import name
-`videopoet_tokenizers` so it never shadows Hugging Face's `tokenizers`.
-"""
+"""Installs VideoPoet-JAX: `pip install -e '.[test]'` (or `make test`)."""
 
 import setuptools
-
-_TOKENIZERS = "videopoet_tokenizers"
-
-
-def _packages():
-  """Our packages, with `tokenizers/*` renamed to `videopoet_tokenizers.*`."""
-  found = setuptools.find_packages(
-      include=["videopoet", "videopoet.*", "configs", "experiments"]
-  )
-  found += [_TOKENIZERS] + [
-      f"{_TOKENIZERS}.{p}" for p in setuptools.find_packages("tokenizers")
-  ]
-  return found
 
 
 setuptools.setup(
@@ -27,8 +10,9 @@ setuptools.setup(
     license="Apache-2.0",
     classifiers=["License :: OSI Approved :: Apache Software License"],
     python_requires=">=3.10",
-    packages=_packages(),
-    package_dir={_TOKENIZERS: "tokenizers"},
+    packages=setuptools.find_packages(
+        include=["videopoet", "videopoet.*", "configs", "experiments"]
+    ),
     install_requires=[
         "jax>=0.4.35,<0.11",
         "flax>=0.10,<0.13",
@@ -63,14 +47,14 @@ setuptools.setup(
         "matplotlib>=3.8,<4",
         # oneDNN (CPU-only build, GNU OpenMP) and its headers: the 3D
         # convolutions of MAGVIT-v2 on XLA:CPU, compiled as XLA FFI targets
-        # on first use (videopoet_tokenizers/common/dnnl_conv3d.py).
+        # on first use (videopoet/tokenizers/common/dnnl_conv3d.py).
         *[
             f"{name}==2023.2.0; sys_platform == 'linux' and"
             " platform_machine == 'x86_64'"
             for name in ("onednn-cpu-gomp", "onednn-devel-cpu-gomp")
         ],
     ],
-    package_data={f"{_TOKENIZERS}.common": ["*.cc"]},
+    package_data={"videopoet.tokenizers.common": ["*.cc"]},
     extras_require={
         "test": [
             "pytest>=8,<10",

@@ -48,9 +48,9 @@ import optax
 from benchmarks import common
 from configs import soundstream as soundstream_config
 from videopoet import config_lib
-from videopoet_tokenizers.soundstream import losses
-from videopoet_tokenizers.soundstream import model as model_lib
-from videopoet_tokenizers.soundstream import rvq
+from videopoet.tokenizers.soundstream import losses
+from videopoet.tokenizers.soundstream import model as model_lib
+from videopoet.tokenizers.soundstream import rvq
 
 from videopoet import xla_cpu
 
@@ -85,7 +85,7 @@ def _full_step_time(config, clips, reps):
   # Imported here: the trainer brings the harness, clu and TensorFlow, which
   # a GPU machine without TensorFlow lacks (--nofull_step).
   # pylint: disable-next=g-import-not-at-top
-  from videopoet_tokenizers.soundstream import trainer
+  from videopoet.tokenizers.soundstream import trainer
 
   init, step = trainer.make_step(trainer.parse(config))
   full = jax.jit(init)(jax.random.key(0))

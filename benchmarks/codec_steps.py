@@ -27,8 +27,8 @@ import jax
 
 from benchmarks import common
 from configs import soundstream as soundstream_config
-from videopoet_tokenizers.soundstream import discriminators
-from videopoet_tokenizers.soundstream import trainer
+from videopoet.tokenizers.soundstream import discriminators
+from videopoet.tokenizers.soundstream import trainer
 # pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _CONFIG = flags.DEFINE_string("config", "small", "configs/soundstream.py arg.")

@@ -24,8 +24,8 @@ import jax
 
 from benchmarks import common
 from configs import magvit2 as magvit2_config
-from videopoet_tokenizers.common import gan
-from videopoet_tokenizers.magvit2 import program
+from videopoet.tokenizers.common import gan
+from videopoet.tokenizers.magvit2 import program
 # pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _CONFIG = flags.DEFINE_string("config", "tiny", "configs/magvit2.py arg.")

@@ -1,6 +1,6 @@
 """PyTorch twin of our MAGVIT-v2 encoder/decoder, for the speed benchmark.
 
-The same layer list as `videopoet_tokenizers.magvit2.model` (praxis's
+The same layer list as `videopoet.tokenizers.magvit2.model` (praxis's
 MAGVIT-v2): replicate-padded causal 3D convolutions, per-frame GroupNorm,
 residual blocks, strided 4x4x4 downsampling, adaptive GroupNorm on the
 quantized latent, depth-to-space upsampling that drops the duplicated first

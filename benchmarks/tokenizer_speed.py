@@ -20,7 +20,7 @@ our seconds per FLOP over its seconds per FLOP (`--nolucidrains` skips it;
 it is skipped with a message when the package is missing).
 
 On CPU our float32 convolutions run on oneDNN through XLA FFI targets
-(`videopoet_tokenizers/common/dnnl_conv3d.py`); `--nodnnl` times the XLA
+(`videopoet/tokenizers/common/dnnl_conv3d.py`); `--nodnnl` times the XLA
 forms instead (`conv3d_as_2d`), and FLOPs are always counted on those.
 
 `--per_conv` then times every convolution of the model on its own, each
@@ -42,11 +42,11 @@ import torch
 from benchmarks import common
 from benchmarks import magvit2_lucidrains
 from benchmarks import magvit2_torch
-from videopoet_tokenizers.common import conv3d as conv3d_lib
-from videopoet_tokenizers.common import dnnl_conv3d
-from videopoet_tokenizers.magvit2 import layers
-from videopoet_tokenizers.magvit2 import model as model_lib
-from videopoet_tokenizers.magvit2 import quantizers
+from videopoet.tokenizers.common import conv3d as conv3d_lib
+from videopoet.tokenizers.common import dnnl_conv3d
+from videopoet.tokenizers.magvit2 import layers
+from videopoet.tokenizers.magvit2 import model as model_lib
+from videopoet.tokenizers.magvit2 import quantizers
 
 from videopoet import xla_cpu
 

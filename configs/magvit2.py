@@ -18,7 +18,7 @@ Args (the `:arg` suffix):
   base:  the paper: 128x128x17 -> 5x16x16, filters 128, multipliers
          (1, 2, 2, 4), 4 res blocks, 2^18 LFQ codes (~376M parameters).
 Every field is documented in the dataclass it builds
-(`videopoet_tokenizers.magvit2.{model,quantizers,train,program}`).
+(`videopoet.tokenizers.magvit2.{model,quantizers,train,program}`).
 """
 
 import ml_collections

@@ -7,7 +7,7 @@ r"""Tokenizing a dataset for the LM (`experiments/tokenize_data.py`).
 
 Args (`:arg`): `tiny` (default; synth_av/tiny, 40 text ids, the LM's
 `configs/videopoet.py:tiny`) or `base` (64 text ids). Every field is
-documented in `videopoet.tokenize.TokenizeConfig`. `random_init=True` swaps
+documented in `videopoet.pretokenize.TokenizeConfig`. `random_init=True` swaps
 the trained tokenizers for tiny RANDOMLY INITIALIZED ones (tests, demo):
 `config.random` names their architectures by preset, which
 `random_tokenizers` resolves into the record tokens.json keeps.
@@ -27,7 +27,7 @@ def random_tokenizers(
     codec_config: str = "tiny",
     seed: int = 0,
 ) -> dict:
-  """`config.random` (presets by name) as `tokenize.RandomInitConfig`'s
+  """`config.random` (presets by name) as `pretokenize.RandomInitConfig`'s
   fields: the architectures of `configs/magvit2.py:<video_config>` and
   `configs/soundstream.py:<codec_config>`."""
   return dict(

@@ -27,9 +27,9 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from videopoet_tokenizers.soundstream import codec as codec_lib
-from videopoet_tokenizers.soundstream import data as audio_data
-from videopoet_tokenizers.soundstream import metrics
+from videopoet.tokenizers.soundstream import codec as codec_lib
+from videopoet.tokenizers.soundstream import data as audio_data
+from videopoet.tokenizers.soundstream import metrics
 # pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The codec's run directory.")

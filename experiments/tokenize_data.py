@@ -30,7 +30,7 @@ from ml_collections import config_flags
 from configs import tokenize_data as tokenize_configs
 from experiments import common
 from videopoet import config_lib
-from videopoet import tokenize
+from videopoet import pretokenize
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "configs/tokenize_data.py:<arg>", lock_config=True
@@ -71,7 +71,7 @@ def main(argv):
   del argv
   common.init_runtime()
   cfg = config_lib.from_config(
-      tokenize.TokenizeConfig, _resolve_random(_CONFIG.value), "config"
+      pretokenize.TokenizeConfig, _resolve_random(_CONFIG.value), "config"
   )
   index = jax.process_index() if _INDEX.value is None else _INDEX.value
   count = jax.process_count() if _COUNT.value is None else _COUNT.value
@@ -79,12 +79,12 @@ def main(argv):
     raise ValueError(f"--process_index={index} not in [0, {count})")
   out = common.WORKDIR.value
   overwrite = _OVERWRITE.value
-  tok = tokenize.load_tokenizers(cfg)
+  tok = pretokenize.load_tokenizers(cfg)
   # Every split is checked before any is written.
-  tokenize.check_out_dir(cfg, tok, out, index, count, overwrite)
+  pretokenize.check_out_dir(cfg, tok, out, index, count, overwrite)
   sizes = {}
   for split in cfg.splits:
-    stats = tokenize.tokenize_split(
+    stats = pretokenize.tokenize_split(
         cfg, tok, split, out, index, count, overwrite
     )
     sizes[split] = stats["examples"]
@@ -95,7 +95,7 @@ def main(argv):
         flush=True,
     )
   if index == 0:
-    path = tokenize.write_metadata(out, tok, sizes, overwrite)
+    path = pretokenize.write_metadata(out, tok, sizes, overwrite)
     logging.info("Wrote %s", path)
   spec = tok.spec
   print(

@@ -4,14 +4,14 @@
       --workdir=runs/codec --config.data.data_dir=runs/data
 
 Rerunning with the same workdir resumes. The trained codec loads with
-`videopoet_tokenizers.soundstream.codec.load_codec(workdir)`.
+`videopoet.tokenizers.soundstream.codec.load_codec(workdir)`.
 """
 
 from absl import flags
 from ml_collections import config_flags
 
 from experiments import common
-from videopoet_tokenizers.soundstream import trainer
+from videopoet.tokenizers.soundstream import trainer
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Codec config.", lock_config=True

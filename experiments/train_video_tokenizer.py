@@ -13,7 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import common
-from videopoet_tokenizers.magvit2 import program
+from videopoet.tokenizers.magvit2 import program
 
 _EVAL_ONLY = flags.DEFINE_bool(
     "eval_only", False, "Evaluate the latest checkpoint; do not train."

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from videopoet.data import datasets
-from videopoet_tokenizers.magvit2 import program
+from videopoet.tokenizers.magvit2 import program
 # pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.", required=True)

@@ -21,8 +21,8 @@ xla_cpu.configure()  # Before JAX creates its CPU backend.
 import numpy as np, jax, jax.numpy as jnp
 from configs import magvit2 as cfgmod
 from videopoet import config_lib
-from videopoet_tokenizers.magvit2 import model as model_lib, quantizers, train as train_lib
-from videopoet_tokenizers.common import perceptual
+from videopoet.tokenizers.magvit2 import model as model_lib, quantizers, train as train_lib
+from videopoet.tokenizers.common import perceptual
 
 DATA = ".gpu/synth.npz"
 

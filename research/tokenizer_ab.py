@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import tokenizer_speed
-from videopoet_tokenizers.common import conv3d
-from videopoet_tokenizers.magvit2 import layers
+from videopoet.tokenizers.common import conv3d
+from videopoet.tokenizers.magvit2 import layers
 
 from videopoet import xla_cpu
 

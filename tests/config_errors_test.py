@@ -9,8 +9,8 @@ import pytest
 from configs import magvit2 as magvit2_config
 from configs import soundstream as soundstream_config
 from videopoet import config_lib
-from videopoet_tokenizers.magvit2 import program as magvit2_program
-from videopoet_tokenizers.soundstream import trainer as soundstream_trainer
+from videopoet.tokenizers.magvit2 import program as magvit2_program
+from videopoet.tokenizers.soundstream import trainer as soundstream_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from videopoet_tokenizers.common import conv2d
+from videopoet.tokenizers.common import conv2d
 
 
 def _lax(x, kernel, strides):

@@ -13,12 +13,12 @@ import pytest
 
 from configs import tokenize_data as tokenize_configs
 from videopoet import config_lib
-from videopoet import tokenize
+from videopoet import pretokenize
 from videopoet.data import datasets
 from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
-from videopoet_tokenizers.magvit2 import program as magvit2_program
-from videopoet_tokenizers.soundstream import data as audio_data
+from videopoet.tokenizers.magvit2 import program as magvit2_program
+from videopoet.tokenizers.soundstream import data as audio_data
 
 # A 4-fps build: 17 frames over 4.25 s of audio.
 _FPS4 = synth_av.SynthAVConfig(
@@ -124,12 +124,12 @@ def test_reading_jobs_never_build(tmp_path):
   """tokenize_data and the MAGVIT-v2 and SoundStream trainers' readers."""
   data_dir = str(tmp_path)
   readers = {
-      "tokenize": lambda: tokenize._source(
-          tokenize.TokenizeConfig(
+      "tokenize": lambda: pretokenize._source(
+          pretokenize.TokenizeConfig(
               dataset="synth_av/tiny",
               data_dir=data_dir,
               random_init=True,
-              random=tokenize.RandomInitConfig(
+              random=pretokenize.RandomInitConfig(
                   **tokenize_configs.random_tokenizers()
               ),
               text_tokenizer="text.model",

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from videopoet_tokenizers.common import conv3d
-from videopoet_tokenizers.common import dnnl_conv3d
+from videopoet.tokenizers.common import conv3d
+from videopoet.tokenizers.common import dnnl_conv3d
 
 pytestmark = pytest.mark.skipif(
     not dnnl_conv3d.available(),

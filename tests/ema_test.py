@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from configs import magvit2 as magvit2_config
-from videopoet_tokenizers.common import ema
-from videopoet_tokenizers.magvit2 import program
-from videopoet_tokenizers.soundstream import trainer as codec_trainer
+from videopoet.tokenizers.common import ema
+from videopoet.tokenizers.magvit2 import program
+from videopoet.tokenizers.soundstream import trainer as codec_trainer
 from tests import train_audio_codec_test
 
 

@@ -11,7 +11,7 @@ import scipy.linalg
 
 from videopoet.data import synth_av
 from videopoet.eval import metrics
-from videopoet_tokenizers.soundstream import metrics as codec_metrics
+from videopoet.tokenizers.soundstream import metrics as codec_metrics
 
 needs_i3d = pytest.mark.skipif(
     not metrics.fvd_available()[0], reason=metrics.fvd_available()[1]

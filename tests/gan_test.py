@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from videopoet_tokenizers.common import gan
+from videopoet.tokenizers.common import gan
 
 
 @pytest.mark.parametrize(

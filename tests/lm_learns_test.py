@@ -22,7 +22,7 @@ from configs import tokenize_data as tokenize_configs
 from configs import videopoet as videopoet_configs
 from videopoet import lm_trainer
 from videopoet import text_tokenizer
-from videopoet import tokenize
+from videopoet import pretokenize
 from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
 from videopoet.train_lib import harness
@@ -45,16 +45,16 @@ def test_tiny_lm_lowers_every_tasks_validation_loss(tmp_path):
   captions = [src[i]["caption"] for i in range(len(src))]
   captions = [c.decode() if isinstance(c, bytes) else c for c in captions]
   sp = text_tokenizer.train(captions, str(tmp_path / "text"), 128)
-  cfg = tokenize.TokenizeConfig(
+  cfg = pretokenize.TokenizeConfig(
       dataset="synth_av/r32", data_dir=data_dir,
       splits=("train", "validation"), text_tokenizer=sp, random_init=True,
-      random=tokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()),
+      random=pretokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()),
       batch_size=16,
   )  # fmt: skip
-  tok = tokenize.load_tokenizers(cfg)
+  tok = pretokenize.load_tokenizers(cfg)
   for split in cfg.splits:
-    tokenize.tokenize_split(cfg, tok, split, tokens)
-  tokenize.write_metadata(tokens, tok, {"train": 64, "validation": 16})
+    pretokenize.tokenize_split(cfg, tok, split, tokens)
+  pretokenize.write_metadata(tokens, tok, {"train": 64, "validation": 16})
 
   config = videopoet_configs.get_config("tiny")
   config.data.path = tokens

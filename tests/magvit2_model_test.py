@@ -11,11 +11,11 @@ import pytest
 
 from videopoet.train_lib import data as data_lib
 
-from videopoet_tokenizers.common import affine
-from videopoet_tokenizers.common import conv3d
-from videopoet_tokenizers.magvit2 import layers
-from videopoet_tokenizers.magvit2 import model as model_lib
-from videopoet_tokenizers.magvit2 import quantizers
+from videopoet.tokenizers.common import affine
+from videopoet.tokenizers.common import conv3d
+from videopoet.tokenizers.magvit2 import layers
+from videopoet.tokenizers.magvit2 import model as model_lib
+from videopoet.tokenizers.magvit2 import quantizers
 
 CFG = model_lib.ModelConfig(
     filters=8, channel_multipliers=(1, 1, 2, 2), num_res_blocks=1, num_groups=4

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from videopoet_tokenizers.magvit2 import quantizers
+from videopoet.tokenizers.magvit2 import quantizers
 
 
 def _brute_force(z, inv_temperature):

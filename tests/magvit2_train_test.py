@@ -15,10 +15,10 @@ from videopoet import config_lib
 from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
 from videopoet.train_lib import workdir as workdir_lib
-from videopoet_tokenizers.common import perceptual
-from videopoet_tokenizers.magvit2 import program
-from videopoet_tokenizers.magvit2 import quantizers
-from videopoet_tokenizers.magvit2 import train as train_lib
+from videopoet.tokenizers.common import perceptual
+from videopoet.tokenizers.magvit2 import program
+from videopoet.tokenizers.magvit2 import quantizers
+from videopoet.tokenizers.magvit2 import train as train_lib
 
 
 @pytest.fixture(scope="module")

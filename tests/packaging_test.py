@@ -1,4 +1,4 @@
-"""The package installs `tokenizers/` as `videopoet_tokenizers`, beside HF's."""
+"""Packaging: our tokenizers beside Hugging Face's, jobs and their XLA flags."""
 
 import os
 import re
@@ -22,25 +22,28 @@ def _run_from_root(code: str) -> None:
 
 
 def test_hf_tokenizers_and_ours_import_in_one_process():
-  # Run from the repository root, where `tokenizers/` sits on sys.path[0]:
-  # the shadowing case a user hits with `python -m experiments.<job>`.
+  # Run from the repository root, sys.path[0], as `python -m
+  # experiments.<job>` runs: Hugging Face's `tokenizers` is the installed
+  # one, ours is `videopoet.tokenizers`.
   code = (
-      "import tokenizers, videopoet_tokenizers\n"
+      "import tokenizers, videopoet.tokenizers\n"
       "from tokenizers import Tokenizer\n"
       "import os\n"
       "assert 'site-packages' in tokenizers.__file__, tokenizers\n"
       "assert hasattr(tokenizers, 'Tokenizer')\n"
-      "paths = list(videopoet_tokenizers.__path__)\n"
-      f"assert any(os.path.samefile(p, {os.path.join(ROOT, 'tokenizers')!r})"
-      " for p in paths if os.path.isdir(p)), paths\n"
+      "paths = list(videopoet.tokenizers.__path__)\n"
+      f"assert any(os.path.samefile(p, {os.path.join(ROOT, 'videopoet', 'tokenizers')!r})"
+      " for p in paths), paths\n"
       "print('ok')\n"
   )
   _run_from_root(code)
 
 
-def test_no_init_in_tokenizers_folder():
-  # An __init__.py would make `import tokenizers` pick our folder first.
-  assert not os.path.exists(os.path.join(ROOT, "tokenizers", "__init__.py"))
+def test_no_top_level_folder_shadows_an_installed_package():
+  # A top-level `tokenizers/` (or any folder named like an installed
+  # package) would be imported instead of it from the repository root.
+  for name in ("tokenizers", "videopoet_tokenizers"):
+    assert not os.path.exists(os.path.join(ROOT, name)), name
 
 
 def test_imports_leave_the_jax_backend_uncreated():
@@ -50,9 +53,9 @@ def test_imports_leave_the_jax_backend_uncreated():
   # MAGVIT-v2 steps.
   code = (
       "from jax._src import xla_bridge\n"
-      "import videopoet_tokenizers.magvit2.program\n"
-      "import videopoet_tokenizers.soundstream.trainer\n"
-      "import videopoet.lm_trainer, videopoet.tokenize\n"
+      "import videopoet.tokenizers.magvit2.program\n"
+      "import videopoet.tokenizers.soundstream.trainer\n"
+      "import videopoet.lm_trainer, videopoet.pretokenize\n"
       "assert not xla_bridge._backends, 'backend created at import'\n"
       "print('ok')\n"
   )
@@ -64,7 +67,7 @@ def test_entry_points_set_the_xla_cpu_flags():
   # imports `experiments.common`, which does) before its backend exists;
   # without it XLA:CPU convolutions run 2-3x slower and nothing says so.
   uses_jax = re.compile(
-      r"^\s*(import|from)\s+(jax|videopoet_tokenizers|videopoet\.(?!data\b))",
+      r"^\s*(import|from)\s+(jax|videopoet.tokenizers|videopoet\.(?!data\b))",
       re.M,
   )
   configures = re.compile(

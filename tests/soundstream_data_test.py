@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from videopoet.data import media
-from videopoet_tokenizers.soundstream import data as audio_data
+from videopoet.tokenizers.soundstream import data as audio_data
 
 
 def test_wav_folder_clips_and_splits(tmp_path):

@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from videopoet_tokenizers.soundstream import discriminators as disc_lib
-from videopoet_tokenizers.soundstream import losses
-from videopoet_tokenizers.soundstream import metrics
-from videopoet_tokenizers.soundstream import model as model_lib
-from videopoet_tokenizers.soundstream import trainer
+from videopoet.tokenizers.soundstream import discriminators as disc_lib
+from videopoet.tokenizers.soundstream import losses
+from videopoet.tokenizers.soundstream import metrics
+from videopoet.tokenizers.soundstream import model as model_lib
+from videopoet.tokenizers.soundstream import trainer
 
 SR = 16000
 

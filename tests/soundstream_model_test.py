@@ -7,10 +7,10 @@ import pytest
 
 import flax.linen as nn
 
-from videopoet_tokenizers.soundstream import codec as codec_lib
-from videopoet_tokenizers.soundstream import layers
-from videopoet_tokenizers.soundstream import model as model_lib
-from videopoet_tokenizers.soundstream import rvq
+from videopoet.tokenizers.soundstream import codec as codec_lib
+from videopoet.tokenizers.soundstream import layers
+from videopoet.tokenizers.soundstream import model as model_lib
+from videopoet.tokenizers.soundstream import rvq
 
 # The paper's geometry (strides 2, 4, 5, 8 at 16 kHz) at a tiny width.
 CONFIG = model_lib.ModelConfig(
@@ -170,7 +170,7 @@ def test_grouped_strided_conv_equals_flax_conv(n, c, out, groups):
   gradients, on the same parameter tree; also for lengths that are not a
   multiple of the stride, and with 17 groups (the batched-matmul kernel
   gradient; up to 16, the dense one)."""
-  from videopoet_tokenizers.soundstream import discriminators  # pylint: disable=g-import-not-at-top
+  from videopoet.tokenizers.soundstream import discriminators  # pylint: disable=g-import-not-at-top
 
   x = jax.random.normal(jax.random.key(0), (2, n, c))
   mod = discriminators.GroupedStridedConv(out, 41, 4, groups)

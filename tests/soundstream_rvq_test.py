@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from videopoet_tokenizers.soundstream import rvq
+from videopoet.tokenizers.soundstream import rvq
 
 L, K, D = 3, 16, 8
 

@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 from configs import tokenize_data as tokenize_configs
 from videopoet import lm_data
 from videopoet import text_tokenizer
-from videopoet import tokenize
+from videopoet import pretokenize
 from videopoet.data import media
 from videopoet.data import structure
 from videopoet.data import video_folder
@@ -141,15 +141,15 @@ def folder_data(tmp_path_factory):
 def test_tokenize_video_folder_writes_structure(folder_data, with_depth):
   root, data_dir, sp = folder_data
   depth_model = _red_depth(root) if with_depth else ""
-  cfg = tokenize.TokenizeConfig(
+  cfg = pretokenize.TokenizeConfig(
       dataset="video_folder/square", data_dir=data_dir, splits=("train",),
       text_tokenizer=sp, random_init=True,
-      random=tokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()), batch_size=2, audio_levels=0,
+      random=pretokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()), batch_size=2, audio_levels=0,
       depth_model=depth_model, depth_input_size=32,
   )  # fmt: skip
-  tok = tokenize.load_tokenizers(cfg)
+  tok = pretokenize.load_tokenizers(cfg)
   out = str(root / f"tokens_{with_depth}")
-  stats = tokenize.tokenize_split(cfg, tok, "train", out)
+  stats = pretokenize.tokenize_split(cfg, tok, "train", out)
   assert stats["encoded"] == 3  # 2 clips of pan.mp4, 1 of tilt.mp4.
   src = lm_data.ArrayRecordSource(out, "train")
   recs = [src[i] for i in range(len(src))]

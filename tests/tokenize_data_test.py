@@ -17,7 +17,7 @@ from videopoet import config_lib
 from videopoet import lm_data
 from videopoet import text_tokenizer
 from videopoet import token_spec
-from videopoet import tokenize
+from videopoet import pretokenize
 from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
 
@@ -44,12 +44,12 @@ def build_data_and_text_model(root, data=_DATA):
 def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp("tokenize")
   data_dir, sp = build_data_and_text_model(root)
-  cfg = tokenize.TokenizeConfig(
+  cfg = pretokenize.TokenizeConfig(
       dataset=_NAME, data_dir=data_dir, splits=("train", "validation"),
       text_tokenizer=sp, random_init=True, batch_size=4,
-      random=tokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()),
+      random=pretokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()),
   )  # fmt: skip
-  return root, cfg, tokenize.load_tokenizers(cfg)
+  return root, cfg, pretokenize.load_tokenizers(cfg)
 
 
 def _records(out, split):
@@ -60,7 +60,7 @@ def _records(out, split):
 def test_records_round_trip_with_ids_in_range(setup):
   root, cfg, tok = setup
   out = root / "single"
-  stats = tokenize.tokenize_split(cfg, tok, "train", str(out))
+  stats = pretokenize.tokenize_split(cfg, tok, "train", str(out))
   assert stats["encoded"] == 7 and stats["examples_per_s"] > 0
   assert sorted(os.listdir(out)) == [
       "train-00000-of-00001.array_record",
@@ -100,8 +100,8 @@ def test_two_processes_cover_every_example_once(setup):
   import dataclasses  # pylint: disable=g-import-not-at-top
 
   cfg = dataclasses.replace(cfg, num_shards=3)
-  a = tokenize.tokenize_split(cfg, tok, "train", out, 0, 2)
-  b = tokenize.tokenize_split(cfg, tok, "train", out, 1, 2)
+  a = pretokenize.tokenize_split(cfg, tok, "train", out, 0, 2)
+  b = pretokenize.tokenize_split(cfg, tok, "train", out, 1, 2)
   assert a["encoded"] + b["encoded"] == 7
   files = sorted(
       os.path.basename(f) for f in glob.glob(out + "/*.array_record")
@@ -118,20 +118,20 @@ def test_rerun_skips_finished_shards_and_redoes_a_killed_one(setup):
   import dataclasses  # pylint: disable=g-import-not-at-top
 
   cfg = dataclasses.replace(cfg, num_shards=2)
-  tokenize.tokenize_split(cfg, tok, "validation", out)
-  first, second = (tokenize.shard_path(out, "validation", i, 2) for i in (0, 1))
+  pretokenize.tokenize_split(cfg, tok, "validation", out)
+  first, second = (pretokenize.shard_path(out, "validation", i, 2) for i in (0, 1))
   mtime = os.path.getmtime(first)
-  again = tokenize.tokenize_split(cfg, tok, "validation", out)
+  again = pretokenize.tokenize_split(cfg, tok, "validation", out)
   assert again["encoded"] == 0 and again["skipped_shards"] == 2
   assert os.path.getmtime(first) == mtime
   # A process killed while writing shard 1 leaves only its temp file.
   os.remove(second)
   with open(second + ".tmp", "wb") as f:
     f.write(b"half a shard")
-  redo = tokenize.tokenize_split(cfg, tok, "validation", out)
+  redo = pretokenize.tokenize_split(cfg, tok, "validation", out)
   assert redo["encoded"] == 2 and redo["skipped_shards"] == 1
   assert not os.path.exists(second + ".tmp")
-  assert os.path.exists(tokenize.provenance_path(second))
+  assert os.path.exists(pretokenize.provenance_path(second))
   assert sorted(int(r["index"]) for r in _records(out, "validation")) == [
       0, 1, 2, 3,
   ]  # fmt: skip
@@ -141,18 +141,18 @@ def test_rerun_skips_finished_shards_and_redoes_a_killed_one(setup):
 def test_empty_tokenizer_paths_are_clear_errors(setup):
   _, cfg, _ = setup
   with pytest.raises(config_lib.ConfigError, match="video_tokenizer is empty"):
-    tokenize.TokenizeConfig(data_dir="d", text_tokenizer=cfg.text_tokenizer)
+    pretokenize.TokenizeConfig(data_dir="d", text_tokenizer=cfg.text_tokenizer)
   with pytest.raises(config_lib.ConfigError, match="text_tokenizer is empty"):
-    tokenize.TokenizeConfig(
+    pretokenize.TokenizeConfig(
         data_dir="d", random_init=True,
-        random=tokenize.RandomInitConfig(
+        random=pretokenize.RandomInitConfig(
             **tokenize_configs.random_tokenizers()
         ),
     )  # fmt: skip
   with pytest.raises(config_lib.ConfigError, match="architectures"):
-    tokenize.TokenizeConfig(data_dir="d", random_init=True, text_tokenizer="t")
+    pretokenize.TokenizeConfig(data_dir="d", random_init=True, text_tokenizer="t")
   with pytest.raises(config_lib.ConfigError, match="data_dir is empty"):
-    tokenize.TokenizeConfig(random_init=True, text_tokenizer="t")
+    pretokenize.TokenizeConfig(random_init=True, text_tokenizer="t")
 
 
 def _job(*args, timeout=400):
@@ -244,8 +244,8 @@ def test_wrong_kind_of_workdir_is_named(tmp_path):
   from configs import magvit2 as magvit2_configs  # pylint: disable=g-import-not-at-top
   from configs import soundstream as soundstream_configs  # pylint: disable=g-import-not-at-top
   from configs import videopoet as videopoet_configs  # pylint: disable=g-import-not-at-top
-  from videopoet_tokenizers.magvit2 import program  # pylint: disable=g-import-not-at-top
-  from videopoet_tokenizers.soundstream import codec as codec_lib  # pylint: disable=g-import-not-at-top
+  from videopoet.tokenizers.magvit2 import program  # pylint: disable=g-import-not-at-top
+  from videopoet.tokenizers.soundstream import codec as codec_lib  # pylint: disable=g-import-not-at-top
 
   codec = _fake_workdir(
       tmp_path, "codec", soundstream_configs.get_config("tiny")
@@ -285,7 +285,7 @@ def test_wrong_kind_of_workdir_is_named(tmp_path):
       load(str(tmp_path / "nothere"))
   assert not os.listdir(empty)  # Nothing created in a wrong directory.
   # The tokenize_data job names the flag (a one-line error, exit 2).
-  cfg = tokenize.TokenizeConfig(
+  cfg = pretokenize.TokenizeConfig(
       data_dir="d", text_tokenizer="t", video_tokenizer=codec,
       audio_codec=video,
   )  # fmt: skip
@@ -294,13 +294,13 @@ def test_wrong_kind_of_workdir_is_named(tmp_path):
       match=f"config.video_tokenizer='{codec}' cannot be loaded as the video"
       " tokenizer: .* is not a video tokenizer workdir",
   ):
-    tokenize.load_tokenizers(cfg)
+    pretokenize.load_tokenizers(cfg)
 
 
 def test_random_video_tokenizer_decodes():
   """Random tokenizers (tests, demo) decode codes back to video."""
-  tok = tokenize._random_video_tokenizer(
-      tokenize.RandomInitConfig(**tokenize_configs.random_tokenizers())
+  tok = pretokenize._random_video_tokenizer(
+      pretokenize.RandomInitConfig(**tokenize_configs.random_tokenizers())
   )  # pylint: disable=protected-access
   video = np.random.default_rng(0).uniform(-1, 1, (1, 5, 64, 64, 3))
   ids = tok.encode_to_indices(video.astype(np.float32))

@@ -15,7 +15,7 @@ import pytest
 
 from configs import tokenize_data as tokenize_configs
 from videopoet import lm_data
-from videopoet import tokenize
+from videopoet import pretokenize
 from videopoet.data import synth_av
 from tests import tokenize_data_test
 
@@ -32,36 +32,36 @@ def setup(tmp_path_factory):
   """(root, 10-bit config and tokenizers, 12-bit ones)."""
   root = tmp_path_factory.mktemp("rerun")
   data_dir, sp = tokenize_data_test.build_data_and_text_model(root, _DATA)
-  cfg10 = tokenize.TokenizeConfig(
+  cfg10 = pretokenize.TokenizeConfig(
       dataset=_NAME, data_dir=data_dir, splits=("train",), limit=4,
       text_tokenizer=sp, random_init=True, batch_size=4, audio_levels=1,
-      random=tokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()),
+      random=pretokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()),
   )  # fmt: skip
   cfg12 = dataclasses.replace(
-      cfg10, limit=6, random=tokenize.RandomInitConfig(
+      cfg10, limit=6, random=pretokenize.RandomInitConfig(
           **tokenize_configs.random_tokenizers(visual_bits=12)
       )
   )
   return (
       root,
-      (cfg10, tokenize.load_tokenizers(cfg10)),
-      (cfg12, tokenize.load_tokenizers(cfg12)),
+      (cfg10, pretokenize.load_tokenizers(cfg10)),
+      (cfg12, pretokenize.load_tokenizers(cfg12)),
   )
 
 
 def _run(cfg, tok, out, overwrite=False, process_index=0, process_count=1):
   """What `experiments.tokenize_data` does, in this process."""
-  tokenize.check_out_dir(cfg, tok, out, process_index, process_count,
+  pretokenize.check_out_dir(cfg, tok, out, process_index, process_count,
                          overwrite)  # fmt: skip
   stats = {
-      split: tokenize.tokenize_split(
+      split: pretokenize.tokenize_split(
           cfg, tok, split, out, process_index, process_count, overwrite
       )  # fmt: skip
       for split in cfg.splits
   }
   if process_index == 0:
     sizes = {s: st["examples"] for s, st in stats.items()}
-    tokenize.write_metadata(out, tok, sizes, overwrite)
+    pretokenize.write_metadata(out, tok, sizes, overwrite)
   return stats
 
 
@@ -92,7 +92,7 @@ def test_rerun_with_other_tokenizers_and_limit_is_refused(setup):
       "tokens.json", "train-00000-of-00001.array_record",
       "train-00000-of-00001.array_record.json",
   ]  # fmt: skip
-  with pytest.raises(tokenize.StaleTokensError) as err:
+  with pytest.raises(pretokenize.StaleTokensError) as err:
     _run(cfg12, tok12, out)
   msg = str(err.value)
   for want in (
@@ -105,10 +105,10 @@ def test_rerun_with_other_tokenizers_and_limit_is_refused(setup):
   # Nothing was written: not a shard, not tokens.json.
   assert _snapshot(out) == before
   # Nor would encoding one split alone, nor describing the other tokens.
-  with pytest.raises(tokenize.StaleTokensError, match="limit: 4 -> 6"):
-    tokenize.tokenize_split(cfg12, tok12, "train", out)
-  with pytest.raises(tokenize.StaleTokensError, match="visual_bits: 10 -> 12"):
-    tokenize.write_metadata(out, tok12, {"train": 6})
+  with pytest.raises(pretokenize.StaleTokensError, match="limit: 4 -> 6"):
+    pretokenize.tokenize_split(cfg12, tok12, "train", out)
+  with pytest.raises(pretokenize.StaleTokensError, match="visual_bits: 10 -> 12"):
+    pretokenize.write_metadata(out, tok12, {"train": 6})
   assert _snapshot(out) == before
 
 
@@ -141,7 +141,7 @@ def test_shards_recorded_before_the_token_spec_are_refused(setup):
   root, (cfg10, tok10), _ = setup
   out = str(root / "pre_spec")
   _run(cfg10, tok10, out)
-  path = tokenize.provenance_path(tokenize.shard_path(out, "train", 0, 1))
+  path = pretokenize.provenance_path(pretokenize.shard_path(out, "train", 0, 1))
   with open(path) as f:
     record = json.load(f)
   for key in ("time_factor", "space_factor", "audio_hop", "audio_frames"):
@@ -149,7 +149,7 @@ def test_shards_recorded_before_the_token_spec_are_refused(setup):
   with open(path, "w") as f:
     json.dump(record, f)
   with pytest.raises(
-      tokenize.StaleTokensError, match="time_factor: <absent> -> 4"
+      pretokenize.StaleTokensError, match="time_factor: <absent> -> 4"
   ):
     _run(cfg10, tok10, out)
 
@@ -167,8 +167,8 @@ def test_overwrite_reencodes_and_tokens_json_matches_the_shards(setup):
   assert [int(r["index"]) for r in recs] == list(range(6))
   codes = np.stack([r["video"] for r in recs])
   assert codes.max() < 2**12 and codes.max() >= 2**10  # 12-bit codes.
-  with open(tokenize.provenance_path(
-      tokenize.shard_path(out, "train", 0, 1))) as f:  # fmt: skip
+  with open(pretokenize.provenance_path(
+      pretokenize.shard_path(out, "train", 0, 1))) as f:  # fmt: skip
     assert json.load(f)["limit"] == 6
   # Now the directory is the 12-bit run's: a plain rerun reuses it.
   again = _run(cfg12, tok12, out)
@@ -180,10 +180,10 @@ def test_shards_without_provenance_are_unknown(setup):
   root, (cfg10, tok10), _ = setup
   out = str(root / "legacy")
   _run(cfg10, tok10, out)
-  os.remove(tokenize.provenance_path(tokenize.shard_path(out, "train", 0, 1)))
+  os.remove(pretokenize.provenance_path(pretokenize.shard_path(out, "train", 0, 1)))
   before = _snapshot(out)
   with pytest.raises(
-      tokenize.StaleTokensError, match="no provenance record.*--overwrite"
+      pretokenize.StaleTokensError, match="no provenance record.*--overwrite"
   ):
     _run(cfg10, tok10, out)
   assert _snapshot(out) == before
@@ -199,11 +199,11 @@ def test_other_shard_layout_or_split_is_refused_then_replaced(setup):
   out = str(root / "layout")
   _run(dataclasses.replace(cfg10, splits=("train", "validation")), tok10, out)
   before = _snapshot(out)
-  with pytest.raises(tokenize.StaleTokensError, match="num_shards: 1 -> 2"):
+  with pytest.raises(pretokenize.StaleTokensError, match="num_shards: 1 -> 2"):
     _run(cfg10, tok10, out, process_index=1, process_count=2)
   # Encoding train with other tokenizers leaves validation's stale shard.
   with pytest.raises(
-      tokenize.StaleTokensError, match="validation-00000-of-00001"
+      pretokenize.StaleTokensError, match="validation-00000-of-00001"
   ):
     _run(cfg12, tok12, out)
   assert _snapshot(out) == before

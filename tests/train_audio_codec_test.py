@@ -13,8 +13,8 @@ from configs import synth_av as synth_av_config
 from videopoet import config_lib
 from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
-from videopoet_tokenizers.soundstream import codec as codec_lib
-from videopoet_tokenizers.soundstream import trainer
+from videopoet.tokenizers.soundstream import codec as codec_lib
+from videopoet.tokenizers.soundstream import trainer
 
 
 def _tiny_config(data_dir, total_steps):

@@ -37,7 +37,7 @@ class TokenSpec:
       LM's random records of `config.data.random`, `lm_data.RandomConfig`).
     video_tokenizer_step: its checkpoint step (0 when random).
     random: the random tokenizers {video_model, visual_bits, codec_model,
-      seed} (their architectures: `tokenize.RandomInitConfig`) when the
+      seed} (their architectures: `pretokenize.RandomInitConfig`) when the
       tokenizers are random, else None.
     visual_bits: K: the video tokenizer has 2^K codes (LFQ or FSQ).
     time_factor: pixel frames per latent frame after the first.

@@ -5,7 +5,7 @@ batch x height x width) through Eigen at ~7 GFLOP/s on a 2-core machine;
 routed through YNNPACK's dot kernels (`--xla_cpu_experimental_ynn_fusion_type
 =dot`) the same gradient is 5x faster (measured on 34 frames of 64x64x16:
 74 ms -> 14 ms). With the 3D convolutions of MAGVIT-v2 written as sums of 2D
-ones (`videopoet_tokenizers.magvit2.layers.CausalConv`), a 3x3x3 layer's
+ones (`videopoet.tokenizers.magvit2.layers.CausalConv`), a 3x3x3 layer's
 forward + backward drops from 4.3x to ~1.5x PyTorch's oneDNN time
 (README, Results). Other backends ignore the flag.
 

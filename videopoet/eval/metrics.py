@@ -42,7 +42,7 @@ Where the package or its weights are missing or the weights' hash differs,
 returns None.
 
 Audio: mel distance, SI-SDR and ViSQOL live in
-`videopoet_tokenizers.soundstream.metrics` (their one home) and are
+`videopoet.tokenizers.soundstream.metrics` (their one home) and are
 re-exported here; `audio_metrics` applies them to one pair of [n] float
 waveforms at 16 kHz.
 """
@@ -58,9 +58,9 @@ from typing import Callable, Sequence
 import numpy as np
 import scipy.linalg
 
-from videopoet_tokenizers.soundstream.metrics import mel_distance
-from videopoet_tokenizers.soundstream.metrics import si_sdr
-from videopoet_tokenizers.soundstream.metrics import visqol
+from videopoet.tokenizers.soundstream.metrics import mel_distance
+from videopoet.tokenizers.soundstream.metrics import si_sdr
+from videopoet.tokenizers.soundstream.metrics import visqol
 
 __all__ = [
     "psnr",

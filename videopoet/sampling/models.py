@@ -138,11 +138,11 @@ def random_video_tokenizer(random: dict):
   """The RANDOMLY INITIALIZED video tokenizer of a `tokens.json` `random`.
 
   The same parameters as `tokenize_data` encoded with (one home:
-  `tokenize.load_tokenizers` calls this too).
+  `pretokenize.load_tokenizers` calls this too).
   """
-  from videopoet_tokenizers.magvit2 import loader  # pylint: disable=g-import-not-at-top
-  from videopoet_tokenizers.magvit2 import model as model_lib  # pylint: disable=g-import-not-at-top
-  from videopoet_tokenizers.magvit2 import quantizers  # pylint: disable=g-import-not-at-top
+  from videopoet.tokenizers.magvit2 import loader  # pylint: disable=g-import-not-at-top
+  from videopoet.tokenizers.magvit2 import model as model_lib  # pylint: disable=g-import-not-at-top
+  from videopoet.tokenizers.magvit2 import quantizers  # pylint: disable=g-import-not-at-top
 
   _check_random(random)
   model = config_lib.from_config(
@@ -156,8 +156,8 @@ def random_video_tokenizer(random: dict):
 
 def random_codec(random: dict):
   """The RANDOMLY INITIALIZED codec of a `tokens.json` `random` record."""
-  from videopoet_tokenizers.soundstream import codec as codec_lib  # pylint: disable=g-import-not-at-top
-  from videopoet_tokenizers.soundstream import model as model_lib  # pylint: disable=g-import-not-at-top
+  from videopoet.tokenizers.soundstream import codec as codec_lib  # pylint: disable=g-import-not-at-top
+  from videopoet.tokenizers.soundstream import model as model_lib  # pylint: disable=g-import-not-at-top
 
   _check_random(random)
   mc = config_lib.from_config(
@@ -174,7 +174,7 @@ def random_codec(random: dict):
 
 def load_video_tokenizer(spec: token_spec.TokenSpec):
   """The video tokenizer `spec` names, checked against its code count."""
-  from videopoet_tokenizers.magvit2 import loader  # pylint: disable=g-import-not-at-top
+  from videopoet.tokenizers.magvit2 import loader  # pylint: disable=g-import-not-at-top
 
   if spec.video_tokenizer == "random":
     tok = random_video_tokenizer(spec.random)
@@ -195,7 +195,7 @@ def load_codec(spec: token_spec.TokenSpec):
     return None
   if spec.audio_codec == "random":
     return random_codec(spec.random)
-  from videopoet_tokenizers.soundstream import codec as codec_lib  # pylint: disable=g-import-not-at-top
+  from videopoet.tokenizers.soundstream import codec as codec_lib  # pylint: disable=g-import-not-at-top
 
   path = spec.audio_codec
   if spec.audio_codec_step:

@@ -91,9 +91,9 @@ class RandomInitConfig:
 
   Attributes:
     video_model: the video tokenizer's architecture (the fields of
-      `videopoet_tokenizers.magvit2.model.ModelConfig`).
+      `videopoet.tokenizers.magvit2.model.ModelConfig`).
     visual_bits: LFQ bits of the random video tokenizer (2^K codes).
-    codec_model: the codec's (`videopoet_tokenizers.soundstream.model.
+    codec_model: the codec's (`videopoet.tokenizers.soundstream.model.
       ModelConfig`).
     seed: initialization seed.
   """
@@ -322,8 +322,8 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
         random=dataclasses.asdict(cfg.random),
     )
   else:
-    from videopoet_tokenizers.magvit2 import program  # pylint: disable=g-import-not-at-top
-    from videopoet_tokenizers.soundstream import codec as codec_lib  # pylint: disable=g-import-not-at-top
+    from videopoet.tokenizers.magvit2 import program  # pylint: disable=g-import-not-at-top
+    from videopoet.tokenizers.soundstream import codec as codec_lib  # pylint: disable=g-import-not-at-top
 
     video = _load_trained(
         "video tokenizer", "video_tokenizer", program.load_tokenizer,

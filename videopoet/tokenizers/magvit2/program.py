@@ -22,12 +22,12 @@ from videopoet import config_lib
 from videopoet import sharding
 from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import harness
-from videopoet_tokenizers.common import perceptual
-from videopoet_tokenizers.magvit2 import loader
-from videopoet_tokenizers.magvit2 import metrics as metrics_lib
-from videopoet_tokenizers.magvit2 import model as model_lib
-from videopoet_tokenizers.magvit2 import quantizers
-from videopoet_tokenizers.magvit2 import train as train_lib
+from videopoet.tokenizers.common import perceptual
+from videopoet.tokenizers.magvit2 import loader
+from videopoet.tokenizers.magvit2 import metrics as metrics_lib
+from videopoet.tokenizers.magvit2 import model as model_lib
+from videopoet.tokenizers.magvit2 import quantizers
+from videopoet.tokenizers.magvit2 import train as train_lib
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ MAGVIT-v2's causal convolutions and the StyleGAN discriminator. Tensors are
 import jax
 import jax.numpy as jnp
 
-from videopoet_tokenizers.common import dnnl_conv3d
+from videopoet.tokenizers.common import dnnl_conv3d
 
 
 def conv3d(

@@ -25,7 +25,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from videopoet_tokenizers.common import conv3d
+from videopoet.tokenizers.common import conv3d
 
 # Stride-1 convolutions with kw * c input channels up to this take the
 # stacked-columns input gradient.

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 from scipy import signal as scipy_signal
 
-from videopoet_tokenizers.soundstream import losses
+from videopoet.tokenizers.soundstream import losses
 
 _EVAL_MELS = ((2048, 150), (512, 80))
 

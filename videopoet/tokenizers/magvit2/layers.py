@@ -14,8 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videopoet_tokenizers.common import affine
-from videopoet_tokenizers.common import conv3d
+from videopoet.tokenizers.common import affine
+from videopoet.tokenizers.common import conv3d
 
 Dtype = Any
 _KERNEL_INIT = nn.initializers.lecun_normal()

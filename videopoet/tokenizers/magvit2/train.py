@@ -23,12 +23,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from videopoet_tokenizers.common import ema as ema_lib
-from videopoet_tokenizers.common import gan
-from videopoet_tokenizers.common import perceptual
-from videopoet_tokenizers.magvit2 import layers
-from videopoet_tokenizers.magvit2 import model as model_lib
-from videopoet_tokenizers.magvit2 import quantizers
+from videopoet.tokenizers.common import ema as ema_lib
+from videopoet.tokenizers.common import gan
+from videopoet.tokenizers.common import perceptual
+from videopoet.tokenizers.magvit2 import layers
+from videopoet.tokenizers.magvit2 import model as model_lib
+from videopoet.tokenizers.magvit2 import quantizers
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,8 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videopoet_tokenizers.soundstream import layers
-from videopoet_tokenizers.soundstream import rvq as rvq_lib
+from videopoet.tokenizers.soundstream import layers
+from videopoet.tokenizers.soundstream import rvq as rvq_lib
 
 
 @dataclasses.dataclass(frozen=True)

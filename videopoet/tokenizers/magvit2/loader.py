@@ -17,10 +17,10 @@ import ml_collections
 from videopoet import config_lib
 from videopoet.train_lib import loading
 from videopoet.train_lib import workdir as workdir_lib
-from videopoet_tokenizers.common import perceptual
-from videopoet_tokenizers.magvit2 import model as model_lib
-from videopoet_tokenizers.magvit2 import quantizers
-from videopoet_tokenizers.magvit2 import train as train_lib
+from videopoet.tokenizers.common import perceptual
+from videopoet.tokenizers.magvit2 import model as model_lib
+from videopoet.tokenizers.magvit2 import quantizers
+from videopoet.tokenizers.magvit2 import train as train_lib
 
 
 def trainer_from_config(config) -> train_lib.Trainer:
@@ -137,7 +137,7 @@ def random_tokenizer(
   parameters too (the encoder's are the same either way: flax keys them by
   module path). Deterministic for (`model`, `quantizer`, `seed`).
   """
-  from videopoet_tokenizers.magvit2 import layers  # pylint: disable=g-import-not-at-top
+  from videopoet.tokenizers.magvit2 import layers  # pylint: disable=g-import-not-at-top
 
   tok = model_lib.Tokenizer(model, quantizer.build())
   m = tok.model

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videopoet_tokenizers.common import affine
+from videopoet.tokenizers.common import affine
 
 ACTIVATION_AXES = (
     "activation_batch",

@@ -16,7 +16,7 @@ import numpy as np
 from videopoet import config_lib
 from videopoet.train_lib import loading
 from videopoet.train_lib import workdir as workdir_lib
-from videopoet_tokenizers.soundstream import model as model_lib
+from videopoet.tokenizers.soundstream import model as model_lib
 
 
 def codes_to_tokens(codes, base: int = 0, codebook_size: int = 1024):

@@ -21,7 +21,7 @@ are correct but gain nothing: XLA's SPMD partitioner gathers a custom call's
 operands onto every device. Real meshes are GPUs and TPUs, where
 `conv3d.conv3d` never takes this path.
 
-  python -m videopoet_tokenizers.common.dnnl_conv3d   # build now, print path
+  python -m videopoet.tokenizers.common.dnnl_conv3d   # build now, print path
 """
 
 import contextlib

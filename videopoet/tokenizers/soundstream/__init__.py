@@ -1,6 +1,6 @@
 """SoundStream audio codec: causal conv encoder/decoder + residual VQ.
 
-Import name `videopoet_tokenizers.soundstream`. The pieces:
+Import name `videopoet.tokenizers.soundstream`. The pieces:
 
   rvq.py            residual VQ: EMA codebooks, k-means init, dead codes,
                     per-example quantizer dropout.

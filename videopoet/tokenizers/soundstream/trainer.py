@@ -29,14 +29,14 @@ import optax
 from videopoet import config_lib
 from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import harness
-from videopoet_tokenizers.common import ema as ema_lib
-from videopoet_tokenizers.soundstream import codec as codec_lib
-from videopoet_tokenizers.soundstream import data as audio_data
-from videopoet_tokenizers.soundstream import discriminators as disc_lib
-from videopoet_tokenizers.soundstream import losses
-from videopoet_tokenizers.soundstream import metrics as metrics_lib
-from videopoet_tokenizers.soundstream import model as model_lib
-from videopoet_tokenizers.soundstream import rvq
+from videopoet.tokenizers.common import ema as ema_lib
+from videopoet.tokenizers.soundstream import codec as codec_lib
+from videopoet.tokenizers.soundstream import data as audio_data
+from videopoet.tokenizers.soundstream import discriminators as disc_lib
+from videopoet.tokenizers.soundstream import losses
+from videopoet.tokenizers.soundstream import metrics as metrics_lib
+from videopoet.tokenizers.soundstream import model as model_lib
+from videopoet.tokenizers.soundstream import rvq
 
 
 @dataclasses.dataclass(frozen=True)

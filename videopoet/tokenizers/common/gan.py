@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from videopoet_tokenizers.common import affine
-from videopoet_tokenizers.common import conv3d
+from videopoet.tokenizers.common import affine
+from videopoet.tokenizers.common import conv3d
 
 _KERNEL = nn.with_logical_partitioning(
     nn.initializers.lecun_normal(),

@@ -17,9 +17,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videopoet_tokenizers.common import conv2d
-from videopoet_tokenizers.soundstream import layers
-from videopoet_tokenizers.soundstream import losses
+from videopoet.tokenizers.common import conv2d
+from videopoet.tokenizers.soundstream import layers
+from videopoet.tokenizers.soundstream import losses
 
 
 @dataclasses.dataclass(frozen=True)

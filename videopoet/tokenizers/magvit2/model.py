@@ -17,8 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videopoet_tokenizers.magvit2 import layers
-from videopoet_tokenizers.magvit2 import quantizers
+from videopoet.tokenizers.magvit2 import layers
+from videopoet.tokenizers.magvit2 import quantizers
 
 
 @dataclasses.dataclass(frozen=True)
