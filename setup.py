@@ -23,7 +23,8 @@ setuptools.setup(
         "ml-collections>=1.0,<2",
         "absl-py>=2.1,<3",
         "tensorflow-cpu>=2.17,<2.22",
-        "tensorboard>=2.17,<2.22",  # clu writes TensorBoard event files
+        # TensorBoard event files, written without TensorFlow (metrics.py).
+        "tensorboard>=2.17,<2.22",
         "tensorflow-datasets>=4.9.7,<4.10",
         "array-record>=0.5,<0.9",
         "grain>=0.2.6,<0.3",

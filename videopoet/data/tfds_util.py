@@ -6,10 +6,11 @@ needs. TFDS 4.9 cannot build a `tf.data` pipeline over ArrayRecord files
 (`.as_dataset()` raises NotImplementedError), so `tfds.load(...)` would fail.
 `ArrayRecordAsDataset` gives our builders a `tf.data` view that reads the
 same records through the random-access source: one copy on disk, both APIs.
+TensorFlow is imported only there: training reads through
+`tfds.data_source`, which does not need it.
 """
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 _ARRAY_RECORD = tfds.core.file_adapters.FileFormat.ARRAY_RECORD
@@ -34,6 +35,8 @@ class ArrayRecordAsDataset:
           read_config=read_config,
           shuffle_files=shuffle_files,
       )
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     if decoders:
       raise NotImplementedError(
           "custom decoders are not supported on ArrayRecord builds"

@@ -48,7 +48,6 @@ from typing import Any
 
 from etils import epath
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from videopoet import config_lib
@@ -701,7 +700,7 @@ class VideoFolder(
     Loading then works whatever sizes the build used, not only the named
     config's defaults.
     """
-    if tf.io.gfile.exists(os.path.join(self.data_dir, "features.json")):
+    if (epath.Path(self.data_dir) / "features.json").exists():
       return tfds.features.FeatureConnector.from_config(self.data_dir)
     return None
 
@@ -788,7 +787,7 @@ def build(
   if not os.path.isdir(manual_dir):
     raise FileNotFoundError(f"manual_dir {manual_dir!r} is not a folder")
   builder = VideoFolder(data_dir=data_dir, config=name, dataset=config)
-  if tf.io.gfile.exists(builder.data_dir):
+  if epath.Path(builder.data_dir).exists():
     existing = _read_report(builder.data_dir)
     stale = _why_stale(existing, config, manual_dir, file_format)
     if not overwrite and not stale:
@@ -799,7 +798,7 @@ def build(
           " Pass --overwrite (overwrite=True) to rebuild it, or build into"
           " another --data_dir"
       )
-    tf.io.gfile.rmtree(builder.data_dir)
+    epath.Path(builder.data_dir).rmtree()
     # A fresh builder: the old one loaded the old build's DatasetInfo.
     builder = VideoFolder(data_dir=data_dir, config=name, dataset=config)
   _prepare(builder, manual_dir, file_format)
@@ -874,19 +873,18 @@ def _why_stale(
 
 
 def _read_report(version_dir: str) -> dict[str, Any] | None:
-  path = os.path.join(version_dir, REPORT_JSON)
-  if not tf.io.gfile.exists(path):
+  path = epath.Path(version_dir) / REPORT_JSON
+  if not path.exists():
     return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _write_report(version_dir: str, report: dict[str, Any]) -> None:
-  with tf.io.gfile.GFile(os.path.join(version_dir, REPORT_JSON), "w") as f:
-    json.dump(report, f, indent=2, ensure_ascii=False)
-    f.write("\n")
-  with tf.io.gfile.GFile(os.path.join(version_dir, REPORT_TXT), "w") as f:
-    f.write(report_text(report))
+  version_dir = epath.Path(version_dir)
+  (version_dir / REPORT_JSON).write_text(
+      json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+  )
+  (version_dir / REPORT_TXT).write_text(report_text(report), encoding="utf-8")
 
 
 def _result(

@@ -235,7 +235,7 @@ def train(
   jsonl = os.path.join(workdir, "metrics.jsonl")
   if jax.process_index() == 0:
     metrics_lib.truncate_jsonl(jsonl, first_step)
-  writer = metrics_lib.create_writer(workdir)
+  writer = metrics_lib.create_writer(workdir, first_step)
   if first_step == 0 and jax.process_index() == 0:
     # Shapes only (abstract): nothing is fetched from the devices.
     parameter_overview.log_parameter_overview(
@@ -351,7 +351,7 @@ def train(
     ckpt.wait()
   finally:
     preemption.restore()
-    writer.flush()
+    writer.close()
     ckpt.close()
   logging.info(
       "Done at step %d; last checkpoint %d in %s",
