@@ -169,14 +169,16 @@ def test_learning_rate_warms_up_then_decays_along_a_cosine():
   cfg = train_lib.OptimizerConfig(
       learning_rate=1e-3, warmup_steps=10, decay_steps=110, end_fraction=0.1
   )
-  lr = train_lib.schedule(cfg.learning_rate, cfg)
+  lr = train_lib.adam(cfg.learning_rate, cfg).schedule()
   np.testing.assert_allclose(
       [lr(s) for s in (0, 5, 10, 60, 110, 500)],
       [0.0, 5e-4, 1e-3, 5.5e-4, 1e-4, 1e-4],  # Midway: (1 + 0.1) / 2 peak.
       rtol=1e-5,
       atol=1e-9,
   )
-  constant = train_lib.schedule(1e-3, dataclasses.replace(cfg, decay_steps=0))
+  constant = train_lib.adam(
+      1e-3, dataclasses.replace(cfg, decay_steps=0)
+  ).schedule()
   np.testing.assert_allclose([constant(10), constant(500)], [1e-3, 1e-3])
 
 

@@ -35,6 +35,7 @@ from videopoet import vocab as vocab_lib
 from videopoet.model import transformer
 from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import harness
+from videopoet.train_lib import optim
 from videopoet.train_lib import workdir as workdir_lib
 
 # Splits of the tokens the LM reads; other splits' sizes in tokens.json
@@ -283,16 +284,12 @@ def make_program(
         f" config.data.batch_size={data.batch_size}"
     )
   model = transformer.VideoPoetLM(make_model_config(config, vocab))
-  schedule = optax.warmup_cosine_decay_schedule(
-      0.0,
-      opt.learning_rate,
-      opt.warmup_steps,
-      max(total_steps, opt.warmup_steps + 1),
-  )
-  tx = optax.chain(
-      optax.clip_by_global_norm(opt.grad_clip),
-      optax.adamw(schedule, b2=opt.b2, weight_decay=opt.weight_decay),
-  )
+  adamw = optim.Adam(
+      peak=opt.learning_rate, warmup_steps=opt.warmup_steps,
+      decay_steps=total_steps, b2=opt.b2, weight_decay=opt.weight_decay,
+      grad_clip=opt.grad_clip,
+  )  # fmt: skip
+  schedule, tx = adamw.schedule(), adamw.build()
   seed = config.trainer.seed
   train_src = _source(data, "train", spec)
   iters = lm_data.task_iterators(

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from videopoet.train_lib import optim
 from videopoet.tokenizers.common import ema as ema_lib
 from videopoet.tokenizers.common import gan
 from videopoet.tokenizers.common import perceptual
@@ -97,24 +98,13 @@ class OptimizerConfig:
   end_fraction: float = 0.0
 
 
-def schedule(lr: float, cfg: OptimizerConfig) -> optax.Schedule:
-  """Learning rate at each step: warmup, then constant or cosine decay."""
-  if not cfg.decay_steps:
-    return optax.linear_schedule(0.0, lr, max(1, cfg.warmup_steps))
-  return optax.warmup_cosine_decay_schedule(
-      0.0,
-      lr,
-      cfg.warmup_steps,
-      max(cfg.decay_steps, cfg.warmup_steps + 1),
-      lr * cfg.end_fraction,
-  )
-
-
-def _adam(lr: float, cfg: OptimizerConfig) -> optax.GradientTransformation:
-  return optax.chain(
-      optax.clip_by_global_norm(cfg.grad_clip),
-      optax.adam(schedule(lr, cfg), b1=cfg.b1, b2=cfg.b2),
-  )
+def adam(lr: float, cfg: OptimizerConfig) -> optim.Adam:
+  """The shared factory's Adam for peak `lr` (generator or discriminator)."""
+  return optim.Adam(
+      peak=lr, warmup_steps=cfg.warmup_steps, decay_steps=cfg.decay_steps,
+      end_fraction=cfg.end_fraction, b1=cfg.b1, b2=cfg.b2,
+      grad_clip=cfg.grad_clip,
+  )  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,11 +132,11 @@ class Trainer:
 
   @property
   def tx_g(self):
-    return _adam(self.optimizer.learning_rate, self.optimizer)
+    return adam(self.optimizer.learning_rate, self.optimizer).build()
 
   @property
   def tx_d(self):
-    return _adam(self.optimizer.disc_learning_rate, self.optimizer)
+    return adam(self.optimizer.disc_learning_rate, self.optimizer).build()
 
   def init(self, rng: jax.Array, sample: jax.Array) -> dict:
     """Fresh state; `sample` [b, t, h, w, 3] fixes the discriminator size."""
@@ -276,9 +266,9 @@ class Trainer:
         {
             "train/loss": g_loss,
             "train/grad_norm": optax.global_norm(g_grads),
-            "train/learning_rate": schedule(
+            "train/learning_rate": adam(
                 self.optimizer.learning_rate, self.optimizer
-            )(step),
+            ).schedule()(step),
         }
     )
     return new, metrics

@@ -29,6 +29,7 @@ import optax
 from videopoet import config_lib
 from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import harness
+from videopoet.train_lib import optim
 from videopoet.tokenizers.common import ema as ema_lib
 from videopoet.tokenizers.soundstream import codec as codec_lib
 from videopoet.tokenizers.soundstream import data as audio_data
@@ -160,15 +161,9 @@ def parse(config) -> CodecTrainConfig:
 
 
 def _adam(lr, warmup, b1, b2, clip):
-  schedule = optax.join_schedules(
-      [
-          optax.linear_schedule(0.0, lr, max(warmup, 1)),
-          optax.constant_schedule(lr),
-      ],
-      [max(warmup, 1)],
-  )
-  chain = [optax.clip_by_global_norm(clip)] if clip > 0 else []
-  return optax.chain(*chain, optax.adam(schedule, b1=b1, b2=b2)), schedule
+  """The shared factory's Adam: (transformation, schedule)."""
+  opt = optim.Adam(peak=lr, warmup_steps=warmup, b1=b1, b2=b2, grad_clip=clip)
+  return opt.build(), opt.schedule()
 
 
 def make_step(c: CodecTrainConfig):
