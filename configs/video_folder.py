@@ -8,7 +8,8 @@ Args (the `:arg` suffix): `square` (default, 128x128) or `portrait` (height
 224, width 128: VideoPoet's 128x224 portrait clips). Both cut 17 frames at
 8 fps (2.125 s) with 16 kHz mono audio. The build lands in
 DIR/video_folder/<name>/1.0.0 with `build_report.txt` naming every file
-that was skipped and why. See `videopoet/data/video_folder.py`.
+that was skipped and why. See `videopoet/data/video_folder.py` (clips) and
+`videopoet/data/video_folder_tfds.py` (the build).
 """
 
 import ml_collections

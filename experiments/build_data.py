@@ -69,7 +69,7 @@ def build(
     overwrite: rebuild an existing build of the same name.
 
   Returns:
-    The builder's summary (`synth_av_tfds.build`, `video_folder.build`).
+    The builder's summary (`synth_av_tfds.build`, `video_folder_tfds.build`).
   """
   if dataset == "synth_av":
     from videopoet.data import synth_av  # pylint: disable=g-import-not-at-top
@@ -83,6 +83,7 @@ def build(
     )
   if dataset == "video_folder":
     from videopoet.data import video_folder  # pylint: disable=g-import-not-at-top
+    from videopoet.data import video_folder_tfds  # pylint: disable=g-import-not-at-top
 
     if not manual_dir:
       raise config_lib.ConfigError(
@@ -91,7 +92,7 @@ def build(
     cfg = config_lib.from_config(
         video_folder.VideoFolderConfig, config.dataset, "config.dataset"
     )
-    return video_folder.build(
+    return video_folder_tfds.build(
         cfg, data_dir, manual_dir, name=config.name, overwrite=overwrite
     )
   raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS}")

@@ -121,7 +121,7 @@ def test_tokenizer_training_data_modules_import_no_tensorflow():
   # for `tfds.load`'s tf.data view).
   out = _run_python(
       "import sys\n"
-      "from videopoet.data import synth_av_tfds, video_folder\n"
+      "from videopoet.data import synth_av_tfds, video_folder, video_folder_tfds\n"
       "print('TF_IMPORTED', 'tensorflow' in sys.modules)\n"
   )
   assert "TF_IMPORTED False" in out, out

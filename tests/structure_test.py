@@ -15,6 +15,7 @@ from videopoet import pretokenize
 from videopoet.data import media
 from videopoet.data import structure
 from videopoet.data import video_folder
+from videopoet.data import video_folder_tfds
 
 
 def _texture(h, w, seed=0):
@@ -132,7 +133,7 @@ def folder_data(tmp_path_factory):
   tfds.disable_progress_bar()
   data_dir = str(root / "data")
   config = video_folder.VideoFolderConfig(height=32, width=32)
-  video_folder.build(config, data_dir, str(clips), name="square")
+  video_folder_tfds.build(config, data_dir, str(clips), name="square")
   sp = text_tokenizer.train(["a pan", "a tilt", "clip"] * 8, str(root / "t"), 40)
   return root, data_dir, sp
 

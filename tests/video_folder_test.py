@@ -22,6 +22,7 @@ from videopoet import config_lib
 from videopoet.data import datasets
 from videopoet.data import media
 from videopoet.data import video_folder
+from videopoet.data import video_folder_tfds
 
 CONFIG = video_folder.VideoFolderConfig()  # 128x128, 17 frames at 8 fps.
 
@@ -82,7 +83,7 @@ def folder(tmp_path_factory):
 def built(folder, tmp_path_factory):
   tfds.disable_progress_bar()
   data_dir = str(tmp_path_factory.mktemp("data"))
-  return video_folder.build(CONFIG, data_dir, str(folder)), data_dir
+  return video_folder_tfds.build(CONFIG, data_dir, str(folder)), data_dir
 
 
 def _by_source(data_dir):
@@ -166,7 +167,7 @@ def test_tfds_load_reads_the_array_record_build(built):
 
 def test_tfds_load_reads_a_tfrecord_build(folder, tmp_path):
   small = video_folder.VideoFolderConfig(height=32, width=48, num_frames=9)
-  video_folder.build(small, str(tmp_path), str(folder), file_format="tfrecord")
+  video_folder_tfds.build(small, str(tmp_path), str(folder), file_format="tfrecord")
   ds = tfds.load("video_folder", data_dir=str(tmp_path), split="train")
   assert ds.element_spec["video"].shape == (9, 32, 48, 3)
   assert ds.element_spec["audio"].shape == (18000,)
@@ -176,11 +177,11 @@ def test_tfds_load_reads_a_tfrecord_build(folder, tmp_path):
 
 def test_build_reuses_and_refuses_a_different_config(built, folder):
   _, data_dir = built
-  again = video_folder.build(CONFIG, data_dir, str(folder))
+  again = video_folder_tfds.build(CONFIG, data_dir, str(folder))
   assert again["reused"] and again["report"] == built[0]["report"]
   other = dataclasses.replace(CONFIG, fps=4)
-  with pytest.raises(video_folder.StaleBuildError) as raised:
-    video_folder.build(other, data_dir, str(folder))
+  with pytest.raises(video_folder_tfds.StaleBuildError) as raised:
+    video_folder_tfds.build(other, data_dir, str(folder))
   assert "another config (fps 8 -> 4)" in str(raised.value)
   assert "--overwrite" in str(raised.value)
   assert isinstance(raised.value, config_lib.ConfigError)
@@ -200,32 +201,32 @@ def _small_folder(root) -> str:
 
 def test_a_clip_added_after_a_build_is_not_silently_ignored(tmp_path):
   folder, data_dir = _small_folder(tmp_path / "in"), str(tmp_path / "data")
-  first = video_folder.build(SMALL, data_dir, folder)
+  first = video_folder_tfds.build(SMALL, data_dir, folder)
   assert first["report"]["clips_written"] == 2
   assert sorted(first["report"]["contents"]) == ["a.mp4"]
   media.write_mp4(os.path.join(folder, "b.mp4"), _moving_video(5, 16), 8)
-  with pytest.raises(video_folder.StaleBuildError) as raised:
-    video_folder.build(SMALL, data_dir, folder)
+  with pytest.raises(video_folder_tfds.StaleBuildError) as raised:
+    video_folder_tfds.build(SMALL, data_dir, folder)
   message = str(raised.value)
   assert "added since the build: b.mp4" in message
   assert "--overwrite" in message and "\n" not in message
-  again = video_folder.build(SMALL, data_dir, folder, overwrite=True)
+  again = video_folder_tfds.build(SMALL, data_dir, folder, overwrite=True)
   assert not again["reused"] and again["report"]["clips_written"] == 3
   source = tfds.data_source("video_folder", data_dir=data_dir, split="train")
   assert len(source) == 3
-  assert video_folder.build(SMALL, data_dir, folder)["reused"]
+  assert video_folder_tfds.build(SMALL, data_dir, folder)["reused"]
 
 
 def test_changed_and_removed_files_and_captions_are_named(tmp_path):
   folder, data_dir = _small_folder(tmp_path / "in"), str(tmp_path / "data")
   media.write_mp4(os.path.join(folder, "b.mp4"), _moving_video(5, 16), 8)
-  video_folder.build(SMALL, data_dir, folder)
+  video_folder_tfds.build(SMALL, data_dir, folder)
   media.write_mp4(os.path.join(folder, "a.mp4"), _moving_video(15, 16), 8)
   os.remove(os.path.join(folder, "b.mp4"))
   with open(os.path.join(folder, "a.txt"), "w") as f:
     f.write("a new caption\n")  # A sidecar caption: it changes the data.
-  with pytest.raises(video_folder.StaleBuildError) as raised:
-    video_folder.build(SMALL, data_dir, folder)
+  with pytest.raises(video_folder_tfds.StaleBuildError) as raised:
+    video_folder_tfds.build(SMALL, data_dir, folder)
   message = str(raised.value)
   assert "added since the build: a.txt" in message
   assert "removed since the build: b.mp4" in message
@@ -235,16 +236,16 @@ def test_changed_and_removed_files_and_captions_are_named(tmp_path):
 def test_a_build_without_a_contents_record_is_refused(tmp_path):
   """Builds from before reports recorded the folder: stale or not, unknown."""
   folder, data_dir = _small_folder(tmp_path / "in"), str(tmp_path / "data")
-  result = video_folder.build(SMALL, data_dir, folder)
+  result = video_folder_tfds.build(SMALL, data_dir, folder)
   report = dict(result["report"])
   del report["contents"]
   with open(result["report_path"], "w") as f:
     json.dump(report, f)
-  with pytest.raises(video_folder.StaleBuildError) as raised:
-    video_folder.build(SMALL, data_dir, folder)
+  with pytest.raises(video_folder_tfds.StaleBuildError) as raised:
+    video_folder_tfds.build(SMALL, data_dir, folder)
   assert "unknown" in str(raised.value)
   assert "--overwrite" in str(raised.value)
-  again = video_folder.build(SMALL, data_dir, folder, overwrite=True)
+  again = video_folder_tfds.build(SMALL, data_dir, folder, overwrite=True)
   assert "contents" in again["report"]
 
 
@@ -270,7 +271,7 @@ def test_mkv_and_avi_are_used_and_other_files_listed(tmp_path):
   )
   (tmp_path / "in" / "notes").mkdir()
   (tmp_path / "in" / "notes" / "todo").write_text("more clips\n")
-  report = video_folder.build(SMALL, data_dir, folder)["report"]
+  report = video_folder_tfds.build(SMALL, data_dir, folder)["report"]
   kept = {k["file"]: k["clips"] for k in report["kept"]}
   assert kept == {"a.mp4": 2, "c.mkv": 1, "d.avi": 1}
   assert report["skipped"] == [
@@ -298,15 +299,15 @@ def _version_dir(data_dir: str) -> str:
 def test_build_with_no_good_file_raises_with_the_report(tmp_path):
   (tmp_path / "in").mkdir()
   (tmp_path / "in" / "bad.mp4").write_bytes(b"")
-  with pytest.raises(video_folder.BuildError, match="bad.mp4: zero-byte"):
-    video_folder.build(CONFIG, str(tmp_path / "data"), str(tmp_path / "in"))
+  with pytest.raises(video_folder_tfds.BuildError, match="bad.mp4: zero-byte"):
+    video_folder_tfds.build(CONFIG, str(tmp_path / "data"), str(tmp_path / "in"))
 
 
 def test_build_checks_its_arguments(tmp_path):
   with pytest.raises(config_lib.ConfigError, match="'square', 'portrait'"):
-    video_folder.build(CONFIG, str(tmp_path), str(tmp_path), name="tall")
+    video_folder_tfds.build(CONFIG, str(tmp_path), str(tmp_path), name="tall")
   with pytest.raises(FileNotFoundError, match="not a folder"):
-    video_folder.build(CONFIG, str(tmp_path), str(tmp_path / "missing"))
+    video_folder_tfds.build(CONFIG, str(tmp_path), str(tmp_path / "missing"))
 
 
 def test_each_file_is_decoded_once(folder, monkeypatch):
@@ -448,7 +449,7 @@ def test_config_file_matches_the_builder_configs(arg):
       video_folder.VideoFolderConfig, config.dataset, "config.dataset"
   )
   (named,) = [
-      c for c in video_folder.VideoFolder.BUILDER_CONFIGS if c.name == arg
+      c for c in video_folder_tfds.VideoFolder.BUILDER_CONFIGS if c.name == arg
   ]
   assert built == named.dataset
   if arg == "portrait":
@@ -474,7 +475,7 @@ def test_the_build_records_its_rates(tmp_path):
   """`export_clips` reads them (`datasets.media_rates`)."""
   folder, data_dir = _small_folder(tmp_path / "in"), str(tmp_path / "data")
   config = dataclasses.replace(SMALL, fps=4, sample_rate=8000)
-  video_folder.build(config, data_dir, folder)
+  video_folder_tfds.build(config, data_dir, folder)
   with open(os.path.join(_version_dir(data_dir), "metadata.json")) as f:
     assert json.load(f) == {"fps": 4, "sample_rate": 8000}
   source = datasets.open_split("video_folder", data_dir, "train")

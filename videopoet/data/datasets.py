@@ -234,7 +234,7 @@ def _register(dataset: str) -> None:
   if dataset == "synth_av":
     from videopoet.data import synth_av_tfds
   elif dataset == "video_folder":
-    from videopoet.data import video_folder
+    from videopoet.data import video_folder_tfds
   # pylint: enable=g-import-not-at-top,unused-import
 
 
