@@ -23,6 +23,8 @@ Every field is documented in the dataclass it builds
 
 import ml_collections
 
+from configs import common
+
 _ARGS = ("tiny", "tiny16", "demo", "quality", "small", "base")
 
 
@@ -45,16 +47,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       {"tiny": 2000, "small": 2000, "base": 500_000}[arg]
   )
   # Harness: steps, seed, logging, evaluation and checkpoints.
-  c.trainer = dict(
-      total_steps=total_steps,
-      seed=0,
+  c.trainer = common.trainer(
+      total_steps,
       log_every=10 if tiny else 50,
       eval_every={"tiny": 200, "small": 500, "base": 5000}[arg],
-      checkpoint=dict(
-          every_steps=100 if tiny else 1000, keep=3, async_save=True
-      ),
+      checkpoint_every=100 if tiny else 1000,
   )
-  c.mesh = dict(data=-1, fsdp=1, tensor=1)
+  c.mesh = common.mesh()
   # Encoder/decoder (ModelConfig).
   c.model = dict(
       filters={"tiny": 16, "small": 32, "base": 128}[arg],

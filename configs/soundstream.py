@@ -15,6 +15,8 @@ audio files (`--config.data.source=wav_folder --config.data.data_dir=DIR`).
 
 import ml_collections
 
+from configs import common
+
 _ARGS = ("tiny", "demo", "quality", "small", "base")
 
 
@@ -32,26 +34,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   tiny, base = arg == "tiny", arg == "base"
   config = ml_collections.ConfigDict()
 
-  config.trainer = dict(
-      # Optimizer steps of the run.
-      total_steps={"tiny": 800, "small": 20000, "base": 200000}[arg],
-      # Seeds init, the data order and every step's randomness.
-      seed=0,
-      # Steps between metric lines (and NaN checks).
+  config.trainer = common.trainer(
+      {"tiny": 800, "small": 20000, "base": 200000}[arg],
       log_every=10 if tiny else 50,
-      # Steps between evaluations on `data.eval_split` (0: never).
+      # On `data.eval_split`.
       eval_every={"tiny": 400, "small": 2000, "base": 10000}[arg],
-      checkpoint=dict(
-          # Steps between checkpoints (and at the end).
-          every_steps={"tiny": 100, "small": 1000, "base": 5000}[arg],
-          # Checkpoints kept.
-          keep=3,
-          # Save in the background while training goes on.
-          async_save=True,
-      ),
+      checkpoint_every={"tiny": 100, "small": 1000, "base": 5000}[arg],
   )
-  # Mesh sizes (data, fsdp, tensor); -1 takes the remaining devices.
-  config.mesh = dict(data=-1, fsdp=1, tensor=1)
+  config.mesh = common.mesh()
 
   config.model = dict(
       # C: encoder channels C -> 16C, decoder mirrored (paper: 32).

@@ -19,6 +19,8 @@ tokens' `tokens.json` (`videopoet.token_spec`), or with
 
 import ml_collections
 
+from configs import common
+
 from videopoet import vocab as vocab_lib
 
 _SIZES = {
@@ -42,18 +44,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f"unknown size {arg!r}; allowed: {allowed}")
   small = arg in ("tiny", "mini", "small")
   c = ml_collections.ConfigDict()
-  c.trainer = dict(
-      total_steps=300 if small else 300_000,  # VideoPoet 300M: 300k steps.
-      seed=0,
+  c.trainer = common.trainer(
+      300 if small else 300_000,  # VideoPoet 300M: 300k steps.
       log_every=10 if small else 100,
       eval_every=100 if small else 5000,
-      checkpoint=dict(every_steps=100 if small else 2000, keep=3),
+      checkpoint_every=100 if small else 2000,
   )
-  c.mesh = (
-      dict(data=-1, fsdp=1, tensor=1)
-      if small
-      else dict(data=1, fsdp=-1, tensor=1)
-  )
+  c.mesh = common.mesh() if small else common.mesh(data=1, fsdp=-1)
   # The id ranges come from the tokens (tokens.json); the LM only pads
   # them: pad_to keeps the vocab divisible by the CE chunks x tensor.
   c.vocab = dict(pad_to=128 if small else 2048)
