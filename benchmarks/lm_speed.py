@@ -124,7 +124,8 @@ def _setup(size, task, batch_size, mesh_spec=None):
   mesh = sharding.create_mesh(
       config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
   )
-  program = lm_trainer.make_program(config, total_steps=1000)
+  config.trainer.total_steps = 1000
+  program = lm_trainer.make_program(lm_trainer.parse(config), mesh)
   rules = list(sharding.LOGICAL_AXIS_RULES)
   rng = jax.random.key(0)
   with nn.logical_axis_rules(rules):

@@ -14,6 +14,7 @@ from ml_collections import config_flags
 
 from experiments import common
 from videopoet import lm_trainer
+from videopoet.train_lib import family
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "LM config (configs/videopoet.py:<size>).", lock_config=True
@@ -23,7 +24,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 def main(argv):
   del argv
   common.init_runtime()
-  lm_trainer.run(_CONFIG.value, common.WORKDIR.value)
+  family.run(lm_trainer.FAMILY, _CONFIG.value, common.WORKDIR.value)
 
 
 if __name__ == "__main__":

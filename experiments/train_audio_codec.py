@@ -12,6 +12,7 @@ from ml_collections import config_flags
 
 from experiments import common
 from videopoet.tokenizers.soundstream import trainer
+from videopoet.train_lib import family
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Codec config.", lock_config=True
@@ -21,7 +22,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 def main(argv):
   del argv
   common.init_runtime()
-  trainer.run(_CONFIG.value, common.WORKDIR.value)
+  family.run(trainer.FAMILY, _CONFIG.value, common.WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from ml_collections import config_flags
 
 from experiments import common
 from videopoet.tokenizers.magvit2 import program
+from videopoet.train_lib import family
 
 _EVAL_ONLY = flags.DEFINE_bool(
     "eval_only", False, "Evaluate the latest checkpoint; do not train."
@@ -30,7 +31,7 @@ def main(argv):
     out = program.evaluate_run(_CONFIG.value, common.WORKDIR.value)
     print(json.dumps(out, indent=2))
   else:
-    program.run(_CONFIG.value, common.WORKDIR.value)
+    family.run(program.FAMILY, _CONFIG.value, common.WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from videopoet import text_tokenizer
 from videopoet import pretokenize
 from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
+from videopoet.train_lib import family
 from videopoet.train_lib import harness
 
 _STEPS = 400
@@ -66,12 +67,12 @@ def test_tiny_lm_lowers_every_tasks_validation_loss(tmp_path):
   config.mixture.image_phase = 0.1  # Leave the video tasks most steps.
   config.optimizer.learning_rate = 3e-3
 
-  program = lm_trainer.make_program(config, _STEPS)
+  program = lm_trainer.make_program(lm_trainer.parse(config), None)
   init_rng, _ = harness._rngs(config.trainer.seed)  # pylint: disable=protected-access
   state = jax.jit(lambda r: nn.unbox(program.init(r)))(init_rng)
   start = program.evaluate(state, 0)
   workdir = str(tmp_path / "lm")
-  lm_trainer.run(config, workdir)
+  family.run(lm_trainer.FAMILY, config, workdir)
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     rows = [json.loads(line) for line in f]
   end = {k: v for r in rows for k, v in r.items() if k.startswith("val/")}

@@ -23,7 +23,8 @@ def _program(monkeypatch, val_size, eval_batches=2):
     return src
 
   monkeypatch.setattr(lm_trainer, "_source", source)
-  return lm_trainer.make_program(c, total_steps=10)
+  c.trainer.total_steps = 10
+  return lm_trainer.make_program(lm_trainer.parse(c), None)
 
 
 def test_small_validation_split_gives_finite_metrics(monkeypatch):

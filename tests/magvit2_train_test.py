@@ -14,6 +14,7 @@ from configs import synth_av as synth_av_config
 from videopoet import config_lib
 from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
+from videopoet.train_lib import family
 from videopoet.train_lib import workdir as workdir_lib
 from videopoet.tokenizers.common import perceptual
 from videopoet.tokenizers.magvit2 import program
@@ -80,8 +81,9 @@ def test_train_resume_and_load(data_dir, tmp_path, gan):
   perceptual.save_weights(weights, net_params)
   workdir = str(tmp_path / "run")
 
-  program.run(_config(data_dir, weights, 2, gan), workdir)
-  program.run(_config(data_dir, weights, 3, gan), workdir)  # Resumes at 2.
+  family.run(program.FAMILY, _config(data_dir, weights, 2, gan), workdir)
+  # Resumes at 2.
+  family.run(program.FAMILY, _config(data_dir, weights, 3, gan), workdir)
 
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     rows = [json.loads(line) for line in f]
@@ -116,7 +118,7 @@ def test_train_resume_and_load(data_dir, tmp_path, gan):
   with pytest.raises(
       workdir_lib.WorkdirConfigError, match="model.temporal_downsample"
   ):
-    program.run(other, workdir)
+    family.run(program.FAMILY, other, workdir)
   assert open(os.path.join(workdir, "config.json"), "rb").read() == config_json
   assert program.load_tokenizer(workdir).encode_to_indices(video).shape == (
       1, 2, 8, 8
@@ -135,7 +137,7 @@ def test_eval_split_smaller_than_the_eval_batch_is_refused_at_start(data_dir):
 def test_missing_weights_and_data_dir_are_clear_errors(tmp_path):
   c = _config("", "", 1)
   with pytest.raises(config_lib.ConfigError, match="data_dir is empty"):
-    program.run(c, str(tmp_path / "a"))
+    family.run(program.FAMILY, c, str(tmp_path / "a"))
   with pytest.raises(FileNotFoundError, match="weights_path"):
     perceptual.load(perceptual.PerceptualConfig(weights_path="/nope.msgpack"))
 

@@ -15,6 +15,7 @@ from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
 from videopoet.tokenizers.soundstream import codec as codec_lib
 from videopoet.tokenizers.soundstream import trainer
+from videopoet.train_lib import family
 
 
 def _tiny_config(data_dir, total_steps):
@@ -77,9 +78,9 @@ def test_trains_resumes_and_loads(data_dir, tmp_path):
   jax.config.update("jax_compilation_cache_dir", cache)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   try:
-    trainer.run(_tiny_config(data_dir, 2), workdir)
+    family.run(trainer.FAMILY, _tiny_config(data_dir, 2), workdir)
     first = _steps(workdir)
-    trainer.run(_tiny_config(data_dir, 3), workdir)
+    family.run(trainer.FAMILY, _tiny_config(data_dir, 3), workdir)
   finally:
     jax.config.update("jax_compilation_cache_dir", old[0])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
@@ -124,7 +125,7 @@ def test_config_errors_name_the_key(tmp_path):
     trainer.parse(config)
   config = _tiny_config("", 1)
   with pytest.raises(ValueError, match="data_dir is empty"):
-    trainer.make_program(trainer.parse(config), 0)
+    trainer.make_program(trainer.parse(config), None)
   for arg in ("tiny", "demo", "small", "base"):
     trainer.parse(soundstream_config.get_config(arg))
   demo = soundstream_config.get_config("demo")  # No GAN step in the run.

@@ -90,7 +90,8 @@ def test_microbatches_equal_one_pass():
     config.data.eval_batches = 0
     config.optimizer.microbatches = microbatches
     config.mixture.weights = (("text_to_video", 1.0),)
-    return lm_trainer.make_program(config, total_steps=10)
+    config.trainer.total_steps = 10
+    return lm_trainer.make_program(lm_trainer.parse(config), None)
 
   one, four = program(1), program(4)
   batch = dict(one.groups["text_to_video"])

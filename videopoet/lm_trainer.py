@@ -1,8 +1,9 @@
-"""Trains the VideoPoet LM on a task mixture through the shared harness.
+"""Trains the VideoPoet LM on a task mixture: the LM's `train_lib.family`.
 
-`run(config, workdir)` builds the vocabulary, the model, the per-task
-pipelines and the AGD mixture, and hands the harness a `Program` whose
-`groups` are the tasks: one fixed batch shape per task, each step compiled
+`family.run(FAMILY, config, workdir)` (`experiments.train`) parses the
+config with its tokens' vocabulary (`parse`), checks the workdir's tokens,
+and hands the harness the `Program` of `make_program`: the model, the
+per-task pipelines and the AGD mixture, with the tasks as its `groups`: one fixed batch shape per task, each step compiled
 ahead of time. Metrics: `train/loss`, `train/<task>/{loss,accuracy}` and,
 every `eval_every` steps, `val/<task>/{loss,accuracy}` on fixed validation
 batches.
@@ -34,7 +35,9 @@ from videopoet import token_spec
 from videopoet import vocab as vocab_lib
 from videopoet.model import transformer
 from videopoet.train_lib import data as data_lib
+from videopoet.train_lib import family
 from videopoet.train_lib import harness
+from videopoet.train_lib import loading
 from videopoet.train_lib import optim
 from videopoet.train_lib import workdir as workdir_lib
 
@@ -264,16 +267,30 @@ def _stack(examples):
   return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
-def make_program(
-    config, total_steps: int, spec: token_spec.TokenSpec | None = None
-) -> harness.Program:
-  """The LM's harness program on the tokens `spec` (default `data_spec`)."""
-  spec = spec or data_spec(config)
+@dataclasses.dataclass(frozen=True)
+class LMTrainConfig:
+  """A `configs/videopoet.py` config, checked, with its tokens' spec."""
+
+  trainer: harness.TrainerConfig
+  spec: token_spec.TokenSpec
+  vocab: vocab_lib.Vocab
+  tasks: tasks_lib.TaskConfig
+  mixture: lm_data.MixtureConfig
+  data: DataConfig
+  optimizer: OptimizerConfig
+  model: transformer.ModelConfig
+
+
+def parse(config) -> LMTrainConfig:
+  """The typed sections of an LM config; reads the tokens' `tokens.json`
+  (`data_spec`), which decides the vocabulary.
+
+  Raises:
+    config_lib.ConfigError: a bad key or value (named), or no usable
+      tokens.json.
+  """
+  spec = data_spec(config)
   vocab = make_vocab(config, spec)
-  task_config = make_task_config(config)
-  mixture = config_lib.from_config(
-      lm_data.MixtureConfig, config.mixture, "config.mixture"
-  )
   data = config_lib.from_config(DataConfig, config.data, "config.data")
   opt = config_lib.from_config(
       OptimizerConfig, config.optimizer, "config.optimizer"
@@ -283,14 +300,35 @@ def make_program(
         f"config.optimizer.microbatches={opt.microbatches} must divide"
         f" config.data.batch_size={data.batch_size}"
     )
-  model = transformer.VideoPoetLM(make_model_config(config, vocab))
+  return LMTrainConfig(
+      trainer=family.parse_trainer(config),
+      spec=spec,
+      vocab=vocab,
+      tasks=make_task_config(config),
+      mixture=config_lib.from_config(
+          lm_data.MixtureConfig, config.mixture, "config.mixture"
+      ),
+      data=data,
+      optimizer=opt,
+      model=make_model_config(config, vocab),
+  )
+
+
+def make_program(c: LMTrainConfig, mesh) -> harness.Program:
+  """The LM's harness program of a parsed config (`parse`)."""
+  del mesh  # The harness shards the state and batches by logical axes.
+  spec, vocab, task_config, mixture, data, opt = (
+      c.spec, c.vocab, c.tasks, c.mixture, c.data, c.optimizer
+  )
+  total_steps = c.trainer.total_steps
+  model = transformer.VideoPoetLM(c.model)
   adamw = optim.Adam(
       peak=opt.learning_rate, warmup_steps=opt.warmup_steps,
       decay_steps=total_steps, b2=opt.b2, weight_decay=opt.weight_decay,
       grad_clip=opt.grad_clip,
   )  # fmt: skip
   schedule, tx = adamw.schedule(), adamw.build()
-  seed = config.trainer.seed
+  seed = c.trainer.seed
   train_src = _source(data, "train", spec)
   iters = lm_data.task_iterators(
       train_src, mixture, vocab, task_config, spec, data.batch_size, seed
@@ -409,17 +447,27 @@ def make_program(
   )
 
 
-def run(config, workdir: str):
-  """Trains (or resumes) in `workdir`; returns the final state.
 
-  Before anything is written, the tokens are checked against the ones the
-  workdir's LM was trained on (`check_workdir_tokens`) and the config
-  against its `config.json`; then `<workdir>/tokens.json` is written.
-  """
-  spec = data_spec(config)
-  check_workdir_tokens(config, workdir)
-  trainer, mesh = harness.setup(config, workdir)
-  write_workdir_tokens(config, workdir)
-  return harness.train(
-      trainer, mesh, workdir, make_program(config, trainer.total_steps, spec)
+def load(path: str, step: int | None = None) -> family.Loaded:
+  """The LM parameters of a workdir of `experiments.train` (or one of its
+  `checkpoints/<step>`), on the first local device; no optimizer state.
+  `sampling.models.load_lm` adds the vocabulary, tasks and a mesh."""
+  workdir, in_path = loading.find_workdir(path, "lm", "experiments.train")
+  step, trees = loading.restore_params(
+      workdir, ("params",), step if step is not None else in_path
   )
+  return family.Loaded(step=step, params=trees["params"])
+
+
+FAMILY = family.Family(
+    name="lm",
+    parse=parse,
+    make_program=make_program,
+    load=load,
+    eval_keys=("params",),
+    # Before anything is written, the tokens are checked against the ones
+    # the workdir's LM was trained on; after config.json, tokens.json (what
+    # the sampler reads) is written beside it.
+    check_workdir=check_workdir_tokens,
+    write_workdir=write_workdir_tokens,
+)

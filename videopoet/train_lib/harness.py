@@ -159,7 +159,7 @@ def setup(
 ) -> tuple[TrainerConfig, jax.sharding.Mesh]:
   """Validates `config.trainer`, builds the mesh, records `config.json`.
 
-  The first line of every trainer's `run(config, workdir)`. On a rerun the
+  What `train_lib.family.run` does before it builds a program. On a rerun the
   config is checked against the workdir's before anything is written: a
   change to the model or the data is refused (`workdir_lib.check_config`);
   `resumable` names the keys a rerun may change.

@@ -1,7 +1,7 @@
-"""Wires MAGVIT-v2 training to the shared harness; evaluation; loading.
+"""MAGVIT-v2 as a `train_lib.family.Family`: training, evaluation, loading.
 
-  run(config, workdir)         # what `experiments.train_video_tokenizer` does
-  tok = load_tokenizer(workdir)
+  family.run(FAMILY, config, workdir)  # `experiments.train_video_tokenizer`
+  tok = load_tokenizer(workdir)        # = FAMILY.load(workdir)
   ids = tok.encode_to_indices(video)      # [b, t', h', w'] int32
   video = tok.decode_from_indices(ids)    # [b, t, h, w, 3] in [-1, 1]
 
@@ -21,6 +21,7 @@ import numpy as np
 from videopoet import config_lib
 from videopoet import sharding
 from videopoet.train_lib import data as data_lib
+from videopoet.train_lib import family
 from videopoet.train_lib import harness
 from videopoet.tokenizers.common import perceptual
 from videopoet.tokenizers.magvit2 import loader
@@ -83,6 +84,34 @@ _trainer = loader.trainer_from_config
 trainer_from_config = loader.trainer_from_config
 LoadedTokenizer = loader.LoadedTokenizer
 load_tokenizer = loader.load_tokenizer
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """A `configs/magvit2.py` config, checked (`parse`).
+
+  Attributes:
+    trainer: the harness's section (`config.trainer`).
+    pieces: the model, quantizer, discriminator, losses, optimizer and
+      perceptual net (`train.Trainer`: init, phases and step).
+    data: `config.data`.
+    eval: `config.eval`.
+  """
+
+  trainer: harness.TrainerConfig
+  pieces: train_lib.Trainer
+  data: DataConfig
+  eval: EvalConfig
+
+
+def parse(config) -> TrainConfig:
+  """The typed sections of a `configs/magvit2.py` config (bad keys named)."""
+  return TrainConfig(
+      trainer=family.parse_trainer(config),
+      pieces=_trainer(config),
+      data=config_lib.from_config(DataConfig, config.data, "config.data"),
+      eval=config_lib.from_config(EvalConfig, config.eval, "config.eval"),
+  )
 
 
 def _source(cfg: DataConfig, split: str):
@@ -172,11 +201,9 @@ def make_evaluate(trainer, cfg: DataConfig, ecfg: EvalConfig, mesh):
   return evaluate
 
 
-def make_program(config, mesh) -> harness.Program:
-  """The harness program of `config` (see configs/magvit2.py)."""
-  trainer = _trainer(config)
-  dcfg = config_lib.from_config(DataConfig, config.data, "config.data")
-  ecfg = config_lib.from_config(EvalConfig, config.eval, "config.eval")
+def make_program(c: TrainConfig, mesh) -> harness.Program:
+  """The harness program of a parsed config (`parse`; configs/magvit2.py)."""
+  trainer, dcfg, ecfg = c.pieces, c.data, c.eval
   source = _source(dcfg, dcfg.train_split)
   h, w = np.asarray(source[0]["video"]).shape[1:3]
   sample = jnp.zeros((1, dcfg.num_frames, h, w, 3))
@@ -201,7 +228,7 @@ def make_program(config, mesh) -> harness.Program:
   data = data_lib.batched_iterator(
       source,
       global_batch_size=dcfg.batch_size,
-      seed=config.trainer.seed,
+      seed=c.trainer.seed,
       transform=_transform(dcfg.num_frames),
   )
   # One step program per phase (reconstruction only, GAN, GAN + lazy R1),
@@ -219,26 +246,17 @@ def make_program(config, mesh) -> harness.Program:
   )
 
 
-def run(config, workdir: str):
-  """Trains (or resumes) `config` in `workdir`; returns the final state."""
-  tcfg, mesh = harness.setup(config, workdir)
-  return harness.train(tcfg, mesh, workdir, make_program(config, mesh))
-
-
 def evaluate_run(config, workdir: str) -> dict[str, float]:
   """Evaluates the latest EMA checkpoint of `workdir` on `config.eval`.
 
   The data and eval sections come from `config` (so a run can be evaluated
   on another split or dataset); writes `<workdir>/eval_<step>.json`.
   """
-  trainer = _trainer(config)
-  dcfg = config_lib.from_config(DataConfig, config.data, "config.data")
-  ecfg = config_lib.from_config(EvalConfig, config.eval, "config.eval")
-  mesh = sharding.create_mesh(
-      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
-  )
+  c = parse(config)
+  dcfg = c.data
+  mesh = family.make_mesh(config)
   tok = load_tokenizer(workdir)
-  evaluate = make_evaluate(trainer, dcfg, ecfg, mesh)
+  evaluate = make_evaluate(c.pieces, dcfg, c.eval, mesh)
   with jax.set_mesh(mesh):
     out = {
         k: float(v)
@@ -255,3 +273,14 @@ def evaluate_run(config, workdir: str) -> dict[str, float]:
           indent=2,
       )
   return out
+
+
+FAMILY = family.Family(
+    name="video_tokenizer",
+    parse=parse,
+    make_program=make_program,
+    phases=lambda c: c.pieces.phases(),
+    phase_of=lambda c, step: c.pieces.phase_of(step),
+    load=load_tokenizer,
+    eval_keys=("ema_params",),
+)

@@ -132,6 +132,7 @@ def load_codec(
     path: str,
     use_ema: bool = True,
     placement: jax.sharding.Sharding | None = None,
+    step: int | None = None,
 ) -> Codec:
   """Loads a codec trained by `experiments.train_audio_codec`.
 
@@ -141,6 +142,7 @@ def load_codec(
     use_ema: the EMA of the generator's weights (else the raw weights).
     placement: where every array goes (e.g. replicated over the sampler's
       mesh); default the first local device.
+    step: which checkpoint; default the one in `path`, else the latest.
 
   Returns:
     The `Codec`; its `step` attribute is the checkpoint's step. Only the
@@ -153,9 +155,10 @@ def load_codec(
     config_lib.ConfigError: its `config.json` is not an audio codec's (e.g.
       a video tokenizer's or an LM's workdir); the message says which.
   """
-  workdir, step = loading.find_workdir(
+  workdir, in_path = loading.find_workdir(
       path, "audio_codec", "experiments.train_audio_codec"
   )
+  step = step if step is not None else in_path
   config = workdir_lib.read_family_config(workdir, "audio_codec")
   model_config = config_lib.from_config(
       model_lib.ModelConfig, config["model"], "config.model"

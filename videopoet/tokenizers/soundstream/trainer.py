@@ -1,4 +1,7 @@
-"""The codec's training program for the shared harness (`train_lib.harness`).
+"""The codec's training program: SoundStream as a `train_lib.family.Family`.
+
+  family.run(FAMILY, config, workdir)  # `experiments.train_audio_codec`
+  codec = FAMILY.load(workdir)         # = codec.load_codec(workdir)
 
 One step (pure, jitted once, state donated):
 
@@ -28,6 +31,7 @@ import optax
 
 from videopoet import config_lib
 from videopoet.train_lib import data as data_lib
+from videopoet.train_lib import family
 from videopoet.train_lib import harness
 from videopoet.train_lib import optim
 from videopoet.tokenizers.common import ema as ema_lib
@@ -105,6 +109,7 @@ class OptimConfig:
 class CodecTrainConfig:
   """Everything the program needs, checked from the whole config."""
 
+  trainer: harness.TrainerConfig
   model: model_lib.ModelConfig
   discriminator: disc_lib.DiscriminatorConfig
   loss: LossConfig
@@ -115,6 +120,7 @@ class CodecTrainConfig:
 def parse(config) -> CodecTrainConfig:
   """The typed sections of a `configs/soundstream.py` config."""
   c = CodecTrainConfig(
+      trainer=family.parse_trainer(config),
       **{
           name: config_lib.from_config(cls, config[name], f"config.{name}")
           for name, cls in [
@@ -310,14 +316,25 @@ def make_evaluate(c: CodecTrainConfig, clips: np.ndarray):
   return evaluate
 
 
-def make_program(c: CodecTrainConfig, seed: int) -> harness.Program:
-  """Init, step, data and evaluation of a codec run."""
+def phases(c: CodecTrainConfig) -> tuple[str, ...]:
+  """The step programs: 'recon' (before `disc_start_step`), then 'gan'."""
+  return ("recon", "gan") if c.optim.disc_start_step > 0 else ("gan",)
+
+
+def phase_of(c: CodecTrainConfig, step: int) -> str:
+  """The program of the step whose state has `step` (counting from 0)."""
+  return "gan" if step >= c.optim.disc_start_step else "recon"
+
+
+def make_program(c: CodecTrainConfig, mesh) -> harness.Program:
+  """Init, step, data and evaluation of a codec run (`parse`d config)."""
+  del mesh  # The harness places the batches; evaluation runs replicated.
   sr = c.model.sample_rate
   source = audio_data.audio_source(c.data, c.data.train_split, sr)
   it = data_lib.batched_iterator(
       source,
       global_batch_size=c.data.global_batch_size,
-      seed=seed,
+      seed=c.trainer.seed,
       transform=audio_data.audio_only,
   )
   eval_source = audio_data.audio_source(c.data, c.data.eval_split, sr)
@@ -334,30 +351,23 @@ def make_program(c: CodecTrainConfig, seed: int) -> harness.Program:
   example = data_lib.example_batch(
       audio_data.audio_only(source[0]), c.data.global_batch_size
   )
-  phases = ("recon", "gan") if c.optim.disc_start_step > 0 else ("gan",)
   return harness.Program(
       init=init,
       step=step,
-      data=data_lib.PhasedBatches(
-          it, lambda i: "gan" if i >= c.optim.disc_start_step else "recon"
-      ),
-      groups={p: example for p in phases},
+      data=data_lib.PhasedBatches(it, lambda i: phase_of(c, i)),
+      groups={p: example for p in phases(c)},
       evaluate=make_evaluate(c, clips),
       guard=("train/loss", "train/disc_loss", "train/grad_norm"),
   )
 
 
-def run(config, workdir: str):
-  """Trains (or resumes) the codec of a full config in `workdir`.
 
-  Args:
-    config: a `configs/soundstream.py` ConfigDict.
-    workdir: checkpoints, metrics and config.json go here.
-
-  Returns:
-    The final train state.
-  """
-  codec_config = parse(config)  # Validate before writing anything.
-  train_config, mesh = harness.setup(config, workdir)
-  program = make_program(codec_config, train_config.seed)
-  return harness.train(train_config, mesh, workdir, program)
+FAMILY = family.Family(
+    name="audio_codec",
+    parse=parse,
+    make_program=make_program,
+    phases=phases,
+    phase_of=phase_of,
+    load=lambda workdir, step=None: codec_lib.load_codec(workdir, step=step),
+    eval_keys=("gen_ema", "quantizer"),
+)
