@@ -9,7 +9,7 @@ shapes chosen here): `tiny` (tests, demo), `mini` (4 x 128, GQA 4/2),
 (24 x 1024, MHA), `1b` (24 x 2048, GQA 16/8), `8b` (Llama-3-8B's
 32 x 4096, GQA 32/8, SwiGLU 14336). Counts exclude the ~270K x d embedding
 and unembedding tables of the full vocabulary. `quality` is `mini` with the
-schedule of `make quality` (4,000 steps of batch 8, ~40 CPU minutes).
+schedule of `make quality` (8,000 steps of batch 8, ~25 CPU minutes).
 
 The vocabulary's id ranges (visual bits, audio levels and codebook, text
 pieces) and the text length are not set here: they are read from the
@@ -103,11 +103,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _quality(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`mini` for `make quality`: 4,000 steps of batch 8 on all 11 tasks,
-  cosine decay to 0 there, ~1.7 steps/s on a 2-core CPU on the 5x8x8
+  """`mini` for `make quality`: 8,000 steps of batch 8 on all 11 tasks,
+  cosine decay to 0 there, ~5.5 steps/s on a 2-core CPU on the 5x8x8
   tokens of `configs/magvit2.py:quality`; checkpoints every 500 steps
   (the job resumes), one validation pass at the end."""
-  c.trainer.update(total_steps=4000, log_every=50, eval_every=4000)
+  c.trainer.update(total_steps=8000, log_every=50, eval_every=8000)
   c.trainer.checkpoint.update(every_steps=500, keep=2)
   c.optimizer.update(learning_rate=2e-3, warmup_steps=200)
   c.data.eval_batches = 4

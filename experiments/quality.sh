@@ -48,7 +48,7 @@ tokenize "$TOKENS" "$DATA_DIR" "$RUN_DIR/text/text.model" "$VIDEO_TOK" \
 
 LM_DIR="$RUN_DIR/lm"
 fresh_lm "$TOKENS" "$LM_DIR"
-step "6/7 Training the LM (configs/videopoet.py:quality: 4 x 128, 4,000 steps) on all 11 tasks into $LM_DIR"
+step "6/7 Training the LM (configs/videopoet.py:quality: 4 x 128, 8,000 steps) on all 11 tasks into $LM_DIR"
 job train_lm $PY -m experiments.train --config=configs/videopoet.py:quality \
   --workdir="$LM_DIR" --config.data.path="$TOKENS"
 
