@@ -17,7 +17,7 @@ Args:
     `test` split, 2 examples x 1 sample, no FVD.
   'quality': what `make quality` runs on its CPU-trained LM: every task,
     temperature 0.8 and top-k 64 (the demo's sampling), guidance 1 and 3,
-    both test splits, 24 examples x 2 samples per cell; no FVD (the I3D
+    both test splits, 16 examples x 2 samples per cell; no FVD (the I3D
     takes ~1.9 s a clip on a 2-core CPU: it would double the sweep).
   'ground_truth': no model, only the two reference rows (`ground_truth`:
     the dataset's clips through the oracle, its ceiling; `shuffled`: clip i
@@ -121,7 +121,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.temperature = (0.8,)
     c.top_k = (64,)
     c.guidance = (1.0, 3.0)
-    c.num_examples = 24
+    c.num_examples = 16
     c.num_samples = 2
     c.fvd = False
   return c
