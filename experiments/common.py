@@ -19,8 +19,6 @@ from videopoet import config_lib
 from videopoet import xla_cpu
 from videopoet.train_lib import runtime
 
-xla_cpu.configure()  # Before JAX creates its CPU backend.
-
 WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: checkpoints, metrics, config.json."
 )
@@ -91,6 +89,7 @@ def run(main: Callable[[list[str]], None]) -> None:
   what a field allows exit with status 2 and a message naming the key,
   instead of a traceback.
   """
+  xla_cpu.configure()  # Before JAX creates its backend (CPU jobs only).
   # `--help` of a job lists the shared flags it uses beside its own: the
   # multi-process ones, and --workdir where the job requires it.
   shared = [COORDINATOR, NUM_PROCESSES, PROCESS_ID, DISTRIBUTED_AUTO]

@@ -16,17 +16,11 @@ speech; ViSQOL runs in audio mode (about 2 s per clip on a CPU core).
 import json
 import os
 
-from videopoet import xla_cpu
-
-# Before JAX creates its CPU backend. (Not through experiments.common: its
-# flags would clash with this job's --workdir.)
-xla_cpu.configure()
-
-# pylint: disable=g-import-not-at-top,g-bad-import-order
 from absl import app
 from absl import flags
 import numpy as np
 
+from videopoet import xla_cpu
 from videopoet.tokenizers.soundstream import codec as codec_lib
 from videopoet.tokenizers.soundstream import data as audio_data
 from videopoet.tokenizers.soundstream import metrics
@@ -111,5 +105,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # Before JAX creates its backend. (Not through experiments.common: its
+  # flags would clash with this job's --workdir.)
+  xla_cpu.configure()
   flags.mark_flags_as_required(["workdir"])
   app.run(main)

@@ -64,14 +64,15 @@ def test_imports_leave_the_jax_backend_uncreated():
 
 def test_entry_points_set_the_xla_cpu_flags():
   # Every job and benchmark that runs JAX calls `xla_cpu.configure()` (or
-  # imports `experiments.common`, which does) before its backend exists;
-  # without it XLA:CPU convolutions run 2-3x slower and nothing says so.
+  # runs through `experiments.common.run`, which does) before its backend
+  # exists; without it XLA:CPU convolutions run 2-3x slower and nothing says
+  # so.
   uses_jax = re.compile(
       r"^\s*(import|from)\s+(jax|videopoet.tokenizers|videopoet\.(?!data\b))",
       re.M,
   )
   configures = re.compile(
-      r"^xla_cpu\.configure\(\)|^from experiments import common", re.M
+      r"^\s*xla_cpu\.configure\(\)|^from experiments import common", re.M
   )
   missing = []
   for folder in ("experiments", "benchmarks", "research"):
@@ -121,3 +122,30 @@ def test_configure_keeps_freed_memory_for_the_next_step():
   pages = (64 << 20) // 4096
   assert faults["off"] > pages // 2, faults  # The check can tell.
   assert faults["on"] < pages // 100, faults
+
+
+def test_configure_runs_from_entry_points_for_cpu_jobs_only():
+  """Importing a job sets nothing; `configure()` sets the CPU flags only
+  where the backend will be the CPU (JAX_PLATFORMS names another: none)."""
+  code = (
+      "import os, sys\n"
+      "import experiments.train\n"
+      "assert 'ynn' not in os.environ.get('XLA_FLAGS', ''), 'set on import'\n"
+      "from videopoet import xla_cpu\n"
+      "os.environ['JAX_PLATFORMS'] = 'cuda'\n"
+      "assert not xla_cpu.cpu_backend()\n"
+      "xla_cpu.configure()\n"
+      "assert 'ynn' not in os.environ.get('XLA_FLAGS', ''), 'set for cuda'\n"
+      "os.environ['JAX_PLATFORMS'] = 'cpu'\n"
+      "xla_cpu.configure()\n"
+      "assert 'ynn' in os.environ['XLA_FLAGS'], os.environ['XLA_FLAGS']\n"
+      "print('ok')\n"
+  )
+  proc = subprocess.run(
+      [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+      timeout=300,
+      env={k: v for k, v in os.environ.items()
+           if k not in ("XLA_FLAGS", "JAX_PLATFORMS")},
+  )  # fmt: skip
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip() == "ok"

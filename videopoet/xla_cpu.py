@@ -19,12 +19,17 @@ faults and 1.1 s of system time per call; with one reusable heap, none,
 and `benchmarks/codec_speed.py`'s generator step went 2.78 -> 1.51 s.
 
 The flag must be in XLA_FLAGS before JAX creates its CPU backend: every job
-(`experiments/common.py`), benchmark and the test suite call `configure()`
-first. Set VIDEOPOET_XLA_CPU_DEFAULTS=0 to leave XLA_FLAGS and malloc
-untouched.
+calls `configure()` from its entry point (`experiments.common.run`, before
+absl runs the job), as do the benchmarks and the test suite; never on import.
+It does nothing where the job's backend will not be the CPU
+(`cpu_backend`): JAX_PLATFORMS names another platform, or none is named and
+an accelerator plugin (CUDA, ROCm, TPU) is installed. Set
+VIDEOPOET_XLA_CPU_DEFAULTS=0 to leave XLA_FLAGS and malloc untouched.
 """
 
 import ctypes
+import importlib.metadata
+import importlib.util
 import os
 import sys
 
@@ -59,9 +64,25 @@ def keep_freed_memory() -> bool:
   return all(applied)
 
 
+def cpu_backend() -> bool:
+  """Whether JAX's default backend will be the CPU, decided without
+  creating a backend: the first of JAX_PLATFORMS if set, else the CPU
+  unless an accelerator plugin is installed."""
+  platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+  if platforms:
+    return platforms.split(",")[0].strip() == "cpu"
+  if importlib.util.find_spec("libtpu") is not None:
+    return False
+  plugins = importlib.metadata.entry_points(group="jax_plugins")
+  return not any(p.name != "cpu" for p in plugins)
+
+
 def configure() -> None:
-  """Appends `FLAGS` to XLA_FLAGS and keeps freed memory, unless opted out."""
+  """Appends `FLAGS` to XLA_FLAGS and keeps freed memory when the backend
+  will be the CPU, unless opted out."""
   if os.environ.get("VIDEOPOET_XLA_CPU_DEFAULTS", "1") == "0":
+    return
+  if not cpu_backend():
     return
   keep_freed_memory()
   current = os.environ.get("XLA_FLAGS", "")
