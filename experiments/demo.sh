@@ -148,5 +148,5 @@ echo "  clips:       $RUN_DIR/clips/*.mp4 (captions in $RUN_DIR/clips/captions.j
 echo "  tokenizers:  $VIDEO_TOK, $AUDIO_CODEC, $RUN_DIR/text/text.model"
 echo "  tokens:      $TOKENS (tokens.json names what made them)"
 echo "  LM:          $LM_DIR (checkpoints/, metrics.jsonl, tensorboard/)"
-echo "  samples:     $RUN_DIR/samples/*/sample_*.mp4 (manifest.jsonl)"
+echo "  samples:     $RUN_DIR/samples/*/sample_*.mp4 (manifest.jsonl, overview.png)"
 echo "  logs:        $RUN_DIR/*.log"

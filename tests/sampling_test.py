@@ -15,6 +15,7 @@ import time
 
 import av
 import numpy as np
+from PIL import Image
 import pytest
 
 from videopoet import decode
@@ -22,8 +23,9 @@ from videopoet.data import media
 from videopoet.sampling import generate
 from videopoet.sampling import job
 from videopoet.sampling import models as models_lib
-from tests import sampling_workdir
+from videopoet.sampling import overview
 from videopoet.sampling import requests as requests_lib
+from tests import sampling_workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -218,6 +220,9 @@ def test_job_killed_and_rerun_serves_every_request_once(tmp_path, lm_dir):
   assert (out / by[1]["outputs"][1]["png"]).exists()
   assert (out / by[0]["outputs"][0]["wav"]).exists()
   assert not [p for p in out.rglob("*.tmp*")]  # No half-written file left.
+  # The overview: a row per finished request (5), 32-px frames at scale 2.
+  sheet = np.asarray(Image.open(out / "overview.png"))
+  assert sheet.shape[0] == 5 * 64 + 6 * overview._GAP
   # A third run has nothing left to do.
   proc = _job(out, lm_dir, prompts)
   log, _ = proc.communicate(timeout=300)
