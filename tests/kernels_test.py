@@ -100,3 +100,51 @@ def test_every_form_of_the_small_ops_equals_lax():
     ):
       np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
   assert kernels.grouped_conv1d(x1, k1, 4, 4).shape == (2, 8, 12)
+
+
+@pytest.mark.skipif(not _CPU, reason="the CPU forms' dispatch")
+def test_without_the_extra_the_xla_forms_run(monkeypatch):
+  """The wheels' metadata hidden, as where the extra is not installed:
+  "not_installed", and conv3d traces the XLA:CPU forms."""
+  real = dnnl_conv3d.importlib.metadata
+
+  class _Hidden:  # importlib.metadata without the oneDNN wheels.
+    PackageNotFoundError = real.PackageNotFoundError
+
+    @staticmethod
+    def _check(dist):
+      if dist.startswith("onednn"):
+        raise real.PackageNotFoundError(dist)
+
+    def version(self, dist):
+      self._check(dist)
+      return real.version(dist)
+
+    def files(self, dist):
+      self._check(dist)
+      return real.files(dist)
+
+    def __getattr__(self, name):
+      return getattr(real, name)
+
+  def clear():
+    dnnl_conv3d.status.cache_clear()
+    dnnl_conv3d.available.cache_clear()
+
+  x = jax.random.normal(jax.random.key(0), (1, 4, 5, 5, 3))
+  k = jax.random.normal(jax.random.key(1), (3, 3, 3, 3, 4))
+  try:
+    with monkeypatch.context() as m:
+      m.setattr(dnnl_conv3d.importlib, "metadata", _Hidden())
+      clear()
+      assert not dnnl_conv3d.extra_installed()
+      state, reason = dnnl_conv3d.status()
+      assert state == "not_installed" and "kernels" in reason, reason
+      assert kernels.backend("conv3d") == "xla_cpu"
+      jaxpr = str(jax.make_jaxpr(kernels.conv3d)(x, k))
+      assert "videopoet_dnnl" not in jaxpr
+      np.testing.assert_allclose(
+          kernels.conv3d(x, k), _conv3d_lax(x, k, (1, 1, 1)), atol=1e-4
+      )
+  finally:
+    clear()
