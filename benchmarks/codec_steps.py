@@ -8,14 +8,15 @@ The trainer of `configs/soundstream.py:<config>` on random clips of
 `--reps` after a compile, the k-means step and one warm-up step (the first
 call after that still ran 3x slower), so the timed steps skip the k-means
 initialization as training does. `--reference_disc` times the
-discriminators in their reference form instead (flax `nn.Conv` everywhere):
-the two runs give what the CPU forms of `discriminators` buy.
+discriminators in their reference form instead
+(`config.discriminator.kernels="lax"`: plain `lax` convolutions): the two
+runs give what the CPU forms of `videopoet.kernels` buy them.
 Prints `RESULT` lines (docs/design.md).
 """
 
 import math
 
-from videopoet import xla_cpu
+from videopoet.kernels import xla_cpu
 
 # Before JAX creates its CPU backend.
 xla_cpu.configure()
@@ -27,7 +28,6 @@ import jax
 
 from benchmarks import common
 from configs import soundstream as soundstream_config
-from videopoet.tokenizers.soundstream import discriminators
 from videopoet.tokenizers.soundstream import trainer
 # pylint: enable=g-import-not-at-top,g-bad-import-order
 
@@ -42,12 +42,9 @@ _REFERENCE = flags.DEFINE_bool(
 
 def main(argv):
   del argv
-  if _REFERENCE.value:
-    discriminators.Conv2D = discriminators.conv2d_reference
-    discriminators.GroupedStridedConv = (
-        discriminators.grouped_strided_conv_reference
-    )
   config = soundstream_config.get_config(_CONFIG.value)
+  if _REFERENCE.value:
+    config.discriminator.kernels = "lax"
   config.data.data_dir = "unused"
   config.data.global_batch_size = _BATCH.value
   config.data.segment_samples = _SAMPLES.value

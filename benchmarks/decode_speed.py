@@ -75,7 +75,7 @@ import time
 from absl import app
 from absl import flags
 
-from videopoet import xla_cpu
+from videopoet.kernels import xla_cpu
 
 xla_cpu.configure()  # Before JAX creates its CPU backend.
 

@@ -5,13 +5,14 @@
 
 The trainer of `configs/magvit2.py:<config>` on random clips of the
 config's resolution; medians over `--reps` after a compile. `--reference_disc`
-times the discriminator in its reference form instead (flax `nn.Conv`
-everywhere and the depthwise blur pool), the form the discriminator had
-before its CPU work: the two runs give the speedup.
+times the discriminator in its reference form instead
+(`config.discriminator.kernels="lax"`: plain `lax` convolutions and the
+depthwise blur pool), the form the discriminator had before its CPU work:
+the two runs give the speedup.
 Prints `RESULT` lines (docs/design.md).
 """
 
-from videopoet import xla_cpu
+from videopoet.kernels import xla_cpu
 
 # Before JAX creates its CPU backend (the data modules program imports may
 # create it).
@@ -24,7 +25,6 @@ import jax
 
 from benchmarks import common
 from configs import magvit2 as magvit2_config
-from videopoet.tokenizers.common import gan
 from videopoet.tokenizers.magvit2 import program
 # pylint: enable=g-import-not-at-top,g-bad-import-order
 
@@ -40,12 +40,10 @@ _RES = {"tiny": 64, "small": 128, "base": 128}
 
 def main(argv):
   del argv
+  config = magvit2_config.get_config(_CONFIG.value)
   if _REFERENCE.value:
-    gan.blur_pool = gan.blur_pool_depthwise
-    gan._conv = gan.conv_reference  # pylint: disable=protected-access
-  trainer = program.trainer_from_config(
-      magvit2_config.get_config(_CONFIG.value)
-  )
+    config.discriminator.kernels = "lax"
+  trainer = program.trainer_from_config(config)
   res = _RES[_CONFIG.value]
   video = jax.random.uniform(
       jax.random.key(0),

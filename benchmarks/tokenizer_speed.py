@@ -20,8 +20,9 @@ our seconds per FLOP over its seconds per FLOP (`--nolucidrains` skips it;
 it is skipped with a message when the package is missing).
 
 On CPU our float32 convolutions run on oneDNN through XLA FFI targets
-(`videopoet/tokenizers/common/dnnl_conv3d.py`); `--nodnnl` times the XLA
-forms instead (`conv3d_as_2d`), and FLOPs are always counted on those.
+where the `kernels` extra is built (`videopoet/kernels/dnnl_conv3d.py`);
+`--nodnnl` times the XLA forms instead (`kernels.conv3d`'s "xla_cpu"), and
+FLOPs are always counted on those.
 
 `--per_conv` then times every convolution of the model on its own, each
 direction (forward, input gradient, kernel gradient), ours against
@@ -42,13 +43,11 @@ import torch
 from benchmarks import common
 from benchmarks import magvit2_lucidrains
 from benchmarks import magvit2_torch
-from videopoet.tokenizers.common import conv3d as conv3d_lib
-from videopoet.tokenizers.common import dnnl_conv3d
+from videopoet import kernels
+from videopoet.kernels import xla_cpu
 from videopoet.tokenizers.magvit2 import layers
 from videopoet.tokenizers.magvit2 import model as model_lib
 from videopoet.tokenizers.magvit2 import quantizers
-
-from videopoet import xla_cpu
 
 xla_cpu.configure()  # Before JAX creates its CPU backend.
 
@@ -123,7 +122,7 @@ def our_step_and_codec(video):
       .cost_analysis()
       .get("flops", float("nan"))
   )
-  with dnnl_conv3d.use(False):
+  with kernels.override(conv3d="xla_cpu"):
     flops = {
         "train": count(step_fn, state, video),
         "codec": count(codec_fn, params, video),
@@ -192,7 +191,7 @@ def main(argv):
   # measured 0.42 s before ours ran, 0.54-0.62 s after).
   b = peer(video, _REPS.value)
   c = _time_lucidrains(shape) if _LUCIDRAINS.value else None
-  with dnnl_conv3d.use(_DNNL.value):
+  with _forms():
     a = ours(video, _REPS.value)
   b_clips = _BATCH.value
   print(
@@ -230,18 +229,24 @@ def main(argv):
   if _LUCIDRAINS.value:
     _lucidrains(a, c)
   if _PER_CONV.value:
-    with dnnl_conv3d.use(_DNNL.value):
+    with _forms():
       _per_conv(video)
 
 
+def _forms():
+  """`kernels.conv3d`'s choice, or its XLA forms under --nodnnl."""
+  if _DNNL.value or jax.default_backend() != "cpu":
+    return kernels.override()
+  return kernels.override(conv3d="xla_cpu")
+
+
 def _conv_path():
-  if jax.default_backend() != "cpu":
-    return "conv_general_dilated"
-  return (
-      "onednn-ffi"
-      if _DNNL.value and dnnl_conv3d.available()
-      else "xla-2d-forms"
-  )
+  with _forms():
+    return {
+        "onednn": "onednn-ffi",
+        "xla_cpu": "xla-2d-forms",
+        "lax": "conv_general_dilated",
+    }[kernels.backend("conv3d")]
 
 
 def _conv_shapes(video):
@@ -250,17 +255,26 @@ def _conv_shapes(video):
       _FILTERS.value, MULTS, _BLOCKS.value, TDOWN, GROUPS
   )
   tok = model_lib.Tokenizer(cfg, quantizers.LFQ(num_bits=BITS))
-  shapes, conv3d = [], conv3d_lib.conv3d
+  # Traced with every 3D convolution as one `lax` op: the jaxpr's 5-D
+  # convolutions (nested jaxprs included) are the model's.
+  with kernels.override(conv3d="lax"):
+    jaxpr = jax.make_jaxpr(lambda: tok.init(jax.random.key(0), video))()
+  shapes = []
 
-  def record(x, kernel, strides):
-    shapes.append((x.shape, kernel.shape, strides))
-    return conv3d(x, kernel, strides)
+  def visit(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "conv_general_dilated":
+        x, k = (v.aval.shape for v in eqn.invars)
+        if len(x) == 5:
+          shapes.append((x, k, tuple(eqn.params["window_strides"])))
+      for value in eqn.params.values():
+        for sub in value if isinstance(value, (tuple, list)) else (value,):
+          if hasattr(sub, "eqns"):  # A Jaxpr.
+            visit(sub)
+          elif hasattr(sub, "jaxpr") and hasattr(sub.jaxpr, "eqns"):
+            visit(sub.jaxpr)  # A ClosedJaxpr.
 
-  conv3d_lib.conv3d = record
-  try:
-    jax.eval_shape(lambda: tok.init(jax.random.key(0), video))
-  finally:
-    conv3d_lib.conv3d = conv3d
+  visit(jaxpr.jaxpr)
   return shapes
 
 
@@ -273,7 +287,7 @@ def _per_conv(video):
   for x_shape, k_shape, strides in _conv_shapes(video):
     x = jax.random.normal(jax.random.key(0), x_shape)
     k = jax.random.normal(jax.random.key(1), k_shape) * 0.1
-    conv = lambda x, k, s=strides: conv3d_lib.conv3d(x, k, s)
+    conv = lambda x, k, s=strides: kernels.conv3d(x, k, s)
     g = jnp.ones_like(jax.jit(conv)(x, k))
     rgb = x_shape[-1] == 3  # The input layer needs no input gradient.
     grad = lambda i: jax.jit(

@@ -16,7 +16,7 @@ from absl import app
 import jax
 
 from videopoet import config_lib
-from videopoet import xla_cpu
+from videopoet.kernels import xla_cpu
 from videopoet.train_lib import runtime
 
 WORKDIR = flags.DEFINE_string(

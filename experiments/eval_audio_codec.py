@@ -20,7 +20,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from videopoet import xla_cpu
+from videopoet.kernels import xla_cpu
 from videopoet.tokenizers.soundstream import codec as codec_lib
 from videopoet.tokenizers.soundstream import data as audio_data
 from videopoet.tokenizers.soundstream import metrics

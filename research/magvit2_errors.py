@@ -13,7 +13,7 @@ PSNRs of single frames, so it reads higher (tiny16: 27.6 vs 26.9 dB).
 Prints `RESULT` lines.
 """
 
-from videopoet import xla_cpu
+from videopoet.kernels import xla_cpu
 
 xla_cpu.configure()  # Before JAX creates its CPU backend.
 

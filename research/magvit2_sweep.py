@@ -15,7 +15,7 @@ the preset a variant names with `"preset"` (e.g. tiny16).
 """
 
 import json, os, sys, time
-from videopoet import xla_cpu
+from videopoet.kernels import xla_cpu
 
 xla_cpu.configure()  # Before JAX creates its CPU backend.
 import numpy as np, jax, jax.numpy as jnp

@@ -10,30 +10,29 @@ same train step and encode+decode), then timed in turns, `--rounds` times,
 so drift hits both alike. Changes:
 
   * `widening`: convolutions with at least 2x more outputs than inputs
-    gather their kernel frames as channels (`conv3d._WIDENING`), against
-    the time-stacked form they took before;
-  * `edge_pad`: the causal edge pad as one gather (`layers.edge_pad`),
-    against `jnp.pad(mode='edge')` (a concatenation per padded axis) with
-    the same gradient.
+    gather their kernel frames as channels (`conv3d_xla._WIDENING`),
+    against the time-stacked form they took before (both with the XLA
+    forms of `kernels.conv3d`, which oneDNN replaces where it is built);
+  * `edge_pad`: the causal edge pad as one gather with its own gradient
+    (`kernels.edge_pad`'s "xla_cpu" form), against `jnp.pad(mode='edge')`
+    (a concatenation per padded axis) and its autodiff gradient (its "lax"
+    form).
 
 Prints the median and the minimum of each variant, and a `RESULT` line with
 the ratio new / old of the medians (< 1: the change is faster).
 """
 
-import functools
 import statistics
 import time
 
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 
 from benchmarks import tokenizer_speed
-from videopoet.tokenizers.common import conv3d
-from videopoet.tokenizers.magvit2 import layers
-
-from videopoet import xla_cpu
+from videopoet import kernels
+from videopoet.kernels import conv3d_xla
+from videopoet.kernels import xla_cpu
 
 xla_cpu.configure()  # Before JAX creates its CPU backend.
 
@@ -43,27 +42,21 @@ _CHANGE = flags.DEFINE_enum(
 _ROUNDS = flags.DEFINE_integer("rounds", 12, "Timed calls per variant.")
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _concatenating_edge_pad(x, pads):
-  return jnp.pad(x, pads, mode="edge")
-
-
-_GATHER_EDGE_PAD = layers.edge_pad
-_concatenating_edge_pad.defvjp(
-    lambda x, pads: (jnp.pad(x, pads, mode="edge"), None),
-    layers._edge_pad_bwd,  # pylint: disable=protected-access
-)
-
-# change -> {variant: function that applies it}; "old" first.
+# change -> {variant: function that applies it}; "old" first. The
+# widening threshold is a tuning constant of the XLA forms, set here only.
 _VARIANTS = {
     "widening": {
-        "old": lambda: setattr(conv3d, "_WIDENING", float("inf")),
-        "new": lambda: setattr(conv3d, "_WIDENING", 2),
+        "old": lambda: setattr(conv3d_xla, "_WIDENING", float("inf")),
+        "new": lambda: setattr(conv3d_xla, "_WIDENING", 2),
     },
-    "edge_pad": {
-        "old": lambda: setattr(layers, "edge_pad", _concatenating_edge_pad),
-        "new": lambda: setattr(layers, "edge_pad", _GATHER_EDGE_PAD),
-    },
+    "edge_pad": {"old": lambda: None, "new": lambda: None},
+}
+
+# change -> variant -> the `kernels` forms it is timed with (`widening`
+# tunes the XLA forms of conv3d, which oneDNN replaces where built).
+_FORMS = {
+    "widening": {v: {"conv3d": "xla_cpu"} for v in ("old", "new")},
+    "edge_pad": {"old": {"edge_pad": "lax"}, "new": {}},
 }
 
 
@@ -75,7 +68,8 @@ def main(argv):
   try:
     for name, apply in variants.items():
       apply()
-      run_step, run_codec, _ = tokenizer_speed.our_step_and_codec(video)
+      with kernels.override(**_FORMS[_CHANGE.value][name]):
+        run_step, run_codec, _ = tokenizer_speed.our_step_and_codec(video)
       calls[name] = {"train": run_step, "encode+decode": run_codec}
   finally:
     variants["new"]()  # Leave the library as it ships.

@@ -1,16 +1,21 @@
-"""oneDNN 3D convolutions (XLA FFI targets) against XLA's own convolution."""
+"""oneDNN 3D convolutions (XLA FFI targets) against XLA's own convolution.
+
+Skipped only where the `kernels` extra is not installed: with it, a library
+that is not built or does not load fails these tests
+(`kernels_test.py` checks the dispatch either way).
+"""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from videopoet.tokenizers.common import conv3d
-from videopoet.tokenizers.common import dnnl_conv3d
+from videopoet import kernels
+from videopoet.kernels import dnnl_conv3d
 
 pytestmark = pytest.mark.skipif(
-    not dnnl_conv3d.available(),
-    reason="oneDNN conv3d not built here (see the warning it logged)",
+    not dnnl_conv3d.extra_installed(),
+    reason="the `kernels` extra (oneDNN wheels) is not installed",
 )
 
 
@@ -55,7 +60,7 @@ def test_conv3d_routes_float32_through_onednn_and_bfloat16_through_xla():
   x = jnp.zeros((1, 5, 6, 6, 4))
   k = jnp.zeros((3, 3, 3, 4, 8))
   jaxpr = lambda x, k: str(
-      jax.make_jaxpr(lambda x, k: conv3d.conv3d(x, k, (1, 1, 1)))(x, k)
+      jax.make_jaxpr(lambda x, k: kernels.conv3d(x, k, (1, 1, 1)))(x, k)
   )
   f32 = jaxpr(x, k)
   assert "videopoet_dnnl_conv3d_fwd" in f32
@@ -93,17 +98,31 @@ def test_build_is_cached_under_a_name_that_hashes_source_and_versions():
   path = dnnl_conv3d.build()
   assert path.exists() and path.name.startswith("dnnl_conv3d-")
   assert dnnl_conv3d.build() == path  # Second call: the cached file.
+  assert path == dnnl_conv3d.library_path()
+  _, cmd = dnnl_conv3d._plan()  # pylint: disable=protected-access
+  assert {"-Wall", "-Wextra"} <= set(cmd) and "-w" not in cmd
 
 
-def test_disabled_by_environment(monkeypatch):
-  monkeypatch.setenv("VIDEOPOET_DNNL", "0")
-  dnnl_conv3d.available.cache_clear()
-  try:
-    assert not dnnl_conv3d.available()
-  finally:
-    monkeypatch.delenv("VIDEOPOET_DNNL")
+def test_status_says_why_not_and_compiles_nothing(monkeypatch, tmp_path):
+  def fresh_status():
+    dnnl_conv3d.status.cache_clear()
     dnnl_conv3d.available.cache_clear()
-    assert dnnl_conv3d.available()  # Registering the targets again is fine.
+    return dnnl_conv3d.status()
+
+  try:
+    with monkeypatch.context() as m:
+      m.setenv("VIDEOPOET_DNNL", "0")
+      assert fresh_status()[0] == "disabled"
+      assert not dnnl_conv3d.available()
+      m.delenv("VIDEOPOET_DNNL")
+      # Nothing is compiled on use: an empty cache is "not built".
+      m.setenv("VIDEOPOET_CACHE_DIR", str(tmp_path))
+      state, reason = fresh_status()
+      assert state == "not_built" and "make kernels" in reason, reason
+      assert not list(tmp_path.iterdir())
+  finally:
+    # Registering the targets again is fine.
+    assert fresh_status()[0] == "ok" and dnnl_conv3d.available()
 
 
 @pytest.mark.parametrize("strides", [(1, 1, 1), (2, 2, 2)])

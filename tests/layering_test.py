@@ -3,7 +3,7 @@ ones included): each layer imports only itself and the layers below it, and
 no library module imports `configs/`, `experiments/`, `tests/` or
 `benchmarks/`.
 
-  0 core        videopoet.{config_lib, sharding, xla_cpu, train_lib, data}
+  0 core        videopoet.{config_lib, sharding, kernels, train_lib, data}
   1 tokenizers  videopoet.tokenizers (MAGVIT-v2, SoundStream, common)
   2 LM          videopoet.{model, tasks, vocab, decode, lm_data, lm_trainer,
                 token_spec, text_tokenizer}
@@ -19,7 +19,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "videopoet")
 LAYERS = (
-    ("core", ("config_lib", "sharding", "xla_cpu", "train_lib", "data")),
+    ("core", ("config_lib", "sharding", "kernels", "train_lib", "data")),
     ("tokenizers", ("tokenizers",)),
     ("LM", ("model", "tasks", "vocab", "decode", "lm_data", "lm_trainer",
             "token_spec", "text_tokenizer")),  # fmt: skip

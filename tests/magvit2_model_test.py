@@ -9,10 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from videopoet.kernels import affine
+from videopoet.kernels import conv3d_xla
+from videopoet.kernels import pad_xla
 from videopoet.train_lib import data as data_lib
 
-from videopoet.tokenizers.common import affine
-from videopoet.tokenizers.common import conv3d
 from videopoet.tokenizers.magvit2 import layers
 from videopoet.tokenizers.magvit2 import model as model_lib
 from videopoet.tokenizers.magvit2 import quantizers
@@ -164,7 +165,7 @@ def test_conv3d_as_2d_equals_3d_convolution(
   want = jax.lax.conv_general_dilated(
       x, k, strides, "VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
   )
-  got = conv3d.conv3d_as_2d(x, k, strides)
+  got = conv3d_xla.conv3d_as_2d(x, k, strides)
   assert got.shape == want.shape
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-5)
   # Gradients too (the reformulation exists for their speed).
@@ -172,7 +173,7 @@ def test_conv3d_as_2d_equals_3d_convolution(
   ref = lambda x, k: jax.lax.conv_general_dilated(
       x, k, strides, "VALID", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")
   )
-  ours = lambda x, k: conv3d.conv3d_as_2d(x, k, strides)
+  ours = lambda x, k: conv3d_xla.conv3d_as_2d(x, k, strides)
   for g_ours, g_ref in zip(
       jax.grad(loss(ours), (0, 1))(x, k), jax.grad(loss(ref), (0, 1))(x, k)
   ):
@@ -200,7 +201,7 @@ def test_widening_conv_gathers_kernel_frames_as_channels(
   # as 18 channels; 6 -> 11: the time-stacked form (6-channel frames).
   x = jnp.zeros((1, 9, 8, 8, 6))
   k = jnp.zeros((3, 3, 3, 6, features))
-  eqns = _eqns(lambda x, k: conv3d.conv3d_as_2d(x, k, (1, 1, 1)), x, k)
+  eqns = _eqns(lambda x, k: conv3d_xla.conv3d_as_2d(x, k, (1, 1, 1)), x, k)
   convs = [e for e in eqns if e.primitive.name == "conv_general_dilated"]
   assert [e.invars[0].aval.shape[-1] for e in convs] == [lhs_channels]
 
@@ -234,10 +235,10 @@ def test_cond_norm_projects_then_upsamples_as_upsample_then_project():
 def test_edge_pad_gradient_equals_autodiff_of_jnp_pad(shape, pads):
   x = jax.random.normal(jax.random.key(0), shape)
   want_y = jnp.pad(x, pads, mode="edge")
-  np.testing.assert_array_equal(layers.edge_pad(x, pads), want_y)
+  np.testing.assert_array_equal(pad_xla.edge_pad(x, pads), want_y)
   # One pass: the only padded-size tensor is a gather's output (jnp's edge
   # pad concatenates once per padded axis).
-  eqns = _eqns(lambda x: layers.edge_pad(x, pads), x)
+  eqns = _eqns(lambda x: pad_xla.edge_pad(x, pads), x)
   full = [
       e.primitive.name
       for e in eqns
@@ -245,7 +246,7 @@ def test_edge_pad_gradient_equals_autodiff_of_jnp_pad(shape, pads):
   ]
   assert full == (["gather"] if x.shape != want_y.shape else []), full
   w = jax.random.normal(jax.random.key(1), want_y.shape)
-  got = jax.grad(lambda x: jnp.sum(w * layers.edge_pad(x, pads)))(x)
+  got = jax.grad(lambda x: jnp.sum(w * pad_xla.edge_pad(x, pads)))(x)
   want = jax.grad(lambda x: jnp.sum(w * jnp.pad(x, pads, mode="edge")))(x)
   np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-6)
 

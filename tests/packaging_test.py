@@ -47,7 +47,7 @@ def test_no_top_level_folder_shadows_an_installed_package():
 
 
 def test_imports_leave_the_jax_backend_uncreated():
-  # `videopoet.xla_cpu.configure()` sets XLA_FLAGS for the CPU backend; a
+  # `kernels.xla_cpu.configure()` sets XLA_FLAGS for the CPU backend; a
   # module that creates the backend at import (a module-level jnp array)
   # would silently drop them for every job importing it first: 2.6x slower
   # MAGVIT-v2 steps.
@@ -94,7 +94,7 @@ def test_configure_keeps_freed_memory_for_the_next_step():
   # worker thread, must land on pages already faulted in.
   code = (
       "import ctypes, resource, sys, threading\n"
-      "from videopoet import xla_cpu\n"
+      "from videopoet.kernels import xla_cpu\n"
       "if sys.argv[1] == 'on': assert xla_cpu.keep_freed_memory()\n"
       "libc = ctypes.CDLL('libc.so.6')\n"
       "libc.malloc.restype = ctypes.c_void_p\n"
@@ -131,7 +131,7 @@ def test_configure_runs_from_entry_points_for_cpu_jobs_only():
       "import os, sys\n"
       "import experiments.train\n"
       "assert 'ynn' not in os.environ.get('XLA_FLAGS', ''), 'set on import'\n"
-      "from videopoet import xla_cpu\n"
+      "from videopoet.kernels import xla_cpu\n"
       "os.environ['JAX_PLATFORMS'] = 'cuda'\n"
       "assert not xla_cpu.cpu_backend()\n"
       "xla_cpu.configure()\n"

@@ -20,7 +20,7 @@ import numpy as np
 
 # ImageNet normalization of the network's inputs (RGB in [0, 1]).
 # numpy, not jnp: a jnp array here would create the JAX backend at import,
-# before `videopoet.xla_cpu.configure()` can set its flags.
+# before `videopoet.kernels.xla_cpu.configure()` can set its flags.
 _MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _STD = np.array([0.229, 0.224, 0.225], np.float32)
 

@@ -7,15 +7,13 @@ take their statistics per frame. So output frame t depends on input frames
 Tensors are [b, t, h, w, c] (channels last).
 """
 
-import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from videopoet.tokenizers.common import affine
-from videopoet.tokenizers.common import conv3d
+from videopoet import kernels
 
 Dtype = Any
 _KERNEL_INIT = nn.initializers.lecun_normal()
@@ -61,69 +59,7 @@ def causal_pad(x: jax.Array, kernel: Sequence[int]) -> jax.Array:
       ((kw - 1) // 2, kw // 2),
       (0, 0),
   )
-  return edge_pad(x, pads)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def edge_pad(x: jax.Array, pads: tuple[tuple[int, int], ...]) -> jax.Array:
-  """`jnp.pad(x, pads, mode='edge')` as one gather of clamped indices.
-
-  XLA:CPU runs jnp's edge pad as one concatenation per padded axis, each a
-  full pass over the tensor. The gather reads every input once
-  (tokenizer_speed's 32-channel 64x64 activations, 2 x 17 frames, after
-  GroupNorm + swish: 18.7 -> 7.0 ms, the norm alone 6.2 ms;
-  `research/tokenizer_ab.py --change=edge_pad`: encode+decode 0.92x, train
-  step 0.96x). The gradient is the cropped output gradient with each padded
-  border summed onto the edge it copies, one pass per padded axis: autodiff
-  of jnp's pad adds, per padded side, a zero tensor of the full padded size,
-  and of the gather a scatter-add (faster alone, but slower in the train
-  step in three paired runs).
-  """
-  return _gather_edge_pad(x, pads)
-
-
-def _gather_edge_pad(x, pads):
-  """`edge_pad` without its custom gradient (its forward)."""
-  axes = [a for a, (lo, hi) in enumerate(pads) if lo or hi]
-  if not axes:
-    return x
-  span = range(axes[0], axes[-1] + 1)  # Advanced indices on adjacent axes.
-  index = []
-  for k, axis in enumerate(span):
-    lo, hi = pads[axis]
-    n = x.shape[axis]
-    i = jnp.clip(jnp.arange(-lo, n + hi), 0, n - 1)  # [n + lo + hi]
-    index.append(i.reshape([-1 if j == k else 1 for j in range(len(span))]))
-  where = (slice(None),) * axes[0] + tuple(index)
-  return x.at[where].get(mode="promise_in_bounds")
-
-
-def _edge_pad_fwd(x, pads):
-  return _gather_edge_pad(x, pads), None
-
-
-def _edge_pad_bwd(pads, _, g):
-  for axis, (lo, hi) in enumerate(pads):
-    if lo == hi == 0:
-      continue
-    m = g.shape[axis]
-    n = m - lo - hi
-    take = lambda a, b, g=g, axis=axis: jax.lax.slice_in_dim(g, a, b, axis=axis)
-    if n == 1:
-      g = jnp.sum(g, axis=axis, keepdims=True)
-      continue
-    g = jnp.concatenate(
-        [
-            jnp.sum(take(0, lo + 1), axis=axis, keepdims=True),
-            take(lo + 1, lo + n - 1),
-            jnp.sum(take(lo + n - 1, m), axis=axis, keepdims=True),
-        ],
-        axis=axis,
-    )
-  return (g,)
-
-
-edge_pad.defvjp(_edge_pad_fwd, _edge_pad_bwd)
+  return kernels.edge_pad(x, pads)
 
 
 class CausalConv(nn.Module):
@@ -160,14 +96,14 @@ class CausalConv(nn.Module):
         (*self.kernel, x.shape[-1], self.features),
     )
     x = causal_pad(x.astype(self.dtype), self.kernel)
-    y = conv3d.conv3d(x, kernel.astype(self.dtype), self.strides)
+    y = kernels.conv3d(x, kernel.astype(self.dtype), self.strides)
     if self.use_bias:
       bias = self.param(
           "bias",
           nn.with_logical_partitioning(nn.initializers.zeros, ("conv_out",)),
           (self.features,),
       )
-      y = affine.shift(y, bias.astype(self.dtype))
+      y = kernels.shift(y, bias.astype(self.dtype))
     return y
 
 
@@ -214,7 +150,7 @@ class GroupNormSpatial(nn.Module):
         (c,),
     )
     y = group_norm_per_frame(x, min(self.num_groups, c))  # float32
-    return affine.scale_and_shift(y, scale, bias).astype(self.dtype)
+    return kernels.scale_and_shift(y, scale, bias).astype(self.dtype)
 
 
 class ResBlock(nn.Module):

@@ -18,6 +18,7 @@ lecam (EMAs of the real/fake logits), step.
 
 import dataclasses
 import functools
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -34,10 +35,19 @@ from videopoet.tokenizers.magvit2 import quantizers
 
 @dataclasses.dataclass(frozen=True)
 class DiscriminatorConfig:
-  """`config.discriminator` (praxis defaults: 128, (2, 4, 4, 4))."""
+  """`config.discriminator` (praxis defaults: 128, (2, 4, 4, 4)).
+
+  Attributes:
+    filters: channels of the first conv.
+    channel_multipliers: per residual (downsampling) block.
+    kernels: form of its convolutions and blur pools (`videopoet.kernels`):
+      "auto" (the fast one for the backend) or "lax" (plain `lax` ops, the
+      reference the fast forms are compared with).
+  """
 
   filters: int = 128
   channel_multipliers: tuple[int, ...] = (2, 4, 4, 4)
+  kernels: Literal["auto", "lax"] = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +134,9 @@ class Trainer:
 
   @functools.cached_property
   def discriminator(self) -> gan.Discriminator:
-    return gan.Discriminator(self.disc.filters, self.disc.channel_multipliers)
+    return gan.Discriminator(
+        self.disc.filters, self.disc.channel_multipliers, self.disc.kernels
+    )
 
   @property
   def gan(self) -> bool:

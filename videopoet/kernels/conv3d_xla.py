@@ -1,52 +1,16 @@
-"""3D convolutions in the form that is fast on each backend.
+"""3D convolutions written as 2D ones, the form XLA:CPU runs fast.
 
-XLA:CPU runs its native 3D convolution (and, worse, its gradients) several
-times slower than PyTorch's oneDNN. So on CPU, float32 3D convolutions call
-oneDNN itself through XLA FFI targets (`dnnl_conv3d`, all three directions);
-where that library cannot be built, or for other dtypes, they are written as
-2D convolutions over the frames of the batch (`conv3d_as_2d`: XLA:CPU's 2D
-convolutions, through YNNPACK with `videopoet.xla_cpu`, are much faster than
-its 3D one). Other backends get one `conv_general_dilated`. Used by
-MAGVIT-v2's causal convolutions and the StyleGAN discriminator. Tensors are
-[b, t, h, w, c] (channels last), kernels [kt, kh, kw, c, f].
+XLA:CPU runs its native 3D convolution, and worse its gradients, several
+times slower than its 2D convolutions (through YNNPACK with the flags of
+`videopoet.kernels.xla_cpu`). `conv3d_as_2d` computes the same VALID 3D
+convolution from 2D ones, choosing among several forms by shape; it is
+`kernels.conv3d`'s form on CPU where oneDNN is not built, and for other
+dtypes than float32. Tensors are [b, t, h, w, c] (channels last), kernels
+[kt, kh, kw, c, f].
 """
 
 import jax
 import jax.numpy as jnp
-
-from videopoet.tokenizers.common import dnnl_conv3d
-
-
-def conv3d(
-    x: jax.Array, kernel: jax.Array, strides: tuple[int, int, int]
-) -> jax.Array:
-  """VALID 3D convolution in the form that is fast on the current backend.
-
-  XLA:CPU: oneDNN (`dnnl_conv3d.conv3d`) for float32 kernels larger than
-  1x1x1 where it is built and in use, else `conv3d_as_2d`. MAGVIT-v2 tiny's
-  train step (2 clips of 17 x 64 x 64, 2-core AMD EPYC) 0.76 -> 0.34-0.43 s,
-  PyTorch's 0.39-0.44 s (README, `benchmarks/tokenizer_speed.py`).
-
-  GPU and TPU: one `conv_general_dilated` (cuDNN or the TPU's convolution
-  unit); the CPU form there costs memory, e.g. 40 GiB of temporaries for a
-  128-filter train step on 4 x 17 x 128 x 128 clips on an H100, where the 3D
-  convolution needs a fraction of it.
-  """
-  if jax.default_backend() == "cpu":
-    if (
-        kernel.shape[:3] != (1, 1, 1)
-        and x.dtype == kernel.dtype == jnp.float32
-        and dnnl_conv3d.enabled()
-    ):
-      return dnnl_conv3d.conv3d(x, kernel, strides)
-    return conv3d_as_2d(x, kernel, strides)
-  return jax.lax.conv_general_dilated(
-      x,
-      kernel,
-      strides,
-      "VALID",
-      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"),
-  )
 
 
 def conv3d_as_2d(
@@ -56,11 +20,11 @@ def conv3d_as_2d(
 
   out[t] = sum_a conv2d(x[t * st + a], kernel[a]). Same numbers as one
   `conv_general_dilated` (up to summation order), but XLA:CPU runs 2D
-  convolutions and their gradients (with `videopoet.xla_cpu` flags) several
+  convolutions and their gradients (with the flags of `xla_cpu`) several
   times faster than its 3D convolution. In order:
 
   * 1x1x1 kernels: a [rows, c] x [c, f] matmul (its kernel gradient is then
-    one plain matmul too, 3x faster than an einsum's on 64x64 frames);
+    one plain matmul too, faster than an einsum's);
   * strides that divide the kernel (MAGVIT-v2's 4x4x4 downsampling):
     `space_to_depth` makes them unit strides;
   * few input channels (the RGB input layer) or outputs at least twice as
@@ -105,16 +69,12 @@ def conv3d_as_2d(
 
 
 # Input layers with kt * c channels up to this gather their kernel frames as
-# channels (RGB, 3x3x3: 8.8 -> 5.1 ms forward, 11.8 -> 6.6 ms kernel
-# gradient on 34 frames of 64x64).
+# channels (the RGB input layer: faster forward and kernel gradient).
 _FRAMES_AS_CHANNELS_MAX = 16
 # Layers that widen channels by at least this factor gather their kernel
 # frames as channels too: the time-stacked form's kt * f outputs per input
-# frame would be the widest tensor of the layer. MAGVIT-v2 tiny's 32 -> 128
-# convolution at 32x32 (34 output frames; forward / input gradient / kernel
-# gradient): stacked 43 / 45 / 32 ms, frames as channels 25 / 30 / 26 ms;
-# 32 -> 256 at 16x16 and 64 -> 512 at 8x8 gain 10-30 %. At equal widths the
-# stacked form stays faster (16 -> 16 at 64x64 forward: 10 vs 16 ms).
+# frame would be the widest tensor of the layer (research/tokenizer_ab.py
+# --change=widening). At equal widths the stacked form stays faster.
 _WIDENING = 2
 
 
@@ -172,13 +132,11 @@ def conv3d_time_stacked(x: jax.Array, kernel: jax.Array) -> jax.Array:
   output channels, [b * t, h', w', kt, f]), and output frame t sums slot a
   of frame t + a. Against one 2D convolution per kernel frame this computes
   t / t_out more (why `conv3d_as_2d` takes it only for t <= 1.5 t_out), but
-  XLA:CPU runs the wider convolution 1.3-2.3x faster and copies no frame
-  slices: MAGVIT-v2's first 3x3x3 layer (34 frames of 64x64x16) 23 -> 10 ms
-  forward. The input gradient is the same trick transposed (one full
-  convolution of the output gradient with kt * c output channels, then
-  shifted sums: 24 -> 11 ms), and the kernel gradient is one 2D weight
-  gradient against the output gradient shifted into kt slots (40 -> 31 ms)
-  where kt * f is small, else per kernel frame.
+  XLA:CPU runs the wider convolution faster and copies no frame slices. The
+  input gradient is the same trick transposed (one full convolution of the
+  output gradient with kt * c output channels, then shifted sums), and the
+  kernel gradient is one 2D weight gradient against the output gradient
+  shifted into kt slots where kt * f is small, else per kernel frame.
 
   Args:
     x: [b, t, h, w, c], already padded.
@@ -200,9 +158,8 @@ def _stacked_fwd(x, kernel):
 
 
 # Kernel gradients with kt * f output channels up to this run as one 2D
-# weight gradient; wider ones per kernel frame (MAGVIT-v2 shapes on XLA:CPU:
-# 16 -> 16 and 32 -> 32 channels 1.3-1.5x faster stacked, 128 -> 128 1.6x
-# slower).
+# weight gradient; wider ones per kernel frame (on XLA:CPU the stacked
+# form wins for narrow layers and loses for wide ones).
 _STACKED_KERNEL_GRAD_MAX = 96
 
 
@@ -254,8 +211,8 @@ def space_to_depth(
   strides (1 or 2, 2, 2)), blocks of st x sh x sw voxels become channels and
   the kernel shrinks to (kt / st, kh / sh, kw / sw): same outputs, but no
   strided or input-dilated convolution in either direction (XLA:CPU's
-  input-dilated gradient took ~27 ms per kernel frame of the first
-  downsampling, about 3x the whole layer's forward), and the time-strided
+  input-dilated gradients are several times the whole layer's forward),
+  and the time-strided
   layers become unit-stride ones that `conv3d_time_stacked` takes.
 
   Args:

@@ -1,22 +1,18 @@
 """XLA:CPU options that our convolution-heavy models need to run fast.
 
 XLA:CPU runs the weight gradient of a 2D convolution (a contraction over
-batch x height x width) through Eigen at ~7 GFLOP/s on a 2-core machine;
-routed through YNNPACK's dot kernels (`--xla_cpu_experimental_ynn_fusion_type
-=dot`) the same gradient is 5x faster (measured on 34 frames of 64x64x16:
-74 ms -> 14 ms). With the 3D convolutions of MAGVIT-v2 written as sums of 2D
-ones (`videopoet.tokenizers.magvit2.layers.CausalConv`), a 3x3x3 layer's
-forward + backward drops from 4.3x to ~1.5x PyTorch's oneDNN time
-(README, Results). Other backends ignore the flag.
+batch x height x width) through Eigen, slowly on few cores; routed through
+YNNPACK's dot kernels (`--xla_cpu_experimental_ynn_fusion_type=dot`) the
+same gradient is several times faster, and so are the 2D forms of the 3D
+convolutions (`conv3d_xla`). Other backends ignore the flag.
 
 `configure()` also tells glibc's malloc to keep and reuse freed memory
 (`keep_freed_memory`). XLA:CPU allocates each step's temporaries afresh on
 its worker threads; glibc serves those large requests from fresh mmaps
 (thread arenas cannot grow past 64 MB) and unmaps them when freed, so every
-step faults its temporaries' pages in again and the kernel zeroes them:
-SoundStream base's generator step (8 x 1 s, 2-core AMD EPYC) took 516k page
-faults and 1.1 s of system time per call; with one reusable heap, none,
-and `benchmarks/codec_speed.py`'s generator step went 2.78 -> 1.51 s.
+step faults its temporaries' pages in again and the kernel zeroes them
+(hundreds of thousands of page faults and a second of system time per
+SoundStream generator step); with one reusable heap, none.
 
 The flag must be in XLA_FLAGS before JAX creates its CPU backend: every job
 calls `configure()` from its entry point (`experiments.common.run`, before

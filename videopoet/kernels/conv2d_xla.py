@@ -1,23 +1,21 @@
-"""'SAME' 2D convolutions whose input gradient XLA:CPU runs slowly.
+"""'SAME' 2D convolutions with input gradients that XLA:CPU runs fast.
 
 Forward, XLA:CPU's 2D convolution is as fast as oneDNN's; its input
 gradient is not, in two cases that SoundStream's STFT discriminator has:
 
 * strided convolutions (the (3, 4) / (4, 4) kernels with strides (1, 2) /
-  (2, 2)): the input gradient is an input-dilated convolution, 5-8x the
-  forward's time (8 x 28 x 513 x 32, (3, 4) / (1, 2): forward 7 ms, input
-  gradient 55 ms). Through `conv3d.space_to_depth` it is an unstrided one
-  (6 ms), while the kernel gradient stays the native one (there, the
-  space-to-depth form is 1.6x slower);
+  (2, 2)): the input gradient is an input-dilated convolution, several
+  times the forward's time. Through `conv3d_xla.space_to_depth` it is an
+  unstrided one, while the kernel gradient stays the native one (there,
+  the space-to-depth form is slower);
 * few input channels (the 7x7 stem on the 2 channels of a complex STFT):
-  the input gradient is a convolution with 2 output channels (33 ms for a
-  7 ms forward). Here it runs the kernel's rows as a convolution and its
-  columns as stacked output channels, then sums the columns at their shifts
-  (7 ms).
+  the input gradient is a convolution with 2 output channels. Here it runs
+  the kernel's rows as a convolution and its columns as stacked output
+  channels, then sums the columns at their shifts.
 
-`conv2d` picks the form; other backends get one `conv_general_dilated`.
-Tensors are [b, h, w, c] (channels last), kernels [kh, kw, c, f]; the
-numbers are `lax.conv_general_dilated(..., 'SAME')`'s up to summation order.
+`conv2d_same` picks the form (`kernels.conv2d`'s on CPU). Tensors are [b,
+h, w, c] (channels last), kernels [kh, kw, c, f]; the numbers are
+`lax.conv_general_dilated(..., 'SAME')`'s up to summation order.
 """
 
 import functools
@@ -25,7 +23,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from videopoet.tokenizers.common import conv3d
+from videopoet.kernels import conv3d_xla
 
 # Stride-1 convolutions with kw * c input channels up to this take the
 # stacked-columns input gradient.
@@ -51,7 +49,7 @@ def same_padding(
   return tuple(pads)
 
 
-def conv2d(
+def conv2d_same(
     x: jax.Array, kernel: jax.Array, strides: tuple[int, int] = (1, 1)
 ) -> jax.Array:
   """'SAME' 2D convolution of x [b, h, w, c] with kernel [kh, kw, c, f].
@@ -61,8 +59,6 @@ def conv2d(
   kh, kw, c, _ = kernel.shape
   strides = tuple(strides)
   pads = same_padding(x.shape[1:3], (kh, kw), strides)
-  if jax.default_backend() != "cpu":
-    return _conv(x, kernel, strides, pads)
   x = jnp.pad(x, ((0, 0), *pads, (0, 0)))  # [b, h + ph, w + pw, c]
   if strides != (1, 1) and kh % strides[0] == 0 and kw % strides[1] == 0:
     return _strided(x, kernel, strides)
@@ -83,7 +79,7 @@ def _strided_fwd(x, kernel, strides):
 
 
 def _space_to_depth_conv(x, kernel, strides):
-  x2, k2 = conv3d.space_to_depth(x[:, None], kernel[None], (1, *strides))
+  x2, k2 = conv3d_xla.space_to_depth(x[:, None], kernel[None], (1, *strides))
   return _conv(x2[:, 0], k2[0])
 
 

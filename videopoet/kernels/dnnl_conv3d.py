@@ -7,24 +7,25 @@ channels-last tensors, with no copies of the activations. `conv3d` is a
 VALID strided 3D convolution with a custom VJP whose forward, input gradient
 and kernel gradient are the three targets of `dnnl_conv3d.cc`.
 
-The C++ side is compiled on first use (g++, ~4 s) into a cache folder
-(`$VIDEOPOET_CACHE_DIR`, else `~/.cache/videopoet-jax`) under a name that
-hashes the source, the jaxlib and oneDNN versions and oneDNN's path (the
-library's rpath), and reused after.
-`available()` says whether it could be built and loaded; where not (no
-compiler, no oneDNN wheel, not Linux x86-64, or `VIDEOPOET_DNNL=0`), it logs
-why once and callers use their XLA forms (`conv3d.conv3d_as_2d`); `use`
-switches them for what is traced inside it.
+The oneDNN wheels are the `kernels` extra (`pip install -e '.[kernels]'`);
+`make kernels` (`python -m videopoet.kernels`: `main`) compiles the C++
+side with g++, its warnings on, into a cache folder (`$VIDEOPOET_CACHE_DIR`,
+else `~/.cache/videopoet-jax`), under a name that hashes the source, the
+jaxlib and oneDNN versions and the compiler command (with oneDNN's path,
+the library's rpath). Nothing is
+compiled on import or first use: `status()` says whether that library is
+there and loads, and where not why (extra not installed, not built for this
+source and versions, failed to load, or `VIDEOPOET_DNNL=0`); `kernels`
+then logs it once and runs its XLA forms.
 
 Several CPU devices in one mesh (`--xla_force_host_platform_device_count`)
 are correct but gain nothing: XLA's SPMD partitioner gathers a custom call's
 operands onto every device. Real meshes are GPUs and TPUs, where
-`conv3d.conv3d` never takes this path.
+`kernels.conv3d` never takes this path.
 
-  python -m videopoet.tokenizers.common.dnnl_conv3d   # build now, print path
+  python -m videopoet.kernels   # build now, print path
 """
 
-import contextlib
 import ctypes
 import functools
 import hashlib
@@ -50,10 +51,17 @@ _TARGETS = {
     "videopoet_dnnl_conv3d_bwd_data": "DnnlConv3dBackwardData",
     "videopoet_dnnl_conv3d_bwd_weights": "DnnlConv3dBackwardWeights",
 }
+# Warnings on for our source; the headers of oneDNN and XLA's FFI are
+# included as system headers (their own warnings are not ours to fix).
+WARNINGS = ("-Wall", "-Wextra")
 
 
 class BuildError(RuntimeError):
-  """The oneDNN kernels cannot be built or loaded here (the message says why)."""
+  """The oneDNN kernels cannot be built here (the message says why)."""
+
+
+class NotInstalled(BuildError):
+  """The `kernels` extra (the oneDNN wheels) is not installed here."""
 
 
 def _dist_file(dist: str, name: str) -> pathlib.Path:
@@ -61,11 +69,26 @@ def _dist_file(dist: str, name: str) -> pathlib.Path:
   try:
     files = importlib.metadata.files(dist) or ()
   except importlib.metadata.PackageNotFoundError as e:
-    raise BuildError(f"the {dist!r} wheel is not installed") from e
+    raise NotInstalled(
+        f"the {dist!r} wheel is not installed (the `kernels` extra)"
+    ) from e
   for f in files:
     if str(f).replace("\\", "/").endswith(name):
       return pathlib.Path(f.locate()).resolve()
   raise BuildError(f"the {dist!r} wheel has no {name!r}")
+
+
+def extra_installed() -> bool:
+  """Whether the `kernels` extra is installed: both oneDNN wheels, on the
+  platform they are for (Linux x86-64)."""
+  if sys.platform != "linux" or platform.machine() != "x86_64":
+    return False
+  try:
+    for dist in (_DIST, _DEVEL_DIST):
+      importlib.metadata.version(dist)
+  except importlib.metadata.PackageNotFoundError:
+    return False
+  return True
 
 
 def _cache_dir() -> pathlib.Path:
@@ -75,94 +98,114 @@ def _cache_dir() -> pathlib.Path:
   return pathlib.Path(root)
 
 
-def build() -> pathlib.Path:
-  """Compiles `dnnl_conv3d.cc` (if not cached) and returns the library's path.
+def _plan() -> tuple[pathlib.Path, list[str]]:
+  """(library path, g++ command without its output) for this environment.
 
   Raises:
-    BuildError: not Linux x86-64, no oneDNN wheels, no g++, or g++ failed
-      (its output in the message).
+    NotInstalled: not Linux x86-64 or no oneDNN wheels.
+    BuildError: no g++ (or $CXX).
   """
   if sys.platform != "linux" or platform.machine() != "x86_64":
-    raise BuildError(
+    raise NotInstalled(
         f"oneDNN wheels are for Linux x86-64, not {sys.platform}"
         f" {platform.machine()}"
     )
   lib = _dist_file(_DIST, "/libdnnl.so.3")
   header = _dist_file(_DEVEL_DIST, "/oneapi/dnnl/dnnl.hpp")
   include = header.parents[2]  # .../include
-  compiler = shutil.which(os.environ.get("CXX", "g++"))
-  if compiler is None:
-    raise BuildError("no C++ compiler (g++ or $CXX) on PATH")
   versions = (
       f"{importlib.metadata.version('jaxlib')}"
       f"-{importlib.metadata.version(_DIST)}"
   )
-  # The library's path too: the build's rpath points into that environment.
-  key = f"{versions}:{lib}".encode()
+  cmd = [
+      os.environ.get("CXX", "g++"), "-O2", "-std=c++17", "-shared", "-fPIC",
+      *WARNINGS, str(_SOURCE), f"-isystem{include}",
+      f"-isystem{jax.ffi.include_dir()}", str(lib),
+      f"-Wl,-rpath,{lib.parent}",
+  ]  # fmt: skip
+  # The command holds the library's path too: the build's rpath points into
+  # that environment.
+  key = f"{versions}:{' '.join(cmd)}".encode()
   digest = hashlib.sha256(_SOURCE.read_bytes() + key).hexdigest()
-  out = _cache_dir() / f"dnnl_conv3d-{digest[:16]}.so"
+  return _cache_dir() / f"dnnl_conv3d-{digest[:16]}.so", cmd
+
+
+def library_path() -> pathlib.Path:
+  """Where `build()` puts the library for this source and environment."""
+  return _plan()[0]
+
+
+def build(echo=None) -> pathlib.Path:
+  """Compiles `dnnl_conv3d.cc` (if not cached) and returns the library's path.
+
+  Args:
+    echo: called with the compiler's diagnostics (its warnings) if any.
+
+  Raises:
+    NotInstalled: not Linux x86-64 or no oneDNN wheels.
+    BuildError: no g++, or g++ failed (its output in the message).
+  """
+  out, cmd = _plan()
   if out.exists():
     return out
+  if shutil.which(cmd[0]) is None:
+    raise BuildError(f"no C++ compiler ({cmd[0]!r}, from $CXX or g++)")
   out.parent.mkdir(parents=True, exist_ok=True)
-  # Compiled beside its final name, then renamed: concurrent builders (test
-  # workers) each write their own file and the last rename wins, whole.
+  # Compiled beside its final name, then renamed: concurrent builders each
+  # write their own file and the last rename wins, whole.
   fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
   os.close(fd)
-  cmd = [
-      compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-w",
-      str(_SOURCE), f"-I{include}", f"-I{jax.ffi.include_dir()}",
-      str(lib), f"-Wl,-rpath,{lib.parent}", "-o", tmp,
-  ]  # fmt: skip
+  cmd = [*cmd, "-o", tmp]
   done = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if done.returncode != 0:
     os.unlink(tmp)
     raise BuildError(
         f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-4000:]}"
     )
+  if done.stderr and echo is not None:
+    echo(done.stderr)
   os.replace(tmp, out)
   return out
 
 
 @functools.cache
-def available() -> bool:
-  """Whether the oneDNN targets are built, loaded and registered (once)."""
+def status() -> tuple[str, str]:
+  """(state, reason): state "ok" (targets loaded and registered, once),
+  "disabled" (`VIDEOPOET_DNNL=0`), "not_installed" (no `kernels` extra),
+  "not_built" (no library for this source and versions: `make kernels`)
+  or "failed" (it did not load)."""
   if os.environ.get("VIDEOPOET_DNNL", "1") == "0":
-    logging.info("oneDNN conv3d disabled (VIDEOPOET_DNNL=0): XLA forms.")
-    return False
+    return "disabled", "VIDEOPOET_DNNL=0"
   try:
-    path = build()
+    path = library_path()
+  except NotInstalled as e:
+    return "not_installed", str(e)
+  except BuildError as e:
+    return "failed", str(e)
+  if not path.exists():
+    return "not_built", f"{path} is not built: run `make kernels`"
+  try:
     library = ctypes.CDLL(str(path))
-  except (BuildError, OSError) as e:
-    logging.warning("oneDNN conv3d unavailable, XLA forms instead: %s", e)
-    return False
+  except OSError as e:
+    return "failed", f"{path} did not load: {e}"
   for name, symbol in _TARGETS.items():
     jax.ffi.register_ffi_target(
         name, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
     )
-  logging.info("3D convolutions on oneDNN (XLA FFI targets of %s)", path)
-  return True
+  return "ok", str(path)
 
 
-_IN_USE = [True]
-
-
-def enabled() -> bool:
-  """Whether 3D convolutions traced now go through oneDNN (see `use`)."""
-  return _IN_USE[-1] and available()
-
-
-@contextlib.contextmanager
-def use(on: bool):
-  """Traces inside route CPU 3D convolutions to oneDNN (True) or XLA forms.
-
-  For comparisons and FLOP counts (XLA's cost analysis cannot see into a
-  custom call): `with dnnl_conv3d.use(False): jax.jit(f).lower(...)`.
-  """
-  _IN_USE.append(on)
-  try:
-    yield
-  finally:
-    _IN_USE.pop()
+@functools.cache
+def available() -> bool:
+  """Whether the oneDNN targets are loaded (logs where not, once)."""
+  state, reason = status()
+  if state == "ok":
+    logging.info("3D convolutions on oneDNN (XLA FFI targets of %s)", reason)
+  elif state in ("disabled", "not_installed"):
+    logging.info("oneDNN conv3d %s (%s): XLA forms.", state, reason)
+  else:
+    logging.warning("oneDNN conv3d %s, XLA forms instead: %s", state, reason)
+  return state == "ok"
 
 
 def out_shape(
@@ -274,8 +317,8 @@ def conv3d(
   """
   if not available():
     raise RuntimeError(
-        "oneDNN conv3d is not available here (see the warning logged); use"
-        " conv3d.conv3d, which falls back to the XLA forms"
+        f"oneDNN conv3d is not available here: {status()[1]}; use"
+        " kernels.conv3d, which falls back to the XLA forms"
     )
   if x.dtype != jnp.float32 or kernel.dtype != jnp.float32:
     raise TypeError(
@@ -293,5 +336,20 @@ def conv3d(
   return _forward(x, kernel, strides)
 
 
-if __name__ == "__main__":
-  print(build())
+def main() -> int:
+  """`make kernels`: builds the library (its warnings shown) and loads it;
+  0 without the extra (nothing to build), 1 if it fails."""
+  try:
+    path = build(echo=lambda text: print(text, file=sys.stderr, end=""))
+  except NotInstalled as e:
+    print(f"oneDNN conv3d not built ({e}): the XLA forms will be used")
+    return 0
+  except BuildError as e:
+    print(f"oneDNN conv3d build failed: {e}", file=sys.stderr)
+    return 1
+  state, reason = status()
+  if state not in ("ok", "disabled"):
+    print(f"oneDNN conv3d built but {state}: {reason}", file=sys.stderr)
+    return 1
+  print(path)
+  return 0
