@@ -49,7 +49,7 @@ def main(argv):
     )
   config = soundstream_config.get_config(_CONFIG.value)
   config.data.data_dir = "unused"
-  config.data.global_batch_size = _BATCH.value
+  config.data.batch_size = _BATCH.value
   config.data.segment_samples = _SAMPLES.value
   rvq = config.model.rvq
   frames = _BATCH.value * (_SAMPLES.value // math.prod(config.model.strides))

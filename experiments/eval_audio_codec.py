@@ -24,6 +24,7 @@ from videopoet import xla_cpu
 from videopoet.tokenizers.soundstream import codec as codec_lib
 from videopoet.tokenizers.soundstream import data as audio_data
 from videopoet.tokenizers.soundstream import metrics
+from videopoet.train_lib import workdir as workdir_lib
 # pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The codec's run directory.")
@@ -33,7 +34,9 @@ _SOURCE = flags.DEFINE_enum(
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "TFDS data dir or folder of audio files."
 )
-_NAME = flags.DEFINE_string("name", None, "TFDS name (default: the run's).")
+_DATASET = flags.DEFINE_string(
+    "dataset", None, "TFDS name (default: the run's config.data.dataset)."
+)
 _SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
 _METRICS = flags.DEFINE_list(
     "metrics",
@@ -81,11 +84,11 @@ def evaluate(
 def main(argv):
   del argv
   workdir = _WORKDIR.value
-  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-    run_data = json.load(f)["data"]
+  # The run's config in today's key names (older workdirs included).
+  run_data = workdir_lib.read_family_config(workdir, "audio_codec")["data"]
   data = audio_data.DataConfig(
       source=_SOURCE.value,
-      name=_NAME.value or run_data["name"],
+      dataset=_DATASET.value or run_data["dataset"],
       data_dir=_DATA_DIR.value or run_data["data_dir"],
       clip_samples=run_data["clip_samples"],
   )
