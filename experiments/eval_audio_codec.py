@@ -7,7 +7,8 @@ r"""Evaluates a trained codec at 1, 2, 4 and all RVQ levels.
       [--config.num_clips=32]
 
 Reads the codec with `load_codec(workdir)` (the generator's EMA weights),
-reconstructs the first `config.num_clips` clips of the split, and writes the mean
+reconstructs the first `config.num_clips` clips of the split, and writes
+the mean
 of every metric at every number of levels to
 `<workdir>/eval_<source>_<split>.json` (and prints it). The TFDS name and
 data dir default to the run's own config. PESQ and STOI are meant for

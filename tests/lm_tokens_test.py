@@ -45,7 +45,9 @@ def test_vocabulary_comes_from_the_tokens(tmp_path):
 
 
 def test_missing_or_old_tokens_json_is_a_config_error(tmp_path):
-  with pytest.raises(config_lib.ConfigError, match="config.data.data_dir is empty"):
+  with pytest.raises(
+      config_lib.ConfigError, match="config.data.data_dir is empty"
+  ):
     lm_trainer.data_spec(videopoet_config.get_config("tiny"))
   with pytest.raises(
       config_lib.ConfigError,

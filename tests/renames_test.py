@@ -5,6 +5,7 @@ gives the saved parameters, and a rerun resumes it (the rerun check finds no
 difference) and records config.json in today's names.
 """
 
+import functools
 import json
 import os
 
@@ -47,7 +48,7 @@ def _old_video_config(new: dict) -> dict:
 
 CASES = {  # family: (config, old config.json, old state keys, EMA key)
     "audio_codec": (
-        lambda d, t: contract._audio_config(d, t, gan_from=0),  # pylint: disable=protected-access
+        functools.partial(contract._audio_config, gan_from=0),  # pylint: disable=protected-access
         _old_audio_config,
         {"params": "gen", "ema_params": "gen_ema", "disc_params": "disc"},
     ),
@@ -90,7 +91,9 @@ def test_the_table_turns_old_configs_into_todays():
         pytest.param("video_tokenizer", True, marks=pytest.mark.slow),
     ],
 )
-def test_old_workdir_loads_and_resumes(name, resume, data_dir, tmp_path):  # pylint: disable=redefined-outer-name
+def test_old_workdir_loads_and_resumes(
+    name, resume, data_dir, tmp_path  # pylint: disable=redefined-outer-name
+):
   fam = contract.FAMILIES[name]
   make, old_config_of, old_keys = CASES[name]
   config = make(data_dir, tmp_path)

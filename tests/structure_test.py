@@ -144,7 +144,8 @@ def test_tokenize_video_folder_writes_structure(folder_data, with_depth):
   root, data_dir, sp = folder_data
   depth_model = _red_depth(root) if with_depth else ""
   cfg = pretokenize.TokenizeConfig(
-      data=datasets.DataConfig("video_folder/square", data_dir), splits=("train",),
+      data=datasets.DataConfig("video_folder/square", data_dir),
+      splits=("train",),
       text_tokenizer=sp, random_init=True,
       random=pretokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()), batch_size=2, audio_levels=0,
       depth_model=depth_model, depth_input_size=32,

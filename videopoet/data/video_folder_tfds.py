@@ -61,7 +61,8 @@ class VideoFolder(
       "Put your video files (.mp4, .mov, .webm, .mkv, .avi, ...; sub-folders"
       " allowed) in a folder and build with `python -m"
       " experiments.build_data --config=configs/video_folder.py"
-      " --config.data.manual_dir=FOLDER --config.data.data_dir=DIR`. Captions, optional: a captions.jsonl with lines"
+      " --config.data.manual_dir=FOLDER --config.data.data_dir=DIR`."
+      " Captions, optional: a captions.jsonl with lines"
       ' {"file": "name.mp4", "caption": "..."} in that folder, or a name.txt'
       " next to each name.mp4."
   )

@@ -293,7 +293,9 @@ class Trainer:
         opt_d=opt_d,
         lecam=lecam,
     )
-    dm = {**dm, "disc_loss": d_loss, "disc_grad_norm": optax.global_norm(d_grads)}
+    dm = {
+        **dm, "disc_loss": d_loss, "disc_grad_norm": optax.global_norm(d_grads)
+    }
     return new, {k: jnp.asarray(v, jnp.float32) for k, v in dm.items()}
 
   def _d_skip(self, d_state, clips, fakes, r1):

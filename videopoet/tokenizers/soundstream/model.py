@@ -25,7 +25,8 @@ class ModelConfig:
 
   Attributes:
     channels: C; the encoder goes C -> mults[-1] * C (paper: 32).
-    channel_multipliers: channels of the blocks in units of C (paper: 2, 4, 8, 16).
+    channel_multipliers: channels of the blocks in units of C (paper: 2, 4,
+      8, 16).
     strides: downsampling of the blocks (paper: 2, 4, 5, 8 -> hop 320).
     dilations: of the residual units in each block (paper: 1, 3, 9).
     embed_dim: D, the quantized latent's width.
@@ -83,7 +84,9 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
     c = self.config
-    x = layers.CausalConv(c.channels * c.channel_multipliers[-1], 7, name="stem")(z)
+    x = layers.CausalConv(
+        c.channels * c.channel_multipliers[-1], 7, name="stem"
+    )(z)
     mults = (1,) + tuple(c.channel_multipliers[:-1])
     for i, (mult, s) in enumerate(zip(mults[::-1], c.strides[::-1])):
       x = layers.DecoderBlock(
