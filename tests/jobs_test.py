@@ -47,7 +47,7 @@ def test_build_data_then_export_clips(tmp_path):
       "experiments.export_clips",
       f"--config.data.data_dir={data_dir}",
       f"--out_dir={out_dir}",
-      "--num=2",
+      "--config.num=2",
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(out_dir, "captions.jsonl")) as f:
