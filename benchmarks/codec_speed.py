@@ -76,7 +76,7 @@ def _our_config():
   config.data.data_dir = "unused"
   config.data.segment_samples = SR
   # The full step is timed with the discriminators on (its 'gan' phase).
-  config.optim.disc_start_step = 0
+  config.loss.gan_start_step = 0
   return config
 
 

@@ -46,7 +46,7 @@ def main(argv):
   if _REFERENCE.value:
     config.discriminator.kernels = "lax"
   config.data.data_dir = "unused"
-  config.data.global_batch_size = _BATCH.value
+  config.data.batch_size = _BATCH.value
   config.data.segment_samples = _SAMPLES.value
   rvq = config.model.rvq
   frames = _BATCH.value * (_SAMPLES.value // math.prod(config.model.strides))

@@ -1,10 +1,10 @@
 r"""Eval sweeps: `configs/evaluate.py:<arg>` for `experiments.evaluate`.
 
   python -m experiments.evaluate --config=configs/evaluate.py \
-      --workdir=runs/eval --config.data_dir=D \
+      --workdir=runs/eval --config.data.data_dir=D \
       --config.lms="(('runs/lm', 0), ('runs/lm', 2000))"
   python -m experiments.evaluate --config=configs/evaluate.py:ground_truth \
-      --workdir=runs/eval_gt --config.data_dir=D
+      --workdir=runs/eval_gt --config.data.data_dir=D
 
 Cells are LM x step x task x sampling setting x split (see
 videopoet/eval/sweep.py); each is written to `<workdir>/cells/<id>.json`
@@ -25,6 +25,8 @@ Args:
 """
 
 import ml_collections
+
+from configs import common
 
 # What the oracle scores (`videopoet.eval.oracle.SCORERS`) plus the two
 # chains it scores through them (`videopoet.eval.sweep.TASKS`).
@@ -86,8 +88,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.num_samples = 2  # Samples per example.
   # The synth_av build: TFDS name ('': the LMs' tokens.json dataset, else
   # synth_av/tiny) and data directory.
-  c.dataset = ""
-  c.data_dir = ""
+  c.data = common.data("")
   c.seed = 0  # Example i is sampled with seed + i in every cell.
   # Examples per cell whose samples get playable media in report.html.
   c.report_samples = 3

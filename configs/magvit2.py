@@ -1,6 +1,7 @@
 r"""MAGVIT-v2 video tokenizer (causal 3D CNN + LFQ, 2^18 codes).
 
-  python -m experiments.build_data --dataset=synth_av --data_dir=DATA
+  python -m experiments.build_data --config=configs/synth_av.py:tiny \
+      --config.data.data_dir=DATA
   python -m experiments.train_video_tokenizer \
       --config=configs/magvit2.py:tiny --workdir=W --config.data.data_dir=DATA
 
@@ -97,23 +98,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       r1_every=1 if base else 4,
       lecam_weight=0.001,
       lecam_decay=0.999,
-      ema_decay=0.99 if tiny else 0.999,
       image_fraction=0.25,
   )
   # Adam(b1=0, b2=0.99); short runs warm up faster and use a larger rate.
-  c.optimizer = dict(
+  c.optimizer = common.optimizer(
       learning_rate=1e-4 if base else 1e-3,
+      warmup_steps=500 if base else 50,
       disc_learning_rate=1e-4 if base else 1e-3,
       # praxis's b1=0 steadies long GAN runs; short runs converge faster
       # with momentum before the GAN starts.
       b1=0.0 if base else 0.9,
       b2=0.99,
-      warmup_steps=500 if base else 50,
       grad_clip=1.0,
       # Short runs end on a cosine decay to 0; base keeps praxis's constant
       # rate.
       decay_steps=0 if base else total_steps.identity(),
       end_fraction=0.0,
+      # EMA of the generator's weights (what `load_tokenizer` loads).
+      ema_decay=0.99 if tiny else 0.999,
   )
   # Perceptual loss: ResNet-50 logits from a local msgpack ('' = disabled).
   c.perceptual = dict(
@@ -123,9 +125,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       num_classes=1000,
       weight=0.1,
   )
-  c.data = dict(
-      dataset="synth_av/tiny" if tiny else "video_folder/square",
-      data_dir="",
+  c.data = common.data(
+      "synth_av/tiny" if tiny else "video_folder/square",
       train_split="train",
       eval_split="test" if tiny else "train",
       batch_size=4 if tiny else 8,

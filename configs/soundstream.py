@@ -9,7 +9,7 @@ steps: `make quality`, ~9 CPU minutes), `small` (C=16),
 `base` (the paper's C=32, 12 x 1,024 levels as AudioLM's SoundStream). All
 share VideoPoet's geometry: 16 kHz, strides (2, 4, 5, 8) -> 50 frames/s,
 1,024 codes per level; the LM keeps the first 4 levels. Train on any TFDS
-dataset with an `audio` field (`--config.data.name=...`) or a folder of
+dataset with an `audio` field (`--config.data.dataset=...`) or a folder of
 audio files (`--config.data.source=wav_folder --config.data.data_dir=DIR`).
 """
 
@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # C: encoder channels C -> 16C, decoder mirrored (paper: 32).
       channels={"tiny": 8, "small": 16, "base": 32}[arg],
       # Block channels in units of C (paper: 2, 4, 8, 16).
-      channel_mults=(2, 4, 8, 16),
+      channel_multipliers=(2, 4, 8, 16),
       # Downsampling per block: hop 320 -> 50 frames/s at 16 kHz.
       strides=(2, 4, 5, 8),
       # Dilations of the three residual units of each block.
@@ -106,32 +106,32 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # it, and its higher learning rate, to get pitch and phase right in a
       # short run (see trainer.LossConfig).
       waveform=1000.0 if tiny else 0.0,
+      # Adversarial training starts here (reconstruction-only before).
+      gan_start_step={"tiny": 300, "small": 2000, "base": 5000}[arg],
   )
 
-  config.optim = dict(
+  config.optimizer = common.optimizer(
       # Adam peak learning rates (generator, discriminators).
       learning_rate=2e-3 if tiny else 3e-4,
+      # Linear warmup of both learning rates.
+      warmup_steps={"tiny": 50, "small": 1000, "base": 5000}[arg],
       disc_learning_rate=3e-4,
       # Adam betas (EnCodec: 0.5, 0.9).
       b1=0.5,
       b2=0.9,
-      # Linear warmup of both learning rates.
-      warmup_steps={"tiny": 50, "small": 1000, "base": 5000}[arg],
       # Global-norm clipping (0: none) of the generator and discriminators.
       gen_grad_clip=0.0,
       disc_grad_clip=1.0,
       # EMA of the generator's weights (what `load_codec` loads).
       ema_decay=0.99 if tiny else 0.999,
-      # Adversarial training starts here (reconstruction-only before).
-      disc_start_step={"tiny": 300, "small": 2000, "base": 5000}[arg],
   )
 
-  config.data = dict(
+  config.data = common.data(
+      # TFDS name/config and data dir (build with experiments.build_data),
+      # or with source='wav_folder' the folder of audio files as data_dir.
+      "synth_av/tiny",
       # 'tfds' (any dataset with `audio`) or 'wav_folder'.
       source="tfds",
-      # TFDS name/config and data dir (build with experiments.build_data).
-      name="synth_av/tiny",
-      data_dir="",
       train_split="train",
       eval_split="test",
       # Clip length of wav_folder records (2.125 s).
@@ -139,7 +139,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Random crop trained on (multiple of 320, >= 2048).
       segment_samples=8000 if tiny else 16000,
       # Clips per step over all processes.
-      global_batch_size={"tiny": 8, "small": 16, "base": 32}[arg],
+      batch_size={"tiny": 8, "small": 16, "base": 32}[arg],
       # Evaluation: first clips of eval_split, at these numbers of levels
       # (0: all).
       eval_clips=16 if tiny else 32,
@@ -162,6 +162,6 @@ def _demo(
   """
   config.trainer.update(total_steps=steps, eval_every=steps)
   config.trainer.checkpoint.update(every_steps=200, keep=1)
-  # Batch i >= disc_start_step trains with the GAN (0-based): never here.
-  config.optim.disc_start_step = steps
+  # Batch i >= gan_start_step trains with the GAN (0-based): never here.
+  config.loss.gan_start_step = steps
   return config

@@ -2,8 +2,8 @@
 
 Launch:
 
-  python -m experiments.build_data --dataset=synth_av --data_dir=DIR \\
-      [--config=configs/synth_av.py:base]
+  python -m experiments.build_data --config=configs/synth_av.py:tiny \\
+      --config.data.data_dir=DIR
 
 `tiny` (the default) is 64x64 pixels with 2,000 training clips and builds in
 well under a minute on two CPU cores; `base` is 128x128 with 20,000. Library
@@ -15,6 +15,8 @@ layout.
 
 import ml_collections
 
+from configs import common
+
 _ARGS = ("tiny", "base")
 
 
@@ -25,7 +27,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     arg: which preset; None means "tiny".
 
   Returns:
-    A ConfigDict with `name` (the TFDS builder config) and `dataset` (the
+    A ConfigDict with `data` (`dataset`: the TFDS name 'synth_av/<builder
+    config>' it is built under; `data_dir`: where) and `dataset` (the
     fields of `SynthAVConfig`).
 
   Raises:
@@ -38,10 +41,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
   base = arg == "base"
   config = ml_collections.ConfigDict()
-  # TFDS builder config name: the data lands in DIR/synth_av/<name>/1.0.0.
-  # "tiny" and "base" fix the shapes below (resolution, num_frames, fps,
-  # sample_rate, max_objects); change those under a new name.
-  config.name = arg
+  # TFDS name synth_av/<config>: the data lands in DIR/synth_av/<config>/
+  # 1.0.0. "tiny" and "base" fix the shapes below (resolution, num_frames,
+  # fps, sample_rate, max_objects); change those under a new name.
+  config.data = common.data(f"synth_av/{arg}")
 
   dataset = ml_collections.ConfigDict()
   # Frame height and width in pixels (>= 32).

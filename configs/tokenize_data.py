@@ -1,7 +1,7 @@
 r"""Tokenizing a dataset for the LM (`experiments/tokenize_data.py`).
 
   python -m experiments.tokenize_data --config=configs/tokenize_data.py \
-      --workdir=runs/tokens --config.data_dir=runs/data \
+      --workdir=runs/tokens --config.data.data_dir=runs/data \
       --config.video_tokenizer=runs/magvit2 --config.audio_codec=runs/codec \
       --config.text_tokenizer=runs/text/text.model
 
@@ -15,6 +15,7 @@ the trained tokenizers for tiny RANDOMLY INITIALIZED ones (tests, demo):
 
 import ml_collections
 
+from configs import common
 from configs import magvit2
 from configs import soundstream
 
@@ -44,8 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f"unknown tokenize_data config {arg!r}; allowed: {_ARGS}")
   tiny = arg == "tiny"
   c = ml_collections.ConfigDict()
-  c.dataset = "synth_av/tiny" if tiny else "synth_av/base"
-  c.data_dir = ""
+  # The built dataset (`videopoet.data.datasets.DataConfig`).
+  c.data = common.data("synth_av/tiny" if tiny else "synth_av/base")
   c.splits = ("train", "validation", "test")
   c.limit = 0  # First `limit` examples of each split (0: all).
   c.video_tokenizer = ""  # Workdir of train_video_tokenizer.

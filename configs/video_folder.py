@@ -1,8 +1,8 @@
 r"""Builds `video_folder`: your own clips (mp4/mkv/avi/...) as a TFDS dataset.
 
-  python -m experiments.build_data --dataset=video_folder \
-      --manual_dir=FOLDER --data_dir=DIR \
-      [--config=configs/video_folder.py:portrait] [--config.dataset.fps=4]
+  python -m experiments.build_data --config=configs/video_folder.py:square \
+      --config.data.manual_dir=FOLDER --config.data.data_dir=DIR \
+      [--config.dataset.fps=4]
 
 Args (the `:arg` suffix): `square` (default, 128x128) or `portrait` (height
 224, width 128: VideoPoet's 128x224 portrait clips). Both cut 17 frames at
@@ -13,6 +13,8 @@ that was skipped and why. See `videopoet/data/video_folder.py` (clips) and
 """
 
 import ml_collections
+
+from configs import common
 
 # (height, width) of each arg.
 _SIZES = {"square": (128, 128), "portrait": (224, 128)}
@@ -27,8 +29,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
   height, width = _SIZES[arg]
   config = ml_collections.ConfigDict()
-  # TFDS builder config: the build goes to DIR/video_folder/<name>/1.0.0.
-  config.name = arg
+  # TFDS name video_folder/<config>: the build goes to
+  # DIR/video_folder/<config>/1.0.0; manual_dir is the folder of clips.
+  config.data = common.data(f"video_folder/{arg}", manual_dir="")
 
   # Fields of `videopoet.data.video_folder.VideoFolderConfig`.
   config.dataset = ml_collections.ConfigDict()

@@ -1,7 +1,7 @@
 """VideoPoet LM configs: `configs/videopoet.py:<size>`.
 
   python -m experiments.train --config=configs/videopoet.py:tiny \\
-      --workdir=runs/lm --config.data.path=runs/tokens
+      --workdir=runs/lm --config.data.data_dir=runs/tokens
 
 Sizes (VideoPoet gives none beyond "300M, 1B, 8B"; these are Llama-like
 shapes chosen here): `tiny` (tests, demo), `mini` (4 x 128, GQA 4/2),
@@ -80,8 +80,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # RandomConfig): tiny, the random tokenizers of `make demo` on
   # synth_av/tiny (17x64x64 -> 5x8x8 codes of 10 bits); else the paper's
   # (17x128x128 -> 5x16x16 codes of 18 bits, 64 text ids of 32k pieces).
-  c.data = dict(
-      source="arrayrecord", path="", batch_size=8 if small else 1024,
+  # data_dir: the tokens (experiments.tokenize_data's workdir).
+  c.data = common.data(
+      source="arrayrecord", batch_size=8 if small else 1024,
       eval_batches=2, random_size=64,
       random=dict(
           visual_bits=10 if small else 18, time_factor=4, space_factor=8,
@@ -92,7 +93,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           max_text_len=16 if small else 64, structure=True,
       ),
   )  # fmt: skip
-  c.optimizer = dict(
+  c.optimizer = common.optimizer(
       learning_rate=1e-3, warmup_steps=20 if small else 1000,
       weight_decay=0.01, b2=0.98, grad_clip=1.0,
       # Gradient accumulation. On CPU 4 parts of 2 examples keep each

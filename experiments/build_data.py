@@ -1,13 +1,17 @@
-"""Builds a TFDS dataset into `--data_dir`.
+r"""Builds a TFDS dataset into `--config.data.data_dir`.
 
-  python -m experiments.build_data --dataset=synth_av --data_dir=DIR
-  python -m experiments.build_data --dataset=synth_av --data_dir=DIR \
-      --config=configs/synth_av.py:base --config.dataset.train_size=5000
-  python -m experiments.build_data --dataset=video_folder \
-      --manual_dir=FOLDER --data_dir=DIR [--config=configs/video_folder.py]
+  python -m experiments.build_data --config=configs/synth_av.py:tiny \
+      --config.data.data_dir=DIR
+  python -m experiments.build_data --config=configs/synth_av.py:base \
+      --config.data.data_dir=DIR --config.dataset.train_size=5000
+  python -m experiments.build_data --config=configs/video_folder.py \
+      --config.data.manual_dir=FOLDER --config.data.data_dir=DIR
 
-Without `--config`, the dataset's own config file is used with its default
-variant (`configs/<dataset>.py`).
+The config file names the dataset (`configs/synth_av.py` or
+`configs/video_folder.py`; default `configs/synth_av.py`, i.e. tiny);
+`config.data.dataset` is the TFDS name it is built under
+('synth_av/tiny'), `config.data.data_dir` the TFDS data directory every
+other job then reads with the same key.
 
 An existing build of the same name is reused when it is the one asked for
 (same config; for video_folder also the same folder, whose files have not
@@ -20,7 +24,6 @@ there is none.
 """
 
 import contextlib
-import importlib
 import json
 import sys
 
@@ -33,11 +36,6 @@ from videopoet import config_lib
 
 DATASETS = ("synth_av", "video_folder")
 
-_DATASET = flags.DEFINE_enum("dataset", None, DATASETS, "Dataset to build.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-_MANUAL_DIR = flags.DEFINE_string(
-    "manual_dir", None, "Folder of the user's clips (video_folder)."
-)
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite",
     False,
@@ -46,10 +44,27 @@ _OVERWRITE = flags.DEFINE_bool(
 )
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
-    None,
-    "Dataset config (default: configs/<dataset>.py).",
+    "configs/synth_av.py",
+    "configs/synth_av.py:<arg> or configs/video_folder.py:<arg>.",
     lock_config=True,
 )
+
+
+def dataset_of(config) -> tuple[str, str]:
+  """(builder, builder config) of `config.data.dataset`, e.g. ('synth_av',
+  'tiny').
+
+  Raises:
+    config_lib.ConfigError: not '<builder>/<config>' of a buildable one.
+  """
+  name = config.data.dataset
+  builder, _, variant = name.partition("/")
+  if builder not in DATASETS or not variant or "/" in variant:
+    raise config_lib.ConfigError(
+        f"config.data.dataset={name!r} is not '<dataset>/<config>' of a"
+        f" dataset this job builds ({', '.join(DATASETS)})"
+    )
+  return builder, variant
 
 
 def build(
@@ -63,7 +78,8 @@ def build(
 
   Args:
     dataset: 'synth_av' or 'video_folder'.
-    config: the dataset's ConfigDict (`name`, `dataset`).
+    config: the dataset's ConfigDict (`data.dataset`: its TFDS name,
+      `dataset`: its builder's fields).
     data_dir: the TFDS data directory.
     manual_dir: the folder of clips (video_folder).
     overwrite: rebuild an existing build of the same name.
@@ -79,7 +95,7 @@ def build(
         synth_av.SynthAVConfig, config.dataset, "config.dataset"
     )
     return synth_av_tfds.build(
-        cfg, data_dir, name=config.name, overwrite=overwrite
+        cfg, data_dir, name=dataset_of(config)[1], overwrite=overwrite
     )
   if dataset == "video_folder":
     from videopoet.data import video_folder  # pylint: disable=g-import-not-at-top
@@ -87,14 +103,16 @@ def build(
 
     if not manual_dir:
       raise config_lib.ConfigError(
-          "--manual_dir is required for video_folder: the folder of clips"
+          "config.data.manual_dir is required for video_folder: the folder"
+          " of clips (--config.data.manual_dir=FOLDER)"
       )
     cfg = config_lib.from_config(
         video_folder.VideoFolderConfig, config.dataset, "config.dataset"
     )
     return video_folder_tfds.build(
-        cfg, data_dir, manual_dir, name=config.name, overwrite=overwrite
-    )
+        cfg, data_dir, manual_dir, name=dataset_of(config)[1],
+        overwrite=overwrite,
+    )  # fmt: skip
   raise ValueError(f"unknown dataset {dataset!r}; known: {DATASETS}")
 
 
@@ -102,22 +120,26 @@ def main(argv):
   del argv
   common.init_runtime()
   config = _CONFIG.value
-  if config is None:
-    config = importlib.import_module(f"configs.{_DATASET.value}").get_config()
+  dataset = dataset_of(config)[0]
+  data_dir = config.data.data_dir
+  if not data_dir:
+    raise config_lib.ConfigError(
+        "config.data.data_dir is empty: pass --config.data.data_dir=DIR, the"
+        " TFDS data directory to build into"
+    )
   # TFDS prints "Downloading and preparing..." to stdout; keep stdout for
   # the JSON summary, so scripts can read it.
   with contextlib.redirect_stdout(sys.stderr):
     summary = build(
-        _DATASET.value,
+        dataset,
         config,
-        _DATA_DIR.value,
-        _MANUAL_DIR.value,
+        data_dir,
+        config.data.get("manual_dir") or None,
         overwrite=_OVERWRITE.value,
     )
-  logging.info("Built %s into %s", _DATASET.value, _DATA_DIR.value)
+  logging.info("Built %s into %s", config.data.dataset, data_dir)
   print(json.dumps(summary, indent=2, default=str))
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["dataset", "data_dir"])
   common.run(main)

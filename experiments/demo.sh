@@ -20,23 +20,24 @@ source experiments/pipeline.sh
 rm -f "$RUN_DIR"/*.log
 
 step "1/8 Building synth_av (tiny, 64x64x17 @ 8 fps, 16 kHz audio) into $DATA_DIR"
-job build_data $PY -m experiments.build_data --dataset=synth_av \
-  --data_dir="$DATA_DIR" --config=configs/synth_av.py:tiny \
+job build_data $PY -m experiments.build_data \
+  --config=configs/synth_av.py:tiny --config.data.data_dir="$DATA_DIR" \
   --config.dataset.train_size=512 --config.dataset.validation_size=64 \
   --config.dataset.test_size=64 --config.dataset.test_heldout_size=64 \
   | tail -n 40
 
 step "2/8 Writing 6 test clips as MP4 (H.264 + AAC soundtrack) with captions"
 # The sampler's inputs below; --overwrite: a rerun rewrites its own clips.
-job export_clips $PY -m experiments.export_clips --dataset=synth_av \
-  --data_dir="$DATA_DIR" --split=test --num=6 --out_dir="$RUN_DIR/clips" \
-  --overwrite
+job export_clips $PY -m experiments.export_clips \
+  --config=configs/export_clips.py --config.data.data_dir="$DATA_DIR" \
+  --config.split=test --config.num=6 --out_dir="$RUN_DIR/clips" --overwrite
 cat "$RUN_DIR/clips/captions.jsonl"
 
 step "3/8 Training the sentencepiece text tokenizer on the train captions"
 job train_text_tokenizer $PY -m experiments.train_text_tokenizer \
-  --dataset=synth_av --data_dir="$DATA_DIR" --workdir="$RUN_DIR/text" \
-  --vocab_size=512
+  --config=configs/train_text_tokenizer.py \
+  --config.data.data_dir="$DATA_DIR" --workdir="$RUN_DIR/text" \
+  --config.vocab_size=512
 
 # Each training job resumes its workdir, so a rerun of the demo finishes at
 # once; the configs' `demo` presets are ~4 CPU minutes each.
@@ -80,7 +81,7 @@ fresh_lm "$TOKENS" "$LM_DIR"
 LM_STEPS=${LM_STEPS:-1500}
 step "7/8 Training the tiny LM for $LM_STEPS steps on all 11 tasks into $LM_DIR"
 job train_lm $PY -m experiments.train --config=configs/videopoet.py:tiny \
-  --workdir="$LM_DIR" --config.data.path="$TOKENS" \
+  --workdir="$LM_DIR" --config.data.data_dir="$TOKENS" \
   --config.trainer.total_steps="$LM_STEPS" \
   --config.trainer.eval_every="$LM_STEPS" \
   --config.trainer.checkpoint.every_steps=500 \

@@ -1,12 +1,14 @@
-"""Evaluates a trained codec at 1, 2, 4 and all RVQ levels.
+r"""Evaluates a trained codec at 1, 2, 4 and all RVQ levels.
 
-  python -m experiments.eval_audio_codec --workdir=runs/codec \
-      [--source=tfds --data_dir=runs/data --split=test] \
-      [--source=wav_folder --data_dir=runs/speech --split=test] \
-      [--metrics=mel_distance,si_sdr,visqol,pesq,stoi] [--num_clips=32]
+  python -m experiments.eval_audio_codec --config=configs/eval_audio_codec.py \
+      --workdir=runs/codec [--config.data.data_dir=runs/data] \
+      [--config.data.source=wav_folder --config.data.data_dir=runs/speech] \
+      [--config.metrics="('mel_distance', 'si_sdr', 'visqol', 'pesq')"] \
+      [--config.num_clips=32]
 
 Reads the codec with `load_codec(workdir)` (the generator's EMA weights),
-reconstructs the first `--num_clips` clips of the split, and writes the mean
+reconstructs the first `config.num_clips` clips of the split, and writes
+the mean
 of every metric at every number of levels to
 `<workdir>/eval_<source>_<split>.json` (and prints it). The TFDS name and
 data dir default to the run's own config. PESQ and STOI are meant for
@@ -18,32 +20,21 @@ import os
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 import numpy as np
 
 from videopoet.kernels import xla_cpu
 from videopoet.tokenizers.soundstream import codec as codec_lib
 from videopoet.tokenizers.soundstream import data as audio_data
 from videopoet.tokenizers.soundstream import metrics
+from videopoet.train_lib import workdir as workdir_lib
 # pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The codec's run directory.")
-_SOURCE = flags.DEFINE_enum(
-    "source", "tfds", ["tfds", "wav_folder"], "Where the clips come from."
-)
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "TFDS data dir or folder of audio files."
-)
-_NAME = flags.DEFINE_string("name", None, "TFDS name (default: the run's).")
-_SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
-_METRICS = flags.DEFINE_list(
-    "metrics",
-    ["mel_distance", "si_sdr", "visqol"],
-    f"Any of {sorted(metrics.METRICS)}.",
-)
-_LEVELS = flags.DEFINE_list(
-    "levels", ["1", "2", "4", "0"], "Numbers of RVQ levels (0: all)."
-)
-_NUM_CLIPS = flags.DEFINE_integer("num_clips", 32, "Clips evaluated.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/eval_audio_codec.py", "configs/eval_audio_codec.py",
+    lock_config=True,
+)  # fmt: skip
 
 
 def evaluate(
@@ -81,23 +72,24 @@ def evaluate(
 def main(argv):
   del argv
   workdir = _WORKDIR.value
-  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
-    run_data = json.load(f)["data"]
+  config = _CONFIG.value
+  # The run's config in today's key names (older workdirs included).
+  run_data = workdir_lib.read_family_config(workdir, "audio_codec")["data"]
   data = audio_data.DataConfig(
-      source=_SOURCE.value,
-      name=_NAME.value or run_data["name"],
-      data_dir=_DATA_DIR.value or run_data["data_dir"],
+      source=config.data.source,
+      dataset=config.data.dataset or run_data["dataset"],
+      data_dir=config.data.data_dir or run_data["data_dir"],
       clip_samples=run_data["clip_samples"],
   )
   result = evaluate(
       workdir,
       data,
-      _SPLIT.value,
-      tuple(_METRICS.value),
-      tuple(int(k) for k in _LEVELS.value),
-      _NUM_CLIPS.value,
+      config.split,
+      tuple(config.metrics),
+      tuple(int(k) for k in config.levels),
+      config.num_clips,
   )
-  path = os.path.join(workdir, f"eval_{_SOURCE.value}_{_SPLIT.value}.json")
+  path = os.path.join(workdir, f"eval_{data.source}_{config.split}.json")
   with open(path, "w", encoding="utf-8") as f:
     json.dump(result, f, indent=2, sort_keys=True)
   print(json.dumps(result, indent=2, sort_keys=True))

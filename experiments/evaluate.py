@@ -1,10 +1,10 @@
 r"""Eval sweeps: LM checkpoints x tasks x sampling settings x splits.
 
   python -m experiments.evaluate --config=configs/evaluate.py \
-      --workdir=runs/eval --config.data_dir=D \
+      --workdir=runs/eval --config.data.data_dir=D \
       --config.lms="(('runs/lm', 0),)"
   python -m experiments.evaluate --config=configs/evaluate.py:ground_truth \
-      --workdir=runs/eval_gt --config.data_dir=D
+      --workdir=runs/eval_gt --config.data.data_dir=D
 
 Runs every cell (videopoet/eval/sweep.py) that `<workdir>/cells/` does not
 hold yet, one progress line per cell with the ETA, then writes

@@ -1,7 +1,8 @@
-"""Writes examples of a built dataset as MP4 files with their soundtrack.
+r"""Writes examples of a built dataset as MP4 files with their soundtrack.
 
-  python -m experiments.export_clips --dataset=synth_av --data_dir=DIR \
-      --out_dir=OUT [--split=train] [--num=4] [--overwrite]
+  python -m experiments.export_clips --config=configs/export_clips.py \
+      --config.data.data_dir=DIR --out_dir=OUT [--config.split=train] \
+      [--config.num=4] [--overwrite]
 
 Each clip becomes `OUT/<split>_<i>.mp4` (H.264 + AAC) and a line of
 `OUT/captions.jsonl` (`{"file": ..., "caption": ...}`), the same format
@@ -15,7 +16,8 @@ Each clip becomes `OUT/<split>_<i>.mp4` (H.264 + AAC) and a line of
 
 The clips play at the dataset's own frame and audio rates (from what its
 build recorded, `videopoet.data.datasets.media_rates`), so the video lasts
-as long as its soundtrack; `--fps` / `--sample_rate` override them.
+as long as its soundtrack; `--config.fps` / `--config.sample_rate`
+override them.
 The dataset must be built (`experiments.build_data`): nothing is generated.
 """
 
@@ -25,6 +27,7 @@ import re
 
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
 import numpy as np
 
 from experiments import common
@@ -34,17 +37,11 @@ from videopoet.data import media
 
 CAPTIONS_FILE = "captions.jsonl"
 
-_DATASET = flags.DEFINE_string("dataset", "synth_av", "TFDS dataset name.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-_SPLIT = flags.DEFINE_string("split", "train", "Split to read.")
-_NUM = flags.DEFINE_integer("num", 4, "How many clips to write.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/export_clips.py", "configs/export_clips.py",
+    lock_config=True,
+)  # fmt: skip
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Where the MP4s go.")
-_FPS = flags.DEFINE_float(
-    "fps", None, "Frame rate of the clips (default: the dataset's)."
-)
-_SAMPLE_RATE = flags.DEFINE_integer(
-    "sample_rate", None, "Audio rate of the clips (default: the dataset's)."
-)
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite",
     False,
@@ -177,18 +174,27 @@ def export(
 def main(argv):
   del argv
   common.init_runtime()
+  config = _CONFIG.value
+  data = config_lib.from_config(
+      datasets.DataConfig, config.data, "config.data"
+  )
+  if not data.data_dir:
+    raise config_lib.ConfigError(
+        "config.data.data_dir is empty: pass --config.data.data_dir=DIR, the"
+        " TFDS data directory of experiments.build_data"
+    )
   export(
-      _DATASET.value,
-      _DATA_DIR.value,
-      _SPLIT.value,
-      _NUM.value,
+      data.dataset,
+      data.data_dir,
+      config.split,
+      config.num,
       _OUT_DIR.value,
-      _FPS.value,
-      _SAMPLE_RATE.value,
+      config.fps or None,
+      config.sample_rate or None,
       overwrite=_OVERWRITE.value,
   )
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["data_dir", "out_dir"])
+  flags.mark_flags_as_required(["out_dir"])
   common.run(main)

@@ -1,11 +1,12 @@
-"""Writes a folder of spoken sentences (espeak-ng) for the codec's speech run.
+r"""Writes a folder of spoken sentences (espeak-ng) for the codec's speech run.
 
   apt-get install -y espeak-ng
-  python -m experiments.make_speech --out_dir=runs/speech --num=600
+  python -m experiments.make_speech --config=configs/make_speech.py \
+      --out_dir=runs/speech [--config.num=600]
 
 Each WAV (16 kHz mono) is one random sentence from a small grammar, spoken
 by one of several espeak-ng voices at a random speed and pitch. Sentences
-and settings follow from `--seed`, so the folder is reproducible. The
+and settings follow from `config.seed`, so the folder is reproducible. The
 codec's `wav_folder` source splits files by a hash of their name (10 % test),
 so test sentences are never trained on.
 """
@@ -16,13 +17,16 @@ import subprocess
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 import numpy as np
 
 from videopoet.data import media
 
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Folder for the WAV files.")
-_NUM = flags.DEFINE_integer("num", 600, "Sentences.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seeds sentences and voices.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/make_speech.py", "configs/make_speech.py",
+    lock_config=True,
+)  # fmt: skip
 
 VOICES = (
     "en-us",
@@ -108,7 +112,7 @@ def main(argv):
     raise SystemExit("espeak-ng is not installed (apt-get install espeak-ng)")
   os.makedirs(_OUT_DIR.value, exist_ok=True)
   for i, (text, voice, speed, pitch) in enumerate(
-      sentences(_NUM.value, _SEED.value)
+      sentences(_CONFIG.value.num, _CONFIG.value.seed)
   ):
     raw = os.path.join(_OUT_DIR.value, f"raw_{i:05d}.wav")
     subprocess.run(
@@ -134,7 +138,7 @@ def main(argv):
         0.9 * audio / peak,
         16000,
     )
-  print(f"wrote {_NUM.value} sentences to {_OUT_DIR.value}")
+  print(f"wrote {_CONFIG.value.num} sentences to {_OUT_DIR.value}")
 
 
 if __name__ == "__main__":

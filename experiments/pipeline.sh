@@ -34,7 +34,7 @@ tokenize() {
   for split_limit in "$@"; do
     job tokenize_data $PY -m experiments.tokenize_data \
       --config=configs/tokenize_data.py:tiny --workdir="$tokens" \
-      --config.data_dir="$data" --config.text_tokenizer="$text" \
+      --config.data.data_dir="$data" --config.text_tokenizer="$text" \
       --config.video_tokenizer="$video" --config.audio_codec="$audio" \
       --config.splits="('${split_limit%%:*}',)" \
       --config.limit="${split_limit##*:}" --overwrite

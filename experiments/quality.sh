@@ -19,13 +19,15 @@ mkdir -p "$RUN_DIR"
 source experiments/pipeline.sh
 
 step "1/7 Building synth_av (tiny: 2,000 train clips, 100 per eval split) into $DATA_DIR"
-job build_data $PY -m experiments.build_data --dataset=synth_av \
-  --data_dir="$DATA_DIR" --config=configs/synth_av.py:tiny | tail -n 5
+job build_data $PY -m experiments.build_data \
+  --config=configs/synth_av.py:tiny --config.data.data_dir="$DATA_DIR" \
+  | tail -n 5
 
 step "2/7 Training the sentencepiece text tokenizer on the train captions"
 job train_text_tokenizer $PY -m experiments.train_text_tokenizer \
-  --dataset=synth_av --data_dir="$DATA_DIR" --workdir="$RUN_DIR/text" \
-  --vocab_size=512
+  --config=configs/train_text_tokenizer.py \
+  --config.data.data_dir="$DATA_DIR" --workdir="$RUN_DIR/text" \
+  --config.vocab_size=512
 
 VIDEO_TOK="$RUN_DIR/video_tokenizer"
 step "3/7 Training MAGVIT-v2 (configs/magvit2.py:quality: 5x8x8 codes of 2^10, 2,000 steps) into $VIDEO_TOK"
@@ -50,12 +52,12 @@ LM_DIR="$RUN_DIR/lm"
 fresh_lm "$TOKENS" "$LM_DIR"
 step "6/7 Training the LM (configs/videopoet.py:quality: 4 x 128, 8,000 steps) on all 11 tasks into $LM_DIR"
 job train_lm $PY -m experiments.train --config=configs/videopoet.py:quality \
-  --workdir="$LM_DIR" --config.data.path="$TOKENS"
+  --workdir="$LM_DIR" --config.data.data_dir="$TOKENS"
 
 EVAL_DIR="$RUN_DIR/eval"
 step "7/7 Scoring every task on test and test_heldout (configs/evaluate.py:quality) into $EVAL_DIR"
 job evaluate $PY -m experiments.evaluate --config=configs/evaluate.py:quality \
-  --workdir="$EVAL_DIR" --config.data_dir="$DATA_DIR" \
+  --workdir="$EVAL_DIR" --config.data.data_dir="$DATA_DIR" \
   --config.lms="(('$LM_DIR', 0),)"
 
 echo

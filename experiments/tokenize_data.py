@@ -1,13 +1,13 @@
 r"""Encodes a dataset with the trained tokenizers into LM token shards.
 
   python -m experiments.tokenize_data --config=configs/tokenize_data.py:tiny \
-      --workdir=runs/demo/tokens --config.data_dir=runs/demo/data \
+      --workdir=runs/demo/tokens --config.data.data_dir=runs/demo/data \
       --config.video_tokenizer=W1 --config.audio_codec=W2 \
       --config.text_tokenizer=runs/demo/text/text.model
 
 Writes `<workdir>/<split>-%05d-of-%05d.array_record` (read by
 `videopoet.lm_data.ArrayRecordSource`, i.e. `experiments.train` with
-`--config.data.path=<workdir>`) and `<workdir>/tokens.json`, the record of
+`--config.data.data_dir=<workdir>`) and `<workdir>/tokens.json`, the record of
 what made the tokens (`videopoet.token_spec`; the LM's vocabulary is read
 from it). Several processes split the shards: `--process_index=i
 --process_count=n` (no coordination needed), or under `jax.distributed`

@@ -1,7 +1,7 @@
 """Trains the VideoPoet LM on a task mixture (AGD over task shapes).
 
   python -m experiments.train --config=configs/videopoet.py:tiny \\
-      --workdir=runs/demo/lm --config.data.path=runs/demo/tokens
+      --workdir=runs/demo/lm --config.data.data_dir=runs/demo/tokens
 
 The vocabulary and text length come from the tokens' `tokens.json`, which
 is copied to `<workdir>/tokens.json`. Rerunning with the same workdir

@@ -1,7 +1,9 @@
 """Trains the sentencepiece text tokenizer on a TFDS dataset's captions.
 
-  python -m experiments.train_text_tokenizer --dataset=synth_av \\
-      --data_dir=runs/demo/data --workdir=runs/demo/text --vocab_size=512
+  python -m experiments.train_text_tokenizer \\
+      --config=configs/train_text_tokenizer.py \\
+      --config.data.data_dir=runs/demo/data --workdir=runs/demo/text \\
+      [--config.vocab_size=512]
 
 Writes `<workdir>/text.model`; pass it to `experiments.tokenize_data`
 (`--config.text_tokenizer`), whose `tokens.json` gives the LM its size.
@@ -11,26 +13,37 @@ import os
 
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
 
 from experiments import common
+from videopoet import config_lib
 from videopoet import text_tokenizer
 from videopoet.data import datasets
 
-_DATASET = flags.DEFINE_string("dataset", "synth_av", "TFDS dataset name.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-_SPLIT = flags.DEFINE_string("split", "train", "Split whose captions to use.")
-_VOCAB = flags.DEFINE_integer("vocab_size", 512, "Sentencepiece pieces.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/train_text_tokenizer.py",
+    "configs/train_text_tokenizer.py", lock_config=True,
+)  # fmt: skip
 
 
 def main(argv):
   del argv
   common.init_runtime()
-  source = datasets.open_split(_DATASET.value, _DATA_DIR.value, _SPLIT.value)
+  config = _CONFIG.value
+  data = config_lib.from_config(
+      datasets.DataConfig, config.data, "config.data"
+  )
+  if not data.data_dir:
+    raise config_lib.ConfigError(
+        "config.data.data_dir is empty: pass --config.data.data_dir=DIR, the"
+        " TFDS data directory of experiments.build_data"
+    )
+  source = datasets.open_split(data.dataset, data.data_dir, config.split)
   captions = [source[i]["caption"] for i in range(len(source))]
   captions = [c.decode() if isinstance(c, bytes) else str(c) for c in captions]
   os.makedirs(common.WORKDIR.value, exist_ok=True)
   path = text_tokenizer.train(
-      captions, os.path.join(common.WORKDIR.value, "text"), _VOCAB.value
+      captions, os.path.join(common.WORKDIR.value, "text"), config.vocab_size
   )
   size = text_tokenizer.load(path).get_piece_size()
   logging.info(
@@ -40,5 +53,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["data_dir", "workdir"])
+  flags.mark_flags_as_required(["workdir"])
   common.run(main)

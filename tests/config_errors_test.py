@@ -24,7 +24,7 @@ def test_magvit2_batch_sizes_name_the_key(section, key):
     config_lib.from_config(cls[section], {key: -1}, f"config.{section}")
 
 
-@pytest.mark.parametrize("key", ["global_batch_size", "eval_clips"])
+@pytest.mark.parametrize("key", ["batch_size", "eval_clips"])
 def test_codec_batch_sizes_name_the_key(key):
   c = soundstream_config.get_config("tiny")
   c.data[key] = -1

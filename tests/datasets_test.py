@@ -45,25 +45,28 @@ def _files_under(path) -> list[str]:
 @pytest.mark.parametrize(
     "name, command",
     [
-        ("synth_av", "--dataset=synth_av --data_dir={d}"),
+        (
+            "synth_av",
+            "--config=configs/synth_av.py --config.data.data_dir={d}",
+        ),
         (
             "synth_av/base",
-            "--dataset=synth_av --data_dir={d}"
-            " --config=configs/synth_av.py:base",
+            "--config=configs/synth_av.py:base --config.data.data_dir={d}",
         ),
         (
             "synth_av/tiny_fps4",
-            "--dataset=synth_av --data_dir={d}"
-            " --config=configs/synth_av.py:<variant> --config.name=tiny_fps4",
+            "--config=configs/synth_av.py:<variant> --config.data.data_dir={d}"
+            " --config.data.dataset=synth_av/tiny_fps4",
         ),
         (
             "video_folder",
-            "--dataset=video_folder --data_dir={d} --manual_dir=FOLDER",
+            "--config=configs/video_folder.py --config.data.data_dir={d}"
+            " --config.data.manual_dir=FOLDER",
         ),
         (
             "video_folder/portrait",
-            "--dataset=video_folder --data_dir={d} --manual_dir=FOLDER"
-            " --config=configs/video_folder.py:portrait",
+            "--config=configs/video_folder.py:portrait"
+            " --config.data.data_dir={d} --config.data.manual_dir=FOLDER",
         ),
     ],
 )
@@ -126,8 +129,7 @@ def test_reading_jobs_never_build(tmp_path):
   readers = {
       "tokenize": lambda: pretokenize._source(
           pretokenize.TokenizeConfig(
-              dataset="synth_av/tiny",
-              data_dir=data_dir,
+              data=datasets.DataConfig("synth_av/tiny", data_dir),
               random_init=True,
               random=pretokenize.RandomInitConfig(
                   **tokenize_configs.random_tokenizers()
@@ -141,7 +143,7 @@ def test_reading_jobs_never_build(tmp_path):
           "train",
       ),
       "soundstream": lambda: audio_data.audio_source(
-          audio_data.DataConfig(name="synth_av/tiny", data_dir=data_dir),
+          audio_data.DataConfig(dataset="synth_av/tiny", data_dir=data_dir),
           "train",
           16000,
       ),
@@ -150,7 +152,10 @@ def test_reading_jobs_never_build(tmp_path):
     with pytest.raises(datasets.DatasetNotFoundError) as raised:
       read()
     assert str(tmp_path) in str(raised.value), reader
-    assert "experiments.build_data --dataset=synth_av" in str(raised.value)
+    assert (
+        "experiments.build_data --config=configs/synth_av.py"
+        f" --config.data.data_dir={tmp_path}"
+    ) in str(raised.value)
     assert not _files_under(tmp_path), reader
 
 

@@ -62,9 +62,9 @@ def test_codec_trainer_uses_it():
       lambda: init(jax.random.key(0)),
       lambda s, b: jstep(s, b, jax.random.key(1), phase="recon"),
       batch,
-      "gen",
-      "gen_ema",
-      c.optim.ema_decay,
+      "params",
+      "ema_params",
+      c.optimizer.ema_decay,
   )
 
 
@@ -87,7 +87,7 @@ def test_magvit2_trainer_uses_it():
         video,
         "params",
         "ema_params",
-        c.loss.ema_decay,
+        c.optimizer.ema_decay,
     )
   finally:
     jax.config.update("jax_disable_most_optimizations", old)

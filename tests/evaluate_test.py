@@ -66,7 +66,7 @@ def lm_dir(tmp_path_factory):
 def _config(arg: str, **overrides) -> sweep.EvalConfig:
   c = evaluate_configs.get_config(arg)
   for k, v in overrides.items():
-    setattr(c, k, v)
+    setattr(c.data if k in ("dataset", "data_dir") else c, k, v)
   return config_lib.from_config(sweep.EvalConfig, c, "config")
 
 
@@ -261,7 +261,8 @@ def _evaluate(workdir, lm_dir, data_dir, *extra):
   return subprocess.Popen(
       [sys.executable, "-m", "experiments.evaluate",
        "--config=configs/evaluate.py:tiny", f"--workdir={workdir}",
-       f"--config.data_dir={data_dir}", f"--config.dataset={DATASET}",
+       f"--config.data.data_dir={data_dir}",
+       f"--config.data.dataset={DATASET}",
        f"--config.lms=(('{lm_dir}', 0),)", *extra],
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
       env=dict(os.environ, JAX_PLATFORMS="cpu"),

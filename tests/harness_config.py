@@ -19,7 +19,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.mesh = dict(data=-1, fsdp=1, tensor=1)
   # Records in the synthetic regression set; rows per global batch.
   config.num_records = 256
-  config.global_batch_size = 8
+  config.batch_size = 8  # The global batch.
   # Seconds the input pipeline sleeps per batch (makes a kill land mid-run).
   config.data_delay_s = 0.0
   # 512^2 matmuls each step computes (slow steps the host can run ahead of).

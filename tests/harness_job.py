@@ -127,13 +127,13 @@ def make_program(config) -> harness.Program:
     return {"params": params, "opt_state": opt_state}, metrics
 
   def slow(record):
-    time.sleep(config.data_delay_s / config.global_batch_size)
+    time.sleep(config.data_delay_s / config.batch_size)
     return record
 
   records = make_records(config.num_records, config.nan_records)
   it = data_lib.batched_iterator(
       records,
-      global_batch_size=config.global_batch_size,
+      global_batch_size=config.batch_size,
       seed=0,
       shuffle=not config.nan_records,
       transform=slow if config.data_delay_s else None,

@@ -28,9 +28,8 @@ def test_build_data_then_export_clips(tmp_path):
   data_dir, out_dir = str(tmp_path / "data"), str(tmp_path / "clips")
   proc = _job(
       "experiments.build_data",
-      "--dataset=synth_av",
-      f"--data_dir={data_dir}",
       "--config=configs/synth_av.py:tiny",
+      f"--config.data.data_dir={data_dir}",
       "--config.dataset.train_size=6",
       "--config.dataset.validation_size=2",
       "--config.dataset.test_size=2",
@@ -46,9 +45,9 @@ def test_build_data_then_export_clips(tmp_path):
   }
   proc = _job(
       "experiments.export_clips",
-      f"--data_dir={data_dir}",
+      f"--config.data.data_dir={data_dir}",
       f"--out_dir={out_dir}",
-      "--num=2",
+      "--config.num=2",
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(out_dir, "captions.jsonl")) as f:
@@ -71,9 +70,8 @@ def test_build_data_then_export_clips(tmp_path):
 def test_build_data_config_typo_names_the_key(tmp_path, flag, key):
   proc = _job(
       "experiments.build_data",
-      "--dataset=synth_av",
-      f"--data_dir={tmp_path}",
       "--config=configs/synth_av.py",
+      f"--config.data.data_dir={tmp_path}",
       flag,
   )
   assert proc.returncode == 2
@@ -83,9 +81,8 @@ def test_build_data_config_typo_names_the_key(tmp_path, flag, key):
 def test_build_data_bad_value_names_the_key(tmp_path):
   proc = _job(
       "experiments.build_data",
-      "--dataset=synth_av",
-      f"--data_dir={tmp_path}",
       "--config=configs/synth_av.py",
+      f"--config.data.data_dir={tmp_path}",
       "--config.dataset.resolution=8",
   )
   assert proc.returncode == 2
@@ -95,11 +92,11 @@ def test_build_data_bad_value_names_the_key(tmp_path):
 def test_video_folder_needs_manual_dir(tmp_path):
   proc = _job(
       "experiments.build_data",
-      "--dataset=video_folder",
-      f"--data_dir={tmp_path}",
+      "--config=configs/video_folder.py",
+      f"--config.data.data_dir={tmp_path}",
   )
   assert proc.returncode == 2
-  assert "--manual_dir is required" in proc.stderr
+  assert "config.data.manual_dir is required" in proc.stderr
 
 
 def _one_error_line(stderr: str) -> str:
@@ -115,15 +112,15 @@ def test_export_clips_from_an_empty_data_dir_fails_clearly(tmp_path):
   empty.mkdir()
   proc = _job(
       "experiments.export_clips",
-      f"--data_dir={empty}",
+      f"--config.data.data_dir={empty}",
       f"--out_dir={out_dir}",
   )
   assert proc.returncode == 2, proc.stderr[-3000:]
   error = _one_error_line(proc.stderr)
   assert f"data_dir {empty} " in error
   assert (
-      f"python -m experiments.build_data --dataset=synth_av --data_dir={empty}"
-      in error
+      "python -m experiments.build_data --config=configs/synth_av.py"
+      f" --config.data.data_dir={empty}" in error
   )
   assert not os.listdir(empty) and not out_dir.exists()
 
@@ -137,9 +134,8 @@ def test_build_data_refuses_a_changed_config_until_overwrite(tmp_path):
   )
   args = (
       "experiments.build_data",
-      "--dataset=synth_av",
-      f"--data_dir={tmp_path}",
       "--config=configs/synth_av.py",
+      f"--config.data.data_dir={tmp_path}",
       *sizes,
   )
   assert _job(*args).returncode == 0
@@ -158,10 +154,9 @@ def test_build_data_video_folder_notices_an_added_clip(tmp_path):
   media.write_mp4(str(folder / "a.mp4"), video, 8)
   args = (
       "experiments.build_data",
-      "--dataset=video_folder",
-      f"--manual_dir={folder}",
-      f"--data_dir={data_dir}",
       "--config=configs/video_folder.py",
+      f"--config.data.manual_dir={folder}",
+      f"--config.data.data_dir={data_dir}",
       "--config.dataset.height=16",
       "--config.dataset.width=16",
       "--config.dataset.num_frames=5",

@@ -23,6 +23,7 @@ from configs import videopoet as videopoet_configs
 from videopoet import lm_trainer
 from videopoet import text_tokenizer
 from videopoet import pretokenize
+from videopoet.data import datasets
 from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
 from videopoet.train_lib import family
@@ -47,7 +48,7 @@ def test_tiny_lm_lowers_every_tasks_validation_loss(tmp_path):
   captions = [c.decode() if isinstance(c, bytes) else c for c in captions]
   sp = text_tokenizer.train(captions, str(tmp_path / "text"), 128)
   cfg = pretokenize.TokenizeConfig(
-      dataset="synth_av/r32", data_dir=data_dir,
+      data=datasets.DataConfig("synth_av/r32", data_dir),
       splits=("train", "validation"), text_tokenizer=sp, random_init=True,
       random=pretokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()),
       batch_size=16,
@@ -58,7 +59,7 @@ def test_tiny_lm_lowers_every_tasks_validation_loss(tmp_path):
   pretokenize.write_metadata(tokens, tok, {"train": 64, "validation": 16})
 
   config = videopoet_configs.get_config("tiny")
-  config.data.path = tokens
+  config.data.data_dir = tokens
   config.data.eval_batches = 2  # 2 x 8 = all 16 validation clips.
   config.trainer.total_steps = _STEPS
   config.trainer.eval_every = _STEPS

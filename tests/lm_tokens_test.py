@@ -24,7 +24,7 @@ def _config(tokens=None, **random):
     c.data.source = "random"
     c.data.random.update(random)
   else:
-    c.data.path = str(tokens)
+    c.data.data_dir = str(tokens)
   return c
 
 
@@ -45,11 +45,13 @@ def test_vocabulary_comes_from_the_tokens(tmp_path):
 
 
 def test_missing_or_old_tokens_json_is_a_config_error(tmp_path):
-  with pytest.raises(config_lib.ConfigError, match="config.data.path is empty"):
+  with pytest.raises(
+      config_lib.ConfigError, match="config.data.data_dir is empty"
+  ):
     lm_trainer.data_spec(videopoet_config.get_config("tiny"))
   with pytest.raises(
       config_lib.ConfigError,
-      match="config.data.path=.* does not exist: experiments.tokenize_data",
+      match="config.data.data_dir=.* does not exist: experiments.tokenize_data",
   ):
     lm_trainer.data_spec(_config(tmp_path))
   old = {k: v for k, v in TINY.to_json().items() if k != "time_factor"}

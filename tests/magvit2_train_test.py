@@ -93,9 +93,9 @@ def test_train_resume_and_load(data_dir, tmp_path, gan):
   assert all(np.isfinite(r["train/loss"]) for r in train)
   assert all(r["train/perceptual"] >= 0 for r in train)
   if gan:  # On from step 0.
-    assert all(r["train/d_loss"] > 0 and r["train/r1"] >= 0 for r in train)
+    assert all(r["train/disc_loss"] > 0 and r["train/r1"] >= 0 for r in train)
   else:
-    assert not any("train/d_loss" in r for r in train)
+    assert not any("train/disc_loss" in r for r in train)
   evals = [r for r in rows if "eval/psnr" in r]
   assert evals and {"eval/ssim", "eval/code_usage", "eval/bit_mean_min"} <= set(
       evals[-1]

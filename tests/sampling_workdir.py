@@ -49,7 +49,7 @@ def make(root: str, step: int = 3, tasks=None) -> str:
   workdir = os.path.join(root, "lm")
   token_spec.write(workdir, spec)
   config = videopoet_configs.get_config("tiny")
-  config.data.path = os.path.join(root, "tokens")
+  config.data.data_dir = os.path.join(root, "tokens")
   if tasks is not None:
     config.mixture.weights = tuple(
         (t, 1.0 if t in tasks else 0.0) for t in vocab_lib.TASK_NAMES

@@ -12,6 +12,7 @@ from configs import tokenize_data as tokenize_configs
 from videopoet import lm_data
 from videopoet import text_tokenizer
 from videopoet import pretokenize
+from videopoet.data import datasets
 from videopoet.data import media
 from videopoet.data import structure
 from videopoet.data import video_folder
@@ -143,7 +144,8 @@ def test_tokenize_video_folder_writes_structure(folder_data, with_depth):
   root, data_dir, sp = folder_data
   depth_model = _red_depth(root) if with_depth else ""
   cfg = pretokenize.TokenizeConfig(
-      dataset="video_folder/square", data_dir=data_dir, splits=("train",),
+      data=datasets.DataConfig("video_folder/square", data_dir),
+      splits=("train",),
       text_tokenizer=sp, random_init=True,
       random=pretokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()), batch_size=2, audio_levels=0,
       depth_model=depth_model, depth_input_size=32,

@@ -402,8 +402,8 @@ def test_config_file_matches_the_registered_builder_configs(arg):
   dataset = config_lib.from_config(
       synth_av.SynthAVConfig, config.dataset, "config.dataset"
   )
-  assert dataset == synth_av_tfds.PRESETS[config.name]
-  assert config.name == (arg or "tiny")
+  assert config.data.dataset == f"synth_av/{arg or 'tiny'}"
+  assert dataset == synth_av_tfds.PRESETS[arg or "tiny"]
 
 
 def test_config_errors_name_the_field():

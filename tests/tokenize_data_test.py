@@ -18,6 +18,7 @@ from videopoet import lm_data
 from videopoet import text_tokenizer
 from videopoet import token_spec
 from videopoet import pretokenize
+from videopoet.data import datasets
 from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
 
@@ -27,6 +28,7 @@ _DATA = synth_av.SynthAVConfig(
     test_heldout_size=1,
 )  # fmt: skip
 _NAME = "synth_av/r32"
+_D = datasets.DataConfig(_NAME, "d")  # A config that needs no data.
 
 
 def build_data_and_text_model(root, data=_DATA):
@@ -45,7 +47,8 @@ def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp("tokenize")
   data_dir, sp = build_data_and_text_model(root)
   cfg = pretokenize.TokenizeConfig(
-      dataset=_NAME, data_dir=data_dir, splits=("train", "validation"),
+      data=datasets.DataConfig(_NAME, data_dir),
+      splits=("train", "validation"),
       text_tokenizer=sp, random_init=True, batch_size=4,
       random=pretokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()),
   )  # fmt: skip
@@ -67,7 +70,7 @@ def test_records_round_trip_with_ids_in_range(setup):
       "train-00000-of-00001.array_record.json",  # Its provenance record.
   ]
   recs = _records(out, "train")
-  src = tfds.data_source(_NAME, split="train", data_dir=cfg.data_dir)
+  src = tfds.data_source(_NAME, split="train", data_dir=cfg.data.data_dir)
   sp = text_tokenizer.load(cfg.text_tokenizer)
   assert [int(r["index"]) for r in recs] == list(range(7))
   for r in recs:
@@ -141,16 +144,16 @@ def test_rerun_skips_finished_shards_and_redoes_a_killed_one(setup):
 def test_empty_tokenizer_paths_are_clear_errors(setup):
   _, cfg, _ = setup
   with pytest.raises(config_lib.ConfigError, match="video_tokenizer is empty"):
-    pretokenize.TokenizeConfig(data_dir="d", text_tokenizer=cfg.text_tokenizer)
+    pretokenize.TokenizeConfig(data=_D, text_tokenizer=cfg.text_tokenizer)
   with pytest.raises(config_lib.ConfigError, match="text_tokenizer is empty"):
     pretokenize.TokenizeConfig(
-        data_dir="d", random_init=True,
+        data=_D, random_init=True,
         random=pretokenize.RandomInitConfig(
             **tokenize_configs.random_tokenizers()
         ),
     )  # fmt: skip
   with pytest.raises(config_lib.ConfigError, match="architectures"):
-    pretokenize.TokenizeConfig(data_dir="d", random_init=True, text_tokenizer="t")
+    pretokenize.TokenizeConfig(data=_D, random_init=True, text_tokenizer="t")
   with pytest.raises(config_lib.ConfigError, match="data_dir is empty"):
     pretokenize.TokenizeConfig(random_init=True, text_tokenizer="t")
 
@@ -172,8 +175,8 @@ def test_jobs_tokenize_then_train_on_the_shards(setup):
   tokens, lm = str(root / "job_tokens"), str(root / "lm")
   proc = _job(
       "experiments.tokenize_data", "--config=configs/tokenize_data.py:tiny",
-      f"--workdir={tokens}", f"--config.dataset={_NAME}",
-      f"--config.data_dir={cfg.data_dir}",
+      f"--workdir={tokens}", f"--config.data.dataset={_NAME}",
+      f"--config.data.data_dir={cfg.data.data_dir}",
       f"--config.text_tokenizer={cfg.text_tokenizer}",
       "--config.random_init=True", "--config.splits=('train', 'validation')",
       "--config.batch_size=4", "--process_index=0", "--process_count=1",
@@ -198,7 +201,7 @@ def test_jobs_tokenize_then_train_on_the_shards(setup):
   )
   common = [
       "experiments.train", "--config=configs/videopoet.py:tiny",
-      f"--workdir={lm}", f"--config.data.path={tokens}",
+      f"--workdir={lm}", f"--config.data.data_dir={tokens}",
       "--config.data.batch_size=2", "--config.data.eval_batches=1",
       "--config.trainer.total_steps=3", "--config.trainer.log_every=1",
       "--config.trainer.eval_every=3", f"--config.mixture.weights={tasks}",
@@ -286,7 +289,7 @@ def test_wrong_kind_of_workdir_is_named(tmp_path):
   assert not os.listdir(empty)  # Nothing created in a wrong directory.
   # The tokenize_data job names the flag (a one-line error, exit 2).
   cfg = pretokenize.TokenizeConfig(
-      data_dir="d", text_tokenizer="t", video_tokenizer=codec,
+      data=_D, text_tokenizer="t", video_tokenizer=codec,
       audio_codec=video,
   )  # fmt: skip
   with pytest.raises(

@@ -16,6 +16,7 @@ import pytest
 from configs import tokenize_data as tokenize_configs
 from videopoet import lm_data
 from videopoet import pretokenize
+from videopoet.data import datasets
 from videopoet.data import synth_av
 from tests import tokenize_data_test
 
@@ -33,7 +34,7 @@ def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp("rerun")
   data_dir, sp = tokenize_data_test.build_data_and_text_model(root, _DATA)
   cfg10 = pretokenize.TokenizeConfig(
-      dataset=_NAME, data_dir=data_dir, splits=("train",), limit=4,
+      data=datasets.DataConfig(_NAME, data_dir), splits=("train",), limit=4,
       text_tokenizer=sp, random_init=True, batch_size=4, audio_levels=1,
       random=pretokenize.RandomInitConfig(**tokenize_configs.random_tokenizers()),
   )  # fmt: skip
@@ -233,7 +234,8 @@ def test_job_refuses_then_overwrites(setup):
   _run(dataclasses.replace(cfg10, limit=2), tok10, out)
   common = [
       "--config=configs/tokenize_data.py:tiny", f"--workdir={out}",
-      f"--config.dataset={_NAME}", f"--config.data_dir={cfg10.data_dir}",
+      f"--config.data.dataset={_NAME}",
+      f"--config.data.data_dir={cfg10.data.data_dir}",
       f"--config.text_tokenizer={cfg10.text_tokenizer}",
       "--config.random_init=True", "--config.splits=('train',)",
       "--config.batch_size=4", "--config.audio_levels=1",

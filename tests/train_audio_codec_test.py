@@ -33,11 +33,11 @@ def _tiny_config(data_dir, total_steps):
   config.discriminator.wave_max_channels = 8
   config.discriminator.wave_scales = 2
   config.discriminator.stft_channels = 2
-  config.optim.disc_start_step = 1  # step 1 reconstruction-only, then GAN
-  config.optim.warmup_steps = 1
+  config.loss.gan_start_step = 1  # step 1 reconstruction-only, then GAN
+  config.optimizer.warmup_steps = 1
   config.data.data_dir = data_dir
   config.data.segment_samples = 2240
-  config.data.global_batch_size = 2
+  config.data.batch_size = 2
   config.data.eval_clips = 2
   config.data.eval_levels = (1, 0)
   return config
@@ -129,11 +129,11 @@ def test_config_errors_name_the_key(tmp_path):
   for arg in ("tiny", "demo", "small", "base"):
     trainer.parse(soundstream_config.get_config(arg))
   demo = soundstream_config.get_config("demo")  # No GAN step in the run.
-  assert demo.optim.disc_start_step >= demo.trainer.total_steps
+  assert demo.loss.gan_start_step >= demo.trainer.total_steps
   # small's threshold (0.2, for 16 x 1 s) with tiny's batch (8 x 0.5 s:
   # 200 frames, a mean count of 0.195 per code) would replace most codes.
   config = soundstream_config.get_config("small")
-  config.data.update(global_batch_size=8, segment_samples=8000)
+  config.data.update(batch_size=8, segment_samples=8000)
   with pytest.raises(
       config_lib.ConfigError, match=r"dead_code_threshold=0.2 .* about 0.049"
   ):

@@ -82,7 +82,7 @@ def _audio_config(data_dir, tmp_path, gan_from=1):
   c.trainer.checkpoint.every_steps = 1
   # The run compiles one step program (GAN from step 0); test_phases checks
   # the switch.
-  c.optim.disc_start_step = gan_from
+  c.loss.gan_start_step = gan_from
   c.model.dilations = (1,)
   c.discriminator.update(wave_scales=1, wave_downsamples=1)
   return c

@@ -444,7 +444,7 @@ def test_config_validation_names_the_field(field, value, allowed):
 @pytest.mark.parametrize("arg", ["square", "portrait"])
 def test_config_file_matches_the_builder_configs(arg):
   config = video_folder_config.get_config(arg)
-  assert config.name == arg
+  assert config.data.dataset == f"video_folder/{arg}"
   built = config_lib.from_config(
       video_folder.VideoFolderConfig, config.dataset, "config.dataset"
   )
@@ -457,7 +457,9 @@ def test_config_file_matches_the_builder_configs(arg):
 
 
 def test_config_file_defaults_and_errors():
-  assert video_folder_config.get_config().name == "square"
+  assert video_folder_config.get_config().data.dataset == (
+      "video_folder/square"
+  )
   assert video_folder_config.get_config().dataset.to_dict() == (
       dataclasses.asdict(CONFIG)
   )

@@ -39,6 +39,7 @@ from videopoet.train_lib import family
 from videopoet.train_lib import harness
 from videopoet.train_lib import loading
 from videopoet.train_lib import optim
+from videopoet.train_lib import renames
 from videopoet.train_lib import workdir as workdir_lib
 
 # Splits of the tokens the LM reads; other splits' sizes in tokens.json
@@ -51,10 +52,10 @@ class DataConfig:
   """Where token records come from (`config.data`).
 
   Attributes:
-    source: 'arrayrecord' (shards of `tokenize_data` under `path`, with
+    source: 'arrayrecord' (shards of `tokenize_data` under `data_dir`, with
       their `tokens.json`) or 'random' (random records of the tokens that
       `random` describes: tests, benchmarks).
-    path: the tokenized data directory.
+    data_dir: the tokenized data directory (tokenize_data's --workdir).
     batch_size: global batch size of every task.
     eval_batches: validation batches per task.
     random_size: records in a 'random' split.
@@ -62,7 +63,7 @@ class DataConfig:
   """
 
   source: Literal["arrayrecord", "random"] = "arrayrecord"
-  path: str = ""
+  data_dir: str = ""
   batch_size: int = 8
   eval_batches: int = 2
   random_size: int = 64
@@ -116,20 +117,22 @@ class VocabChoices:
 def _data_spec(data: DataConfig) -> token_spec.TokenSpec:
   if data.source == "random":
     return data.random.spec()
-  if not data.path:
+  if not data.data_dir:
     raise config_lib.ConfigError(
-        "config.data.path is empty: point it at the output of"
+        "config.data.data_dir is empty: point it at the output of"
         " experiments.tokenize_data (or set config.data.source='random')"
     )
   try:
-    return token_spec.read(data.path)
+    return token_spec.read(data.data_dir)
   except FileNotFoundError as e:
-    raise config_lib.ConfigError(f"config.data.path={data.path!r}: {e}") from e
+    raise config_lib.ConfigError(
+        f"config.data.data_dir={data.data_dir!r}: {e}"
+    ) from e
 
 
 def data_spec(config) -> token_spec.TokenSpec:
-  """What made the LM's tokens: `config.data.path`'s `tokens.json`, or the
-  spec of `config.data.random` with `config.data.source='random'`.
+  """What made the LM's tokens: `config.data.data_dir`'s `tokens.json`, or
+  the spec of `config.data.random` with `config.data.source='random'`.
 
   Raises:
     config_lib.ConfigError: no path, no `tokens.json` there, or one written
@@ -166,7 +169,7 @@ def make_model_config(config, vocab) -> transformer.ModelConfig:
 def _source(data: DataConfig, split: str, spec: token_spec.TokenSpec):
   if data.source == "random":
     return lm_data.RandomSource(spec, data.random_size)
-  return lm_data.ArrayRecordSource(data.path, split)
+  return lm_data.ArrayRecordSource(data.data_dir, split)
 
 
 class WorkdirTokensError(workdir_lib.WorkdirConfigError):
@@ -179,13 +182,15 @@ def _tokens_record(config) -> tuple[dict, str]:
   if data.source == "random":
     return _data_spec(data).to_json(), "config.data.random"
   _data_spec(data)  # A missing or old tokens.json is named.
-  path = token_spec.path_in(data.path)
+  path = token_spec.path_in(data.data_dir)
   with open(path, encoding="utf-8") as f:
     return json.load(f), path
 
 
 def _compared(record: dict) -> dict:
-  """`record` without the sizes of splits the LM does not read."""
+  """`record` without the sizes of splits the LM does not read, in
+  today's key names."""
+  record = renames.upgrade_tokens_record(record)
   splits = record.get("splits")
   if not isinstance(splits, dict):
     return record
@@ -243,7 +248,7 @@ def check_workdir_tokens(config, workdir: str) -> None:
       f"--workdir={workdir} holds an LM trained on other tokens: its"
       f" tokens.json differs from {origin} in {shown}. Refusing to resume it"
       " on these tokens; use a new --workdir for a new run (or point"
-      " config.data.path at the tokens it was trained on)"
+      " config.data.data_dir at the tokens it was trained on)"
   )
 
 
@@ -258,7 +263,7 @@ def write_workdir_tokens(config, workdir: str) -> str:
   if data.source == "random":
     return token_spec.write(workdir, _data_spec(data))
   os.makedirs(workdir, exist_ok=True)
-  shutil.copyfile(token_spec.path_in(data.path), path + ".tmp")
+  shutil.copyfile(token_spec.path_in(data.data_dir), path + ".tmp")
   os.replace(path + ".tmp", path)
   return path
 
@@ -404,8 +409,9 @@ def make_program(c: LMTrainConfig, mesh) -> harness.Program:
     bs = data.batch_size
     if not len(val_src):
       raise config_lib.ConfigError(
-          f"the validation split of config.data.path={data.path!r} is empty;"
-          " tokenize a validation split or set --config.data.eval_batches=0"
+          "the validation split of"
+          f" config.data.data_dir={data.data_dir!r} is empty; tokenize a"
+          " validation split or set --config.data.eval_batches=0"
       )
     if len(val_src) < bs:
       logging.warning(

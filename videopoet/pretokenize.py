@@ -62,8 +62,10 @@ from videopoet import config_lib
 from videopoet import lm_data
 from videopoet import text_tokenizer
 from videopoet import token_spec
+from videopoet.data import datasets
 from videopoet.data import structure as structure_lib
 from videopoet.sampling import models as models_lib
+from videopoet.train_lib import renames
 
 # `<shard>` + this: what made the shard (`shard_provenance`).
 PROVENANCE_SUFFIX = ".json"
@@ -109,8 +111,9 @@ class TokenizeConfig:
   """`configs/tokenize_data.py`.
 
   Attributes:
-    dataset: TFDS name (`synth_av`, `video_folder`, with `/config`).
-    data_dir: TFDS data directory (`experiments.build_data --data_dir`).
+    data: the dataset (`data.dataset`: TFDS name such as 'synth_av/tiny')
+      and its TFDS data directory (`data.data_dir`, where
+      `experiments.build_data` built it).
     splits: splits to encode.
     limit: encode only the first `limit` examples of each split (0: all).
     video_tokenizer: workdir of `experiments.train_video_tokenizer`.
@@ -136,8 +139,7 @@ class TokenizeConfig:
     num_shards: shards per split (0: one per process).
   """
 
-  dataset: str = "synth_av"
-  data_dir: str = ""
+  data: datasets.DataConfig = datasets.DataConfig()
   splits: tuple[str, ...] = ("train", "validation", "test")
   limit: int = 0
   video_tokenizer: str = ""
@@ -156,11 +158,11 @@ class TokenizeConfig:
   num_shards: int = 0
 
   def __post_init__(self):
-    if not self.data_dir:
+    if not self.data.data_dir:
       raise config_lib.ConfigError(
-          "config.data_dir is empty: build the data first (python -m"
-          " experiments.build_data --data_dir=DIR) and pass"
-          " --config.data_dir=DIR"
+          "config.data.data_dir is empty: build the data first (python -m"
+          " experiments.build_data --config.data.data_dir=DIR) and pass"
+          " --config.data.data_dir=DIR"
       )
     if self.random_init and not (
         self.random.video_model and self.random.codec_model
@@ -248,7 +250,7 @@ def _settings(cfg: TokenizeConfig) -> dict:
   """The settings of `cfg` that change what a record holds."""
   depth = cfg.structure and bool(cfg.depth_model)
   return {
-      "dataset": cfg.dataset,
+      "dataset": cfg.data.dataset,
       "num_frames": cfg.num_frames,
       "audio_levels": cfg.audio_levels,
       "max_text_len": cfg.max_text_len,
@@ -302,8 +304,6 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
       divide by the space factor); the dataset has no audio or another
       sample rate than the codec's.
   """
-  from videopoet.data import datasets  # pylint: disable=g-import-not-at-top
-
   if cfg.random_init:
     logging.warning(
         "*** config.random_init=True: the video tokenizer and audio codec are"
@@ -351,12 +351,12 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
   source = _source(cfg, cfg.splits[0])
   rates = datasets.media_rates(source.dataset_info)
   frames, height, width, samples = _clip_shape(
-      source, f"split {cfg.splits[0]!r} of {cfg.dataset}"
+      source, f"split {cfg.splits[0]!r} of {cfg.data.dataset}"
   )
   if frames < cfg.num_frames:
     raise config_lib.ConfigError(
         f"config.num_frames={cfg.num_frames} exceeds the {frames} frames of"
-        f" the clips of {cfg.dataset}"
+        f" the clips of {cfg.data.dataset}"
     )
   encode_audio, audio = None, dict(
       audio_levels=0, audio_codebook=0, sample_rate=rates.sample_rate,
@@ -370,12 +370,12 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
       )
     if samples is None:
       raise config_lib.ConfigError(
-          f"{cfg.dataset} has no audio; pass --config.audio_levels=0"
+          f"{cfg.data.dataset} has no audio; pass --config.audio_levels=0"
       )
     if codec.config.sample_rate != rates.sample_rate:
       raise config_lib.ConfigError(
           f"the audio codec works at {codec.config.sample_rate} Hz but the"
-          f" audio of {cfg.dataset} is at {rates.sample_rate} Hz"
+          f" audio of {cfg.data.dataset} is at {rates.sample_rate} Hz"
           f" ({rates.origin})"
       )
     audio = dict(
@@ -415,7 +415,7 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
     )
   except ValueError as e:
     raise config_lib.ConfigError(
-        f"the clips of {cfg.dataset} (config.num_frames={cfg.num_frames},"
+        f"the clips of {cfg.data.dataset} (config.num_frames={cfg.num_frames},"
         f" {height}x{width}) do not fit the video tokenizer: {e}"
     ) from e
   return Tokenizers(
@@ -535,7 +535,7 @@ def _read_provenance(shard: str) -> tuple[dict | None, str]:
     return None, f"unreadable ({e})"
   if not isinstance(record, dict):
     return None, "not a JSON object"
-  return record, ""
+  return renames.upgrade_tokens_record(record), ""
 
 
 def _scan(
@@ -718,9 +718,7 @@ def check_out_dir(
 
 def _source(cfg: TokenizeConfig, split: str):
   """The built split; a missing build is an error naming build_data."""
-  from videopoet.data import datasets  # pylint: disable=g-import-not-at-top
-
-  return datasets.open_split(cfg.dataset, cfg.data_dir, split)
+  return datasets.open_split(cfg.data.dataset, cfg.data.data_dir, split)
 
 
 def _as_str(x) -> str:
@@ -966,9 +964,10 @@ def write_metadata(
 
 
 def _read_record(out_dir: str) -> dict | None:
-  """`<out>/tokens.json` as it is (maybe from an older run), or None."""
+  """`<out>/tokens.json` (maybe from an older run, in today's key names),
+  or None."""
   path = token_spec.path_in(out_dir)
   if not os.path.exists(path):
     return None
   with open(path, encoding="utf-8") as f:
-    return json.load(f)
+    return renames.upgrade_tokens_record(json.load(f))

@@ -23,6 +23,7 @@ from typing import Any
 
 from videopoet import config_lib
 from videopoet import vocab as vocab_lib
+from videopoet.train_lib import renames
 
 FILE = "tokens.json"
 
@@ -225,7 +226,8 @@ def read(directory: str) -> TokenSpec:
         " the tokens, and experiments.train copies it into the LM's workdir"
     )
   with open(path, encoding="utf-8") as f:
-    return TokenSpec.from_json(json.load(f), origin=path)
+    record = renames.upgrade_tokens_record(json.load(f))  # Older key names.
+  return TokenSpec.from_json(record, origin=path)
 
 
 def write(directory: str, spec: TokenSpec) -> str:

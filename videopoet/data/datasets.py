@@ -7,7 +7,7 @@ Every job that reads data (`tokenize_data`, the tokenizer trainers,
   rates = datasets.media_rates(source.dataset_info)   # fps, sample_rate
 
 `tfds.data_source` on its own would generate `synth_av` into any directory
-it is pointed at (a mistyped `--data_dir` silently became a fresh dataset)
+it is pointed at (a mistyped data dir silently became a fresh dataset)
 and asks for a `--manual_dir` flag that no reading job has. `open_split`
 looks for a finished build first and otherwise raises
 `DatasetNotFoundError`, naming the directory it looked in and the
@@ -47,7 +47,7 @@ class DatasetNotFoundError(config_lib.ConfigError, FileNotFoundError):
   """No finished build of the dataset in the data directory.
 
   A `ConfigError` (jobs print it as one line, no traceback: the usual cause
-  is a wrong `--data_dir` or dataset name) and a `FileNotFoundError`.
+  is a wrong `config.data.data_dir` or dataset name) and a `FileNotFoundError`.
   """
 
 
@@ -87,6 +87,22 @@ class DatasetName:
     return name + (f":{self.version}" if self.version else "")
 
 
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """`config.data` of the jobs that read a built dataset as it is
+  (tokenize_data, evaluate, export_clips, train_text_tokenizer); the
+  training jobs' `data` sections start with the same two keys.
+
+  Attributes:
+    dataset: TFDS name with its builder config, e.g. 'synth_av/tiny'.
+    data_dir: the TFDS data directory `experiments.build_data` built it
+      into ('': TFDS's default).
+  """
+
+  dataset: str = "synth_av/tiny"
+  data_dir: str = ""
+
+
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> str:
   """`data_dir`, or TFDS's default ($TFDS_DATA_DIR, ~/tensorflow_datasets)."""
   if data_dir:
@@ -100,23 +116,25 @@ def build_command(name: str | DatasetName, data_dir: str) -> str:
   """The `experiments.build_data` command line that builds `name`."""
   if isinstance(name, str):
     name = DatasetName.parse(name)
+  config = name.config
+  variant = ""
+  if config and config != DEFAULT_CONFIGS.get(name.dataset):
+    variant = ":" + (
+        config if config in _CONFIG_VARIANTS.get(name.dataset, ())
+        else "<variant>"
+    )
   parts = [
       "python -m experiments.build_data",
-      f"--dataset={name.dataset}",
-      f"--data_dir={data_dir}",
+      f"--config=configs/{name.dataset}.py{variant}",
+      f"--config.data.data_dir={data_dir}",
   ]
   if name.dataset == "video_folder":
-    parts.append("--manual_dir=FOLDER")
-  config = name.config
-  if config and config != DEFAULT_CONFIGS.get(name.dataset):
-    if config in _CONFIG_VARIANTS.get(name.dataset, ()):
-      parts.append(f"--config=configs/{name.dataset}.py:{config}")
-    else:
-      parts.append(
-          f"--config=configs/{name.dataset}.py:<variant>"
-          f" --config.name={config} --config.dataset.<field>=<value> (the"
-          " settings it was built with)"
-      )
+    parts.append("--config.data.manual_dir=FOLDER")
+  if variant == ":<variant>":
+    parts.append(
+        f"--config.data.dataset={name.dataset}/{config}"
+        " --config.dataset.<field>=<value> (the settings it was built with)"
+    )
   return " ".join(parts)
 
 

@@ -200,7 +200,7 @@ def _check_name(config: synth_av.SynthAVConfig, name: str):
       raise config_lib.ConfigError(
           f"{field}={got!r} is not allowed under the builder config name "
           f"{name!r}, which fixes {field}={want!r}: give the build another "
-          f"name (config.name), e.g. '{name}_{field}{got}'"
+          f"name (config.data.dataset), e.g. 'synth_av/{name}_{field}{got}'"
       )
 
 
@@ -235,7 +235,8 @@ def _check_existing(builder: SynthAv):
   raise StaleBuildError(
       f"{builder.data_dir} holds a build made from another config ({diff});"
       " pass --overwrite (overwrite=True) to replace it, or build into"
-      " another --data_dir or under another --config.name"
+      " another --config.data.data_dir or under another"
+      " --config.data.dataset"
   )
 
 

@@ -60,8 +60,9 @@ class VideoFolder(
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Put your video files (.mp4, .mov, .webm, .mkv, .avi, ...; sub-folders"
       " allowed) in a folder and build with `python -m"
-      " experiments.build_data --dataset=video_folder --manual_dir=FOLDER"
-      " --data_dir=DIR`. Captions, optional: a captions.jsonl with lines"
+      " experiments.build_data --config=configs/video_folder.py"
+      " --config.data.manual_dir=FOLDER --config.data.data_dir=DIR`."
+      " Captions, optional: a captions.jsonl with lines"
       ' {"file": "name.mp4", "caption": "..."} in that folder, or a name.txt'
       " next to each name.mp4."
   )
@@ -228,7 +229,7 @@ def build(
       raise StaleBuildError(
           f"{builder.data_dir} is not the build asked for: {'; '.join(stale)}."
           " Pass --overwrite (overwrite=True) to rebuild it, or build into"
-          " another --data_dir"
+          " another --config.data.data_dir"
       )
     epath.Path(builder.data_dir).rmtree()
     # A fresh builder: the old one loaded the old build's DatasetInfo.

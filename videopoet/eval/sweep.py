@@ -79,6 +79,7 @@ import numpy as np
 from videopoet import config_lib
 from videopoet import decode
 from videopoet import sharding
+from videopoet.data import datasets
 from videopoet.data import media
 from videopoet.eval import oracle
 
@@ -121,8 +122,7 @@ class EvalConfig:
   splits: tuple[str, ...] = ("test", "test_heldout")
   num_examples: int = 32
   num_samples: int = 2
-  dataset: str = ""
-  data_dir: str = ""
+  data: datasets.DataConfig = datasets.DataConfig(dataset="")
   seed: int = 0
   report_samples: int = 3
   inpainting_mask: str = "box"
@@ -393,8 +393,6 @@ class Data:
 
   def _read(self, split: str) -> list[dict]:
     if split not in self._raw:
-      from videopoet.data import datasets  # pylint: disable=g-import-not-at-top
-
       source = datasets.open_split(self.dataset, self.data_dir or None, split)
       n = min(self.num_examples, len(source))
       if n < 2:
@@ -879,11 +877,11 @@ def run(cfg: EvalConfig, workdir: str, log: Callable[[str], None] = print
     except FileNotFoundError as e:
       raise config_lib.ConfigError(f"config.lms: {e}") from None
     specs.setdefault(_shape_of(spec), spec)
-  dataset = cfg.dataset
+  dataset = cfg.data.dataset
   if not dataset and specs:
     dataset = next(iter(specs.values())).dataset
   dataset = dataset or DEFAULT_DATASET
-  data = Data(dataset, cfg.data_dir, cfg.num_examples)
+  data = Data(dataset, cfg.data.data_dir, cfg.num_examples)
   cells = plan(cfg, data.native_shape(cfg.splits[0]))
   key = cfg.key(dataset)
   todo = []

@@ -22,6 +22,10 @@ What can go wrong, and what happens:
   * A checkpoint whose arrays do not fit the current model (other names or
     shapes, checked against its stored metadata before reading any array) is
     not corruption: `CheckpointMismatchError` names it and stops the run.
+  * A checkpoint written before a train-state key was renamed (SoundStream's
+    `gen`, `gen_ema`, `disc`; MAGVIT-v2's `d_params`: `renames.
+    STATE_RENAMES`) restores under today's names, said in one log line; its
+    files are not rewritten.
   * A failed asynchronous save (disk full, permissions, ...) is noticed by
     `poll_save`, cheap enough to call every step, as soon as its background
     write ends: `CheckpointSaveError` names the checkpoint and the reason.
@@ -42,6 +46,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from videopoet import config_lib
+from videopoet.train_lib import renames
 
 # The items of a step directory: `<step>/state/`, `<step>/data/`.
 _ITEMS = ("state", "data")
@@ -252,17 +257,43 @@ class Checkpointer:
 
   # ------------------------------------------------------------ Restoring.
 
+  def _stored_state(self, step: int) -> Any:
+    """The stored state's metadata tree of `step` (None: unreadable)."""
+    metadata = self._manager.item_metadata(step)
+    stored = metadata.get("state") if metadata is not None else None
+    return getattr(stored, "tree", stored)
+
+  def _old_names(self, step: int, stored: Any, abstract_state: Any) -> dict:
+    """`renames.stored_names` of `step`, logged when there are any."""
+    names = renames.stored_names(stored, abstract_state)
+    if names:
+      logging.info(
+          "Checkpoint %s holds state keys under their old names; restoring"
+          " them as %s",
+          self.step_path(step),
+          ", ".join(f"{old} -> {new}" for new, old in sorted(names.items())),
+      )
+    return names
+
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Restores onto the shardings in `abstract_state` (ShapeDtypeStructs)."""
+    try:
+      stored = self._stored_state(step)
+    except Exception:  # pylint: disable=broad-exception-caught
+      stored = None  # The restore names what is wrong.
+    names = self._old_names(step, stored, abstract_state)
     restored = self._manager.restore(
         step,
         args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
+            state=ocp.args.StandardRestore(
+                renames.to_stored(abstract_state, names)
+            ),
             data=ocp.args.JsonRestore(),
         ),
     )
     logging.info("Restored step %d from %s", step, self.directory)
-    return restored["state"], dict(restored["data"] or {})
+    state = renames.from_stored(restored["state"], names)
+    return state, dict(restored["data"] or {})
 
   def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict] | None:
     """Restores the newest readable checkpoint, setting aside broken ones.
@@ -324,12 +355,13 @@ class Checkpointer:
     if missing:
       return "incomplete: it has no " + ", ".join(f"{m}/" for m in missing)
     try:
-      metadata = self._manager.item_metadata(step)
+      stored = self._stored_state(step)
     except Exception as e:  # pylint: disable=broad-exception-caught
       return f"its metadata is unreadable: {_one_line(e)}"
-    stored = metadata.get("state") if metadata is not None else None
     if stored is not None:  # None: no `_METADATA`; the restore will tell.
-      self._check_fits(step, getattr(stored, "tree", stored), abstract_state)
+      names = renames.stored_names(stored, abstract_state)
+      stored = renames.from_stored(stored, names)
+      self._check_fits(step, stored, abstract_state)
     return None
 
   def _check_fits(self, step: int, stored: Any, abstract_state: Any) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import jax
 import orbax.checkpoint as ocp
 
+from videopoet.train_lib import renames
 from videopoet.train_lib import workdir as workdir_lib
 
 Sharding = jax.sharding.Sharding
@@ -101,7 +102,9 @@ def restore_params(
   Args:
     workdir: a trainer's workdir (`find_workdir`).
     select: keys of the train state to read, e.g. ("params",) or
-      ("gen_ema", "quantizer"); the rest (optimizer state, ...) is not read.
+      ("ema_params", "quantizer"); the rest (optimizer state, ...) is not
+      read. A checkpoint that stores a key under its old name
+      (`renames.STATE_RENAMES`) is read under today's.
     step: the checkpoint; None: the latest.
     shardings: per selected key, a tree of shardings matching its shapes,
       or a function (key, shapes tree) -> such a tree; None (or a missing
@@ -125,6 +128,8 @@ def restore_params(
         f" {steps})"
     )
   shapes = stored_shapes(workdir, step)
+  names = renames.stored_names(shapes, select)
+  shapes = renames.from_stored(shapes, names)
   missing = [k for k in select if k not in shapes]
   if missing:
     raise KeyError(
@@ -144,6 +149,7 @@ def restore_params(
         shapes[key],
         placed,
     )
+  target = renames.to_stored(target, names)
   restore_args = jax.tree.map(
       lambda s: ocp.ArrayRestoreArgs(sharding=s.sharding), target
   )
@@ -154,4 +160,5 @@ def restore_params(
           item=target, restore_args=restore_args, partial_restore=True
       ),
   )
+  restored = renames.from_stored(restored, names)
   return step, {k: restored[k] for k in select}

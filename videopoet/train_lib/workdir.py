@@ -17,6 +17,10 @@ is compared with the saved one *before anything is written*, and
 
 A workdir whose config.json has no checkpoint beside it (a first run that
 stopped before its first save) takes the new config, with a warning.
+
+A config.json written with key names since renamed is read in today's
+names (`renames.upgrade_config`, one log line), so it compares equal to
+today's config of the same run and every loader reads it.
 """
 
 import datetime
@@ -30,6 +34,7 @@ import jax
 import ml_collections
 
 from videopoet import config_lib
+from videopoet.train_lib import renames
 
 CONFIG_FILE = "config.json"
 CHANGES_FILE = "config_changes.jsonl"
@@ -51,14 +56,10 @@ RESUMABLE = (
     "optimizer.warmup_steps",
     "optimizer.decay_steps",
     "optimizer.end_fraction",
-    "optim.warmup_steps",
-    "optim.disc_start_step",
+    "optimizer.gen_grad_clip",
+    "optimizer.disc_grad_clip",
     "loss.gan_start_step",
     "optimizer.microbatches",  # Gradient accumulation: the same sums.
-    "optim.learning_rate",
-    "optim.disc_learning_rate",
-    "optim.gen_grad_clip",
-    "optim.disc_grad_clip",
     "model.remat",  # Recomputation only: the same function and parameters.
     "eval.*",
     "data.eval_split",
@@ -107,18 +108,20 @@ def has_checkpoint(workdir: str) -> bool:
 
 
 def read_config(workdir: str) -> dict | None:
-  """The saved config of `workdir` as a dict, or None without one."""
+  """The saved config of `workdir` as a dict in today's key names (see
+  `renames`), or None without one."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
     return None
   with open(path, encoding="utf-8") as f:
     try:
-      return json.load(f)
+      saved = json.load(f)
     except json.JSONDecodeError as e:
       raise WorkdirConfigError(
           f"{path} is not valid JSON ({e}); it is the record of what this"
           " workdir's checkpoints are. Restore it or use a new --workdir"
       ) from None
+  return renames.upgrade_config(saved, config_family(saved), path)
 
 
 def _show(value: Any) -> str:

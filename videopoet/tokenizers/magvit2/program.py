@@ -118,7 +118,8 @@ def _source(cfg: DataConfig, split: str):
   if not cfg.data_dir:
     raise config_lib.ConfigError(
         "config.data.data_dir is empty: build the data first with"
-        " `python -m experiments.build_data` and pass its --data_dir"
+        " `python -m experiments.build_data` and pass its"
+        " --config.data.data_dir"
     )
   from videopoet.data import datasets  # pylint: disable=g-import-not-at-top
 
@@ -242,7 +243,7 @@ def make_program(c: TrainConfig, mesh) -> harness.Program:
       data=data_lib.PhasedBatches(data, trainer.phase_of),
       groups={phase: example for phase in trainer.phases()},
       evaluate=make_evaluate(trainer, dcfg, ecfg, mesh),
-      guard=("train/loss", "train/grad_norm", "train/d_loss"),
+      guard=("train/loss", "train/grad_norm", "train/disc_loss"),
   )
 
 

@@ -12,7 +12,7 @@ decay); an EMA of the generator is the model that evaluation and
 `image_fraction` of the clips become single frames (a random frame each),
 so the causal model learns images (T=1) and videos together.
 
-State (a plain dict): params, ema_params, d_params, opt_g, opt_d,
+State (a plain dict): params, ema_params, disc_params, opt_g, opt_d,
 lecam (EMAs of the real/fake logits), step.
 """
 
@@ -64,8 +64,6 @@ class LossConfig:
       weight multiplied by as much (1: every step).
     lecam_weight: LeCam regularization (praxis: 0.001).
     lecam_decay: EMA decay of the logits LeCam compares with.
-    ema_decay: generator EMA decay (0.999), reached after a warmup
-      (`common.ema`: min(decay, (1 + n) / (10 + n)) at update n).
     image_fraction: share of each batch trained as single images.
   """
 
@@ -76,7 +74,6 @@ class LossConfig:
   r1_every: int = 1
   lecam_weight: float = 0.001
   lecam_decay: float = 0.999
-  ema_decay: float = 0.999
   image_fraction: float = 0.25
 
 
@@ -96,6 +93,8 @@ class OptimizerConfig:
       (counted from 0, warmup included; at least warmup_steps + 1) and
       holds them there.
     end_fraction: the decayed rate over the peak rate.
+    ema_decay: generator EMA decay (0.999), reached after a warmup
+      (`common.ema`: min(decay, (1 + n) / (10 + n)) at update n).
   """
 
   learning_rate: float = 1e-4
@@ -106,6 +105,7 @@ class OptimizerConfig:
   grad_clip: float = 1.0
   decay_steps: int = 0
   end_fraction: float = 0.0
+  ema_decay: float = 0.999
 
 
 def adam(lr: float, cfg: OptimizerConfig) -> optim.Adam:
@@ -154,13 +154,13 @@ class Trainer:
     """Fresh state; `sample` [b, t, h, w, 3] fixes the discriminator size."""
     g_rng, d_rng = jax.random.split(layers.init_key(rng))
     params = self.tokenizer.init(g_rng, sample[:1])
-    d_params = self.discriminator.init(d_rng, sample[:1])
+    disc_params = self.discriminator.init(d_rng, sample[:1])
     return dict(
         params=params,
         ema_params=params,
-        d_params=d_params,
+        disc_params=disc_params,
         opt_g=self.tx_g.init(params),
-        opt_d=self.tx_d.init(d_params),
+        opt_d=self.tx_d.init(disc_params),
         lecam=dict(real=jnp.zeros(()), fake=jnp.zeros(())),
         step=jnp.zeros((), jnp.int32),
     )
@@ -172,7 +172,7 @@ class Trainer:
     images = video[jnp.arange(n), t][:, None]  # [n, 1, h, w, 3]
     return [x for x in (images, video[n:]) if x.shape[0]]
 
-  def _g_loss(self, params, d_params, perc_params, clips, step, gan_on):
+  def _g_loss(self, params, disc_params, perc_params, clips, step, gan_on):
     total, metrics, fakes = 0.0, {}, []
     weights = [c.shape[0] for c in clips]
     for clip, w in zip(clips, weights):
@@ -183,7 +183,7 @@ class Trainer:
       adv = jnp.zeros(())
       if gan_on:
         adv = gan.g_loss_nonsaturating(
-            self.discriminator.apply(d_params, recon)
+            self.discriminator.apply(disc_params, recon)
         )
       parts = dict(l2=l2, adversarial=adv, quantizer=q.loss, **q.metrics)
       loss = (
@@ -202,8 +202,8 @@ class Trainer:
       fakes.append(recon)
     return total, (metrics, fakes)
 
-  def _d_loss(self, d_params, lecam_ema, clips, fakes, r1):
-    apply = lambda x: self.discriminator.apply(d_params, x)
+  def _d_loss(self, disc_params, lecam_ema, clips, fakes, r1):
+    apply = lambda x: self.discriminator.apply(disc_params, x)
     out = dict(d_adv=0.0, lecam=0.0, r1=0.0, real_logit=0.0, fake_logit=0.0)
     weights = [c.shape[0] for c in clips]
     for clip, fake, w in zip(clips, fakes, weights):
@@ -259,12 +259,14 @@ class Trainer:
     clips = self._split(video, rng)
     (g_loss, (m, fakes)), g_grads = jax.value_and_grad(
         self._g_loss, has_aux=True
-    )(state["params"], state["d_params"], perc_params, clips, step, gan_on)
+    )(state["params"], state["disc_params"], perc_params, clips, step, gan_on)
     updates, opt_g = self.tx_g.update(g_grads, state["opt_g"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    ema = ema_lib.update(state["ema_params"], params, self.loss.ema_decay, step)
+    ema = ema_lib.update(
+        state["ema_params"], params, self.optimizer.ema_decay, step
+    )
 
-    d_state = {k: state[k] for k in ("d_params", "opt_d", "lecam")}
+    d_state = {k: state[k] for k in ("disc_params", "opt_d", "lecam")}
     dm = {}
     if self.gan:
       r1 = phase == "gan_r1" and self.loss.r1_weight > 0
@@ -288,10 +290,10 @@ class Trainer:
   def _d_update(self, d_state, clips, fakes, r1):
     """One discriminator step; returns its new state and metrics."""
     (d_loss, dm), d_grads = jax.value_and_grad(self._d_loss, has_aux=True)(
-        d_state["d_params"], d_state["lecam"], clips, fakes, r1
+        d_state["disc_params"], d_state["lecam"], clips, fakes, r1
     )
     updates, opt_d = self.tx_d.update(
-        d_grads, d_state["opt_d"], d_state["d_params"]
+        d_grads, d_state["opt_d"], d_state["disc_params"]
     )
     ld, old = self.loss.lecam_decay, d_state["lecam"]
     lecam = dict(
@@ -299,11 +301,13 @@ class Trainer:
         fake=ld * old["fake"] + (1 - ld) * dm["fake_logit"],
     )
     new = dict(
-        d_params=optax.apply_updates(d_state["d_params"], updates),
+        disc_params=optax.apply_updates(d_state["disc_params"], updates),
         opt_d=opt_d,
         lecam=lecam,
     )
-    dm = {**dm, "d_loss": d_loss, "d_grad_norm": optax.global_norm(d_grads)}
+    dm = {
+        **dm, "disc_loss": d_loss, "disc_grad_norm": optax.global_norm(d_grads)
+    }
     return new, {k: jnp.asarray(v, jnp.float32) for k, v in dm.items()}
 
   def _d_skip(self, d_state, clips, fakes, r1):

@@ -163,7 +163,7 @@ def load_codec(
   model_config = config_lib.from_config(
       model_lib.ModelConfig, config["model"], "config.model"
   )
-  gen = "gen_ema" if use_ema else "gen"
+  gen = "ema_params" if use_ema else "params"
   shardings = None
   if placement is not None:
     shardings = lambda _, shapes: jax.tree.map(lambda _: placement, shapes)

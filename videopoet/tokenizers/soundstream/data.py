@@ -32,26 +32,26 @@ class DataConfig:
 
   Attributes:
     source: 'tfds' (a TFDS dataset with `audio`) or 'wav_folder'.
-    name: TFDS name with its builder config, e.g. 'synth_av/tiny'.
+    dataset: TFDS name with its builder config, e.g. 'synth_av/tiny'.
     data_dir: TFDS data dir ('tfds') or the folder of audio files.
     train_split: split to train on.
     eval_split: split of the evaluation clips.
     clip_samples: samples per clip (wav_folder; 2.125 s at 16 kHz).
     segment_samples: random crop trained on, a multiple of the hop and at
       least 2,048 samples (the largest mel window).
-    global_batch_size: clips per step over all processes.
+    batch_size: clips per step over all processes (the global batch).
     eval_clips: clips evaluated (first of eval_split).
     eval_levels: numbers of RVQ levels evaluated (0 means all).
   """
 
   source: Literal["tfds", "wav_folder"] = "tfds"
-  name: str = "synth_av/tiny"
+  dataset: str = "synth_av/tiny"
   data_dir: str = ""
   train_split: str = "train"
   eval_split: str = "test"
   clip_samples: int = 34000
   segment_samples: int = 16000
-  global_batch_size: int = 16
+  batch_size: int = 16
   eval_clips: int = 16
   eval_levels: tuple[int, ...] = (1, 2, 4, 0)
 
@@ -103,9 +103,9 @@ def audio_source(config: DataConfig, split: str, sample_rate: int):
   from videopoet.data import datasets  # pylint: disable=g-import-not-at-top
 
   # Never builds: a missing build names the build_data command.
-  source = datasets.open_split(config.name, config.data_dir, split)
+  source = datasets.open_split(config.dataset, config.data_dir, split)
   if "audio" not in source.dataset_info.features:
-    raise ValueError(f"dataset {config.name} has no 'audio' field")
+    raise ValueError(f"dataset {config.dataset} has no 'audio' field")
   return source
 
 

@@ -25,7 +25,8 @@ class ModelConfig:
 
   Attributes:
     channels: C; the encoder goes C -> mults[-1] * C (paper: 32).
-    channel_mults: channels of the blocks in units of C (paper: 2, 4, 8, 16).
+    channel_multipliers: channels of the blocks in units of C (paper: 2, 4,
+      8, 16).
     strides: downsampling of the blocks (paper: 2, 4, 5, 8 -> hop 320).
     dilations: of the residual units in each block (paper: 1, 3, 9).
     embed_dim: D, the quantized latent's width.
@@ -34,7 +35,7 @@ class ModelConfig:
   """
 
   channels: int = 32
-  channel_mults: tuple[int, ...] = (2, 4, 8, 16)
+  channel_multipliers: tuple[int, ...] = (2, 4, 8, 16)
   strides: tuple[int, ...] = (2, 4, 5, 8)
   dilations: tuple[int, ...] = (1, 3, 9)
   embed_dim: int = 256
@@ -42,9 +43,9 @@ class ModelConfig:
   rvq: rvq_lib.RVQConfig = rvq_lib.RVQConfig()
 
   def __post_init__(self):
-    if len(self.channel_mults) != len(self.strides):
+    if len(self.channel_multipliers) != len(self.strides):
       raise ValueError(
-          f"channel_mults {self.channel_mults} and strides "
+          f"channel_multipliers {self.channel_multipliers} and strides "
           f"{self.strides} must have the same length"
       )
 
@@ -67,7 +68,7 @@ class Encoder(nn.Module):
   def __call__(self, audio: jax.Array) -> jax.Array:
     c = self.config
     x = layers.CausalConv(c.channels, 7, name="stem")(audio[..., None])
-    for i, (mult, s) in enumerate(zip(c.channel_mults, c.strides)):
+    for i, (mult, s) in enumerate(zip(c.channel_multipliers, c.strides)):
       x = layers.EncoderBlock(
           c.channels * mult, s, c.dilations, name=f"block{i}"
       )(x)
@@ -83,8 +84,10 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array) -> jax.Array:
     c = self.config
-    x = layers.CausalConv(c.channels * c.channel_mults[-1], 7, name="stem")(z)
-    mults = (1,) + tuple(c.channel_mults[:-1])
+    x = layers.CausalConv(
+        c.channels * c.channel_multipliers[-1], 7, name="stem"
+    )(z)
+    mults = (1,) + tuple(c.channel_multipliers[:-1])
     for i, (mult, s) in enumerate(zip(mults[::-1], c.strides[::-1])):
       x = layers.DecoderBlock(
           c.channels * mult, s, c.dilations, name=f"block{i}"

@@ -11,14 +11,15 @@ One step (pure, jitted once, state donated):
      `quantizer` collection) -> decode; loss = l_rec L_rec + l_commit
      L_commit + l_wave |x - G(x)|_1 + l_adv L_adv + l_feat L_feat, the
      last two (and the discriminators' forward passes) only from
-     `disc_start_step` on: two step programs, 'recon' and 'gan',
+     `loss.gan_start_step` on: two step programs, 'recon' and 'gan',
      compiled ahead of time; the data iterator names each batch's
      (`train_lib.data.PhasedBatches`); Adam (warmup, optional clipping);
   3. discriminators: hinge loss on real and (stop-gradient) fake audio,
-     gradient clipping, Adam; skipped before `disc_start_step`;
-  4. EMA of the generator's weights (`gen_ema`, what `load_codec` uses).
+     gradient clipping, Adam; skipped before `loss.gan_start_step`;
+  4. EMA of the generator's weights (`ema_params`, what `load_codec` uses).
 
-State: `step`, `gen`, `gen_ema`, `quantizer`, `disc`, `opt_g`, `opt_d`.
+State: `step`, `params`, `ema_params`, `quantizer`, `disc_params`, `opt_g`,
+`opt_d`.
 """
 
 import dataclasses
@@ -66,6 +67,8 @@ class LossConfig:
       one waveform per frame (synth_av after 400 steps: 440 -> 450 Hz,
       SI-SDR -29 dB; with 1,000 and learning rate 2e-3: right pitches,
       +1.7 dB).
+    gan_start_step: adversarial losses and discriminator updates start
+      here (0: from the first step).
   """
 
   adversarial: float = 1.0
@@ -74,11 +77,12 @@ class LossConfig:
   commitment: float = 1.0
   mel_floor: float = 1e-3
   waveform: float = 0.0
+  gan_start_step: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimConfig:
-  """Optimizers (`config.optim`): Adam for both networks.
+class OptimizerConfig:
+  """Optimizers (`config.optimizer`): Adam for both networks.
 
   Attributes:
     learning_rate: generator peak learning rate.
@@ -90,8 +94,6 @@ class OptimConfig:
     disc_grad_clip: discriminator global-norm clip (0: none).
     ema_decay: decay of the generator's weight EMA, reached after a warmup
       (`common.ema`: min(decay, (1 + n) / (10 + n)) at update n).
-    disc_start_step: adversarial losses and discriminator updates start
-      here (0: from the first step).
   """
 
   learning_rate: float = 3e-4
@@ -102,7 +104,6 @@ class OptimConfig:
   gen_grad_clip: float = 0.0
   disc_grad_clip: float = 1.0
   ema_decay: float = 0.999
-  disc_start_step: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +114,7 @@ class CodecTrainConfig:
   model: model_lib.ModelConfig
   discriminator: disc_lib.DiscriminatorConfig
   loss: LossConfig
-  optim: OptimConfig
+  optimizer: OptimizerConfig
   data: audio_data.DataConfig
 
 
@@ -127,12 +128,12 @@ def parse(config) -> CodecTrainConfig:
               ("model", model_lib.ModelConfig),
               ("discriminator", disc_lib.DiscriminatorConfig),
               ("loss", LossConfig),
-              ("optim", OptimConfig),
+              ("optimizer", OptimizerConfig),
               ("data", audio_data.DataConfig),
           ]
       }
   )
-  for key in ("global_batch_size", "eval_clips"):
+  for key in ("batch_size", "eval_clips"):
     if getattr(c.data, key) < 1:
       raise config_lib.ConfigError(
           f"config.data.{key}={getattr(c.data, key)} must be >= 1"
@@ -153,7 +154,7 @@ def parse(config) -> CodecTrainConfig:
   # (small, 200 frames per batch: 4,000-8,000 of 8,192 per step at 0.2,
   # 1,400-4,000 at 0.05).
   q = c.model.rvq
-  frames = c.data.global_batch_size * (seg // c.model.hop)
+  frames = c.data.batch_size * (seg // c.model.hop)
   mean = frames / q.codebook_size
   if q.dead_code_threshold > mean / 2:
     raise config_lib.ConfigError(
@@ -176,7 +177,7 @@ def make_step(c: CodecTrainConfig):
   """The pure `(state, batch, rng) -> (state, metrics)` step and init."""
   model = model_lib.SoundStream(c.model)
   disc = disc_lib.Discriminators(c.discriminator)
-  o, w = c.optim, c.loss
+  o, w = c.optimizer, c.loss
   tx_g, lr_g = _adam(
       o.learning_rate, o.warmup_steps, o.b1, o.b2, o.gen_grad_clip
   )
@@ -193,10 +194,10 @@ def make_step(c: CodecTrainConfig):
     d = disc.init(k_disc, audio)["params"]
     return {
         "step": jnp.zeros((), jnp.int32),
-        "gen": gen,
-        "gen_ema": gen,
+        "params": gen,
+        "ema_params": gen,
         "quantizer": variables[rvq.COLLECTION],
-        "disc": d,
+        "disc_params": d,
         "opt_g": tx_g.init(gen),
         "opt_d": tx_d.init(d),
     }
@@ -211,7 +212,7 @@ def make_step(c: CodecTrainConfig):
         k_mask, audio.shape[0], c.model.rvq.num_levels, c.model.rvq.dropout_prob
     )
     if gan:
-      real = disc.apply({"params": state["disc"]}, audio)
+      real = disc.apply({"params": state["disc_params"]}, audio)
 
     def gen_loss(gen):
       (rec, _, aux), new = model.apply(
@@ -230,7 +231,7 @@ def make_step(c: CodecTrainConfig):
           "feat": jnp.zeros(()),
       }
       if gan:
-        fake = disc.apply({"params": state["disc"]}, rec)
+        fake = disc.apply({"params": state["disc_params"]}, rec)
         parts["adv"] = losses.generator_hinge([l for l, _ in fake])
         parts["feat"] = losses.feature_matching(
             [f for _, f in real], [f for _, f in fake]
@@ -246,9 +247,9 @@ def make_step(c: CodecTrainConfig):
 
     (loss, (rec, quantizer, parts, aux)), g_grads = jax.value_and_grad(
         gen_loss, has_aux=True
-    )(state["gen"])
-    updates, opt_g = tx_g.update(g_grads, state["opt_g"], state["gen"])
-    gen = optax.apply_updates(state["gen"], updates)
+    )(state["params"])
+    updates, opt_g = tx_g.update(g_grads, state["opt_g"], state["params"])
+    gen = optax.apply_updates(state["params"], updates)
 
     def disc_loss(d):
       both = jnp.concatenate([audio, jax.lax.stop_gradient(rec)])
@@ -258,20 +259,20 @@ def make_step(c: CodecTrainConfig):
           [l[:b] for l, _ in out], [l[b:] for l, _ in out]
       )
 
-    new_disc, opt_d = state["disc"], state["opt_d"]
+    new_disc, opt_d = state["disc_params"], state["opt_d"]
     d_loss, d_grad_norm = jnp.zeros(()), jnp.zeros(())
     if gan:
-      d_loss, d_grads = jax.value_and_grad(disc_loss)(state["disc"])
+      d_loss, d_grads = jax.value_and_grad(disc_loss)(state["disc_params"])
       d_updates, opt_d = tx_d.update(d_grads, opt_d, new_disc)
       new_disc = optax.apply_updates(new_disc, d_updates)
       d_grad_norm = optax.global_norm(d_grads)
-    ema = ema_lib.update(state["gen_ema"], gen, o.ema_decay, state["step"])
+    ema = ema_lib.update(state["ema_params"], gen, o.ema_decay, state["step"])
     new_state = {
         "step": state["step"] + 1,
-        "gen": gen,
-        "gen_ema": ema,
+        "params": gen,
+        "ema_params": ema,
         "quantizer": quantizer,
-        "disc": new_disc,
+        "disc_params": new_disc,
         "opt_g": opt_g,
         "opt_d": opt_d,
     }
@@ -284,13 +285,13 @@ def make_step(c: CodecTrainConfig):
             "train/disc_grad_norm": d_grad_norm,
             "train/codebook_usage_l0": aux["usage"][0],
             "train/dead_codes": jnp.sum(aux["dead"]).astype(jnp.float32),
-            "train/lr": lr_g(state["step"]),
+            "train/learning_rate": lr_g(state["step"]),
         }
     )
     return new_state, metrics
 
   def step(state, batch, rng, phase: str):
-    """`phase` (static): 'recon' before `disc_start_step`, then 'gan'."""
+    """`phase` (static): 'recon' before `loss.gan_start_step`, then 'gan'."""
     return _step(state, batch, rng, gan=phase == "gan")
 
   return init, step
@@ -304,7 +305,7 @@ def make_evaluate(c: CodecTrainConfig, clips: np.ndarray):
   def evaluate(state, step):
     del step
     nonlocal codec
-    variables = {"params": state["gen_ema"], "quantizer": state["quantizer"]}
+    variables = {"params": state["ema_params"], "quantizer": state["quantizer"]}
     if codec is None:
       codec = codec_lib.Codec(c.model, variables)
     codec.variables = variables
@@ -317,13 +318,13 @@ def make_evaluate(c: CodecTrainConfig, clips: np.ndarray):
 
 
 def phases(c: CodecTrainConfig) -> tuple[str, ...]:
-  """The step programs: 'recon' (before `disc_start_step`), then 'gan'."""
-  return ("recon", "gan") if c.optim.disc_start_step > 0 else ("gan",)
+  """The step programs: 'recon' (before `loss.gan_start_step`), then 'gan'."""
+  return ("recon", "gan") if c.loss.gan_start_step > 0 else ("gan",)
 
 
 def phase_of(c: CodecTrainConfig, step: int) -> str:
   """The program of the step whose state has `step` (counting from 0)."""
-  return "gan" if step >= c.optim.disc_start_step else "recon"
+  return "gan" if step >= c.loss.gan_start_step else "recon"
 
 
 def make_program(c: CodecTrainConfig, mesh) -> harness.Program:
@@ -333,7 +334,7 @@ def make_program(c: CodecTrainConfig, mesh) -> harness.Program:
   source = audio_data.audio_source(c.data, c.data.train_split, sr)
   it = data_lib.batched_iterator(
       source,
-      global_batch_size=c.data.global_batch_size,
+      global_batch_size=c.data.batch_size,
       seed=c.trainer.seed,
       transform=audio_data.audio_only,
   )
@@ -349,7 +350,7 @@ def make_program(c: CodecTrainConfig, mesh) -> harness.Program:
   )
   init, step = make_step(c)
   example = data_lib.example_batch(
-      audio_data.audio_only(source[0]), c.data.global_batch_size
+      audio_data.audio_only(source[0]), c.data.batch_size
   )
   return harness.Program(
       init=init,
@@ -369,5 +370,5 @@ FAMILY = family.Family(
     phases=phases,
     phase_of=phase_of,
     load=lambda workdir, step=None: codec_lib.load_codec(workdir, step=step),
-    eval_keys=("gen_ema", "quantizer"),
+    eval_keys=("ema_params", "quantizer"),
 )
