@@ -26,6 +26,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 import safetensors
 import safetensors.numpy
 import sentencepiece as spm
@@ -323,10 +324,26 @@ class TextEncoder:
     cfg = self.config
 
     def run(p, ids, mask):  # -> bf16 [b, n, d], zero at padding.
-      x = encode_ids(cfg, p, ids, mask)
+      # One caption at a time: the same compiled computation whatever the
+      # batch, so a caption's embedding does not depend on its batch
+      # (tokenize_data's batches, the sampler's single prompts).
+      one = lambda im: encode_ids(cfg, p, im[0][None], im[1][None])[0]
+      x = jax.lax.map(one, (ids, mask))  # [b, n, d]
       return jnp.where(mask[..., None], x, 0).astype(STORE_DTYPE)
 
+    if mesh is not None:  # Each device encodes its rows of the batch.
+      rows_spec = sharding.batch_sharding(mesh, 2).spec
+      run = jax.shard_map(
+          run, mesh=mesh, in_specs=(P(), rows_spec, rows_spec),
+          out_specs=P(*rows_spec, None),
+      )  # fmt: skip
     self._run = jax.jit(run)
+
+  def num_tokens(self, text: str) -> int:
+    """T5 tokens of `text` before any cut (with `</s>`; '' -> 0)."""
+    if not text:
+      return 0
+    return len(self.sp.encode(text)) + (self.sp.eos_id() >= 0)
 
   def tokenize(self, text: str) -> np.ndarray:
     """int32 [n <= max_len]: T5's pieces of `text` then `</s>` ('' -> [])."""
