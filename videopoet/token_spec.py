@@ -25,6 +25,8 @@ from videopoet import config_lib
 from videopoet import vocab as vocab_lib
 
 FILE = "tokens.json"
+# Written only when the records carry text embeddings.
+_TEXT_ENCODER_KEYS = ("text_encoder", "text_encoder_sha256", "text_embed_dim")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +188,9 @@ class TokenSpec:
   def to_json(self) -> dict[str, Any]:
     out = dataclasses.asdict(self)
     out.update(out.pop("extra"))
+    if not self.text_embed_dim:  # No encoder: the file as before them.
+      for k in _TEXT_ENCODER_KEYS:
+        out.pop(k)
     return out
 
   @classmethod
