@@ -330,12 +330,7 @@ def make_program(c: LMTrainConfig, mesh) -> harness.Program:
   """The LM's harness program of a parsed config (`parse`)."""
   del mesh  # The harness shards the state and batches by logical axes.
   spec, vocab, task_config, mixture, data, opt = (
-      c.spec,
-      c.vocab,
-      c.tasks,
-      c.mixture,
-      c.data,
-      c.optimizer,
+      c.spec, c.vocab, c.tasks, c.mixture, c.data, c.optimizer
   )
   total_steps = c.trainer.total_steps
   model = transformer.VideoPoetLM(c.model)
@@ -462,6 +457,7 @@ def make_program(c: LMTrainConfig, mesh) -> harness.Program:
       evaluate=evaluate if val_batches else None,
       groups=groups,
   )
+
 
 
 def load(path: str, step: int | None = None) -> family.Loaded:

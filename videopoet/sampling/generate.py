@@ -255,14 +255,15 @@ class Generator:
     mesh = self.models.lm.mesh
     dp = sharding.data_parallel_size(mesh)
     rows = -(-num_samples // dp) * dp  # Padded to the data-parallel size.
-    put = (
-        lambda x: None
-        if x is None
-        else jax.device_put(
-            np.tile(x[None], (rows,) + (1,) * x.ndim),
-            sharding.batch_sharding(mesh, 1 + x.ndim),
-        )
-    )
+
+    def put(x):  # One row -> `rows` rows, batch-sharded on the mesh.
+      if x is None:
+        return None
+      return jax.device_put(
+          np.tile(x[None], (rows,) + (1,) * x.ndim),
+          sharding.batch_sharding(mesh, 1 + x.ndim),
+      )
+
     sample = self._sampler(out, cfg, guided, rows)
     with jax.set_mesh(mesh), nn.logical_axis_rules(
         list(sharding.LOGICAL_AXIS_RULES)
