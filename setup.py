@@ -29,6 +29,8 @@ setuptools.setup(
         "array-record>=0.5,<0.9",
         "grain>=0.2.6,<0.3",
         "sentencepiece>=0.2,<0.3",
+        # Frozen T5 text encoder weights (videopoet/text_encoder.py).
+        "safetensors>=0.4,<1",
         "av>=13,<19",
         "numpy>=1.26,<2.5",
         "scipy>=1.13,<1.18",

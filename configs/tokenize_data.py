@@ -63,6 +63,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Text ids per record (-> tokens.json); synth_av captions are <= 35 BPE
   # pieces (videopoet/text_tokenizer.py), so tiny keeps every caption whole.
   c.max_text_len = 40 if tiny else 64
+  # Frozen T5 encoder for `tasks.text_mode='embeddings'` (VideoPoet: T5-XL):
+  # a LOCAL directory with config.json, model.safetensors, spiece.model;
+  # '' writes no embeddings. Its tokens per caption are max_text_len.
+  c.text_encoder = dict(path="", dtype="float32", batch_size=8)
   c.structure = True  # Flow + depth clips for stylization.
   # TorchScript depth network (e.g. MiDaS exported with torch.jit.trace) for
   # datasets without depth maps (video_folder); '': depth channel 0.

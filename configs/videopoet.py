@@ -63,9 +63,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       remat="none" if small else "full",
       scan_layers=not small,  # CPU: a scan zero-fills its stacked residuals.
       vocab_chunks=1 if small else 16,  # CE chunks over the vocabulary.
-      text_embed_dim=0,  # >0 with tasks.text_mode='embeddings' (T5-XL: 2048).
+      # text_mode='embeddings': the tokens' T5 width (tokens.json's
+      # text_embed_dim, T5-XL: 2048) is used; 0 here, or that width.
+      text_embed_dim=0,
   )  # fmt: skip
   c.tasks = dict(
+      # text_mode="embeddings": frozen T5 states that tokenize_data wrote
+      # (its config.text_encoder.path), projected by one dense layer.
       text_mode="ids", text_dropout=0.1,
       min_context_frames=1, inpaint_fraction=(0.25, 0.5),
       outpaint_fraction=(0.25, 0.75), stylization_first_frame=False,
@@ -91,6 +95,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           audio_codebook=1024, sample_rate=16000, audio_hop=320,
           audio_frames=106, text_size=512 if small else 32_000,
           max_text_len=16 if small else 64, structure=True,
+          text_embed_dim=0,  # >0: random "T5" embeddings of this width.
       ),
   )  # fmt: skip
   c.optimizer = common.optimizer(

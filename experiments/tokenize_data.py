@@ -12,7 +12,10 @@ what made the tokens (`videopoet.token_spec`; the LM's vocabulary is read
 from it). Several processes split the shards: `--process_index=i
 --process_count=n` (no coordination needed), or under `jax.distributed`
 (`--coordinator_address`, ..., see experiments/common.py) jax's own process
-index and count.
+index and count. With `--config.text_encoder.path=DIR` (a local T5
+checkpoint: config.json, model.safetensors, spiece.model) the records also
+carry the captions' T5 embeddings, for the LM's
+`--config.tasks.text_mode=embeddings`.
 
 Rerunning skips finished shards made with the same tokenizers, settings,
 limit and shard layout (each shard's `<shard>.json` provenance record). A
@@ -104,6 +107,11 @@ def main(argv):
       f" time_factor={spec.time_factor} audio_levels={spec.audio_levels}"
       f" audio_frames={spec.audio_frames} text_size={spec.text_size}"
       f" random_init={cfg.random_init}"
+      + (
+          f" text_encoder={spec.text_encoder} (d={spec.text_embed_dim})"
+          if spec.text_embed_dim
+          else ""
+      )
   )
   if cfg.random_init:
     print("NOTE: tokens from RANDOMLY INITIALIZED tokenizers (random_init).")

@@ -199,7 +199,7 @@ def test_text_dropout_and_embeddings():
   seq = _build("text_to_video", ex, np.random.default_rng(0), cfg)
   assert np.all(seq.tokens[3 : 3 + MAX_TEXT] == V.pad)
   cfg = tasks.TaskConfig(text_mode="embeddings", text_dropout=0.0)
-  ex = dict(ex, text_mask=np.arange(MAX_TEXT) < 5)
+  ex = dict(ex, text_embeddings_mask=np.arange(MAX_TEXT) < 5)
   seq = _build("text_to_image", ex, np.random.default_rng(0), cfg)
   text = seq.tokens[layout.TEXT_OFFSET : layout.TEXT_OFFSET + MAX_TEXT]
   assert np.all(text[:5] == V.special("<text_emb>")) and np.all(

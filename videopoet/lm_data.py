@@ -132,6 +132,7 @@ class RandomConfig:
   text_size: int = 512
   max_text_len: int = 16
   structure: bool = True
+  text_embed_dim: int = 0
 
   def __post_init__(self):
     self.spec()  # Raises for an impossible shape.
@@ -169,7 +170,15 @@ class RandomSource:
       out["audio"] = rng.integers(
           0, s.audio_codebook, (s.audio_levels, s.audio_frames), np.int32
       )
-    return dict(out, text=text, text_mask=text >= 0)
+    out = dict(out, text=text, text_mask=text >= 0)
+    if s.text_embed_dim:  # Random "T5" states of the first k positions.
+      mask = np.arange(s.max_text_len) < k
+      emb = rng.normal(size=(s.max_text_len, s.text_embed_dim))
+      out["text_embeddings"] = np.where(mask[:, None], emb, 0).astype(
+          np.float32
+      )
+      out["text_embeddings_mask"] = mask
+    return out
 
 
 class TaskSource:
@@ -196,11 +205,10 @@ class TaskSource:
         self._task, record, self._v, self._cfg, rng, self._spec
     )
     out = layout.to_lm_example(seq)
-    if (
-        self._cfg.text_mode == "embeddings"
-        and self._task in tasks_lib.USES_TEXT
-    ):
-      out["text_embeddings"] = np.asarray(record["text_embeddings"], np.float32)
+    if self._cfg.text_mode == "embeddings":  # Every task: one batch layout.
+      out["text_embeddings"] = tasks_lib.text_embeddings(
+          record, seq, self._v, self._spec
+      )  # [max_text_len, d]
     return out
 
 

@@ -31,6 +31,7 @@ import optax
 from videopoet import config_lib
 from videopoet import lm_data
 from videopoet import tasks as tasks_lib
+from videopoet import text_encoder
 from videopoet import token_spec
 from videopoet import vocab as vocab_lib
 from videopoet.model import transformer
@@ -161,9 +162,20 @@ def make_vocab(config, spec: token_spec.TokenSpec | None = None):
   )
 
 
-def make_model_config(config, vocab) -> transformer.ModelConfig:
-  """`config.model` plus the vocabulary-derived fields."""
-  return transformer.config_for_vocab(config.model.to_dict(), vocab)
+def make_model_config(
+    config, vocab, spec: token_spec.TokenSpec | None = None
+) -> transformer.ModelConfig:
+  """`config.model` plus the vocabulary-derived fields and, in text_mode
+  'embeddings', the tokens' embedding width (`spec`, default
+  `data_spec(config)`; `text_encoder.model_text_dim`)."""
+  section = config.model.to_dict()
+  mode = make_task_config(config).text_mode
+  configured = section.get("text_embed_dim", 0)
+  if mode == "embeddings" or configured:
+    section["text_embed_dim"] = text_encoder.model_text_dim(
+        mode, configured, spec or data_spec(config)
+    )
+  return transformer.config_for_vocab(section, vocab)
 
 
 def _source(data: DataConfig, split: str, spec: token_spec.TokenSpec):
@@ -315,7 +327,7 @@ def parse(config) -> LMTrainConfig:
       ),
       data=data,
       optimizer=opt,
-      model=make_model_config(config, vocab),
+      model=make_model_config(config, vocab, spec),
   )
 
 

@@ -18,6 +18,10 @@ fields the task builders read (`tasks/builders.py`):
   audio      int32 [levels, f]   the first `audio_levels` RVQ levels,
   text       int32 [max_text]    sentencepiece ids, -1 after the caption,
   text_mask  bool  [max_text],
+  text_embeddings       bf16 [max_text, d]  the caption's frozen T5
+             encoder states, zero at padding (only with
+             `config.text_encoder.path`; `videopoet.text_encoder`),
+  text_embeddings_mask  bool [max_text]     their valid positions,
   index      int32 []            the example's index in its split,
 
 plus ground truth for evaluation: `caption` (str) and, for `synth_av`,
@@ -56,10 +60,13 @@ from typing import Any
 
 from absl import logging
 from array_record.python import array_record_module
+import jax
 import numpy as np
 
 from videopoet import config_lib
 from videopoet import lm_data
+from videopoet import sharding
+from videopoet import text_encoder as text_encoder_lib
 from videopoet import text_tokenizer
 from videopoet import token_spec
 from videopoet.data import datasets
@@ -126,7 +133,10 @@ class TokenizeConfig:
     num_frames: frames per clip (1 + time_factor * k, at most the stored
       length).
     audio_levels: RVQ levels kept (VideoPoet: 4; 0: no audio).
-    max_text_len: text ids per record (tokens.json; the LM reads it there).
+    max_text_len: text ids per record (tokens.json; the LM reads it there),
+      and T5 tokens per caption embedding.
+    text_encoder: the local frozen T5 encoder whose caption embeddings the
+      records carry (`text_encoder.path`; '' writes none).
     structure: encode a flow + depth `structure` clip per example: the
       dataset's own maps (synth_av) or, for any other dataset, OpenCV
       Farneback flow and `depth_model`'s depth.
@@ -150,6 +160,9 @@ class TokenizeConfig:
   num_frames: int = 17
   audio_levels: int = 4
   max_text_len: int = 16
+  text_encoder: text_encoder_lib.TextEncoderConfig = (
+      text_encoder_lib.TextEncoderConfig()
+  )
   structure: bool = True
   depth_model: str = ""
   depth_input_size: int = 256
@@ -164,6 +177,8 @@ class TokenizeConfig:
           " experiments.build_data --config.data.data_dir=DIR) and pass"
           " --config.data.data_dir=DIR"
       )
+    if self.text_encoder.path:  # Named now, before the tokenizers load.
+      text_encoder_lib.check_path(self.text_encoder.path)
     if self.random_init and not (
         self.random.video_model and self.random.codec_model
     ):
@@ -221,6 +236,7 @@ class Tokenizers:
   text: Any  # sentencepiece processor
   spec: token_spec.TokenSpec
   depth: Any = None  # structure_lib.DepthEstimator or None
+  text_encoder: Any = None  # text_encoder.TextEncoder or None
 
   @property
   def metadata(self) -> dict:
@@ -392,6 +408,7 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
     depth = structure_lib.DepthEstimator(
         cfg.depth_model, cfg.depth_input_size, cfg.batch_size
     )
+  encoder, embedded = _load_text_encoder(cfg)
   settings = _settings(cfg)
   fields = {f.name for f in dataclasses.fields(token_spec.TokenSpec)}
   try:
@@ -407,6 +424,7 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
         text_tokenizer=os.path.abspath(cfg.text_tokenizer),
         text_tokenizer_sha256=token_spec.file_sha256(cfg.text_tokenizer),
         text_size=sp.get_piece_size(),
+        **embedded,
         **{k: v for k, v in settings.items() if k in fields and k not in audio},
         extra=dict(
             {k: v for k, v in settings.items() if k not in fields},
@@ -424,7 +442,42 @@ def load_tokenizers(cfg: TokenizeConfig) -> Tokenizers:
       text=sp,
       spec=spec,
       depth=depth,
+      text_encoder=encoder,
   )
+
+
+# ------------------------------------------------- Text embeddings.
+def _load_text_encoder(cfg: TokenizeConfig):
+  """(the T5 encoder of `config.text_encoder`, or None; its tokens.json
+  fields: `text_encoder`, `text_encoder_sha256`, `text_embed_dim`)."""
+  ec = cfg.text_encoder
+  if not ec.path:
+    return None, {}
+  mesh = sharding.create_mesh(sharding.MeshConfig(), jax.local_devices())
+  enc = text_encoder_lib.load(
+      ec.path, cfg.max_text_len, ec.dtype, ec.batch_size, mesh
+  )
+  logging.info(
+      "tokenize: caption embeddings from the T5 encoder %s (%s, d=%d, %d"
+      " tokens)", enc.path, ec.dtype, enc.width, cfg.max_text_len,
+  )  # fmt: skip
+  return enc, dict(
+      text_encoder=enc.path,
+      text_encoder_sha256=enc.sha256,
+      text_embed_dim=enc.width,
+  )
+
+
+def _caption_embeddings(tok: Tokenizers, captions: list[str]) -> list[dict]:
+  """Per caption, the record fields of its embeddings ({} without an
+  encoder): `text_embeddings` bf16 [max_text, d] and its mask."""
+  if tok.text_encoder is None:
+    return [{} for _ in captions]
+  emb, mask = tok.text_encoder.encode(captions)
+  return [
+      {"text_embeddings": e, "text_embeddings_mask": m}
+      for e, m in zip(emb, mask)
+  ]
 
 
 def shard_ranges(num_examples: int, num_shards: int) -> list[range]:
@@ -816,6 +869,9 @@ def _encode_shard(
       wave = np.stack([np.asarray(r["audio"], np.float32) for r in rows])
       audio = np.asarray(tok.encode_audio(_pad_batch(wave, cfg.batch_size)))
     _check_shapes(tok.spec, codes, audio)
+    embedded = _caption_embeddings(
+        tok, [_as_str(r.get("caption", "")) for r in rows]
+    )
     for j, (i, row) in enumerate(zip(batch_idx, rows)):
       caption = _as_str(row.get("caption", ""))
       text = text_tokenizer.encode(tok.text, caption, cfg.max_text_len)
@@ -825,6 +881,7 @@ def _encode_shard(
           "text": text,
           "text_mask": text >= 0,
           "caption": caption,
+          **embedded[j],
       }
       if has_structure:
         record["structure"] = codes[len(rows) + j].astype(np.int32)

@@ -26,6 +26,8 @@ from videopoet import vocab as vocab_lib
 from videopoet.train_lib import renames
 
 FILE = "tokens.json"
+# Written only when the records carry text embeddings.
+_TEXT_ENCODER_KEYS = ("text_encoder", "text_encoder_sha256", "text_embed_dim")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +59,11 @@ class TokenSpec:
     text_tokenizer: the sentencepiece `.model` path.
     text_tokenizer_sha256: its hash (first 16 hex digits).
     text_size: its number of pieces.
-    max_text_len: text ids per record.
+    max_text_len: text ids per record (and T5 tokens per embedded caption).
+    text_encoder: absolute directory of the frozen T5 encoder whose
+      caption embeddings the records carry ('' : none; `text_encoder`).
+    text_encoder_sha256: its weights' and sentencepiece model's hashes.
+    text_embed_dim: the embeddings' width (0: none).
     dataset: the TFDS dataset the clips came from.
     structure: records carry a `structure` (flow + depth) grid.
     extra: every other key of the file (settings, splits), kept as read.
@@ -84,6 +90,9 @@ class TokenSpec:
   text_tokenizer: str = ""
   text_tokenizer_sha256: str = ""
   text_size: int = 0
+  text_encoder: str = ""
+  text_encoder_sha256: str = ""
+  text_embed_dim: int = 0
   dataset: str = ""
   structure: bool = False
   extra: dict = dataclasses.field(default_factory=dict)
@@ -180,6 +189,9 @@ class TokenSpec:
   def to_json(self) -> dict[str, Any]:
     out = dataclasses.asdict(self)
     out.update(out.pop("extra"))
+    if not self.text_embed_dim:  # No encoder: the file as before them.
+      for k in _TEXT_ENCODER_KEYS:
+        out.pop(k)
     return out
 
   @classmethod

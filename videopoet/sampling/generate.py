@@ -147,6 +147,31 @@ class Generator:
     ids[: len(pieces)] = pieces
     return ids
 
+  def text_fields(self, text: str | None) -> dict:
+    """A caption as the builders' fields: `text` (sentencepiece ids) or,
+    in text_mode 'embeddings', `text_embeddings` bf16 [max_text_len, d]
+    and `text_embeddings_mask` from the LM's frozen T5 encoder (the one
+    `tokenize_data` used; none: zeros and no valid position)."""
+    enc = self.models.text_encoder
+    if self.task_config.text_mode != "embeddings":
+      return {"text": self.encode_text(text)}
+    if enc is None:
+      raise RequestError("this LM embeds text but has no text encoder loaded")
+    text = text or ""
+    if enc.num_tokens(text) > enc.max_len:
+      raise RequestError(
+          f"text is {enc.num_tokens(text)} T5 tokens; the model takes at"
+          f" most {enc.max_len}"
+      )
+    emb, mask = enc.encode([text])
+    return {"text_embeddings": emb[0], "text_embeddings_mask": mask[0]}
+
+  def _embeddings(self, example: dict, seq) -> np.ndarray | None:
+    """float32 [max_text_len, d] the LM projects (None: text as ids)."""
+    if not self.models.lm.model_config.text_embed_dim:
+      return None
+    return tasks_lib.text_embeddings(example, seq, self.vocab, self.spec)
+
   def _need_audio(self):
     if self.models.codec is None:
       raise RequestError("this LM's tokens have no audio")
@@ -175,10 +200,11 @@ class Generator:
       config = self.models.lm.model_config
       fn = functools.partial(decode.sample, config, out=out, cfg=cfg)
       self._compiled[key] = jax.jit(
-          lambda p, prefix, rng, uncond: fn(
-              p, prefix=prefix, rng=rng, uncond_prefix=uncond
+          lambda p, prefix, rng, uncond, text, uncond_text: fn(
+              p, prefix=prefix, rng=rng, uncond_prefix=uncond,
+              text_embeddings=text, uncond_text_embeddings=uncond_text,
           )
-      )
+      )  # fmt: skip
     return self._compiled[key]
 
   def run(
@@ -195,7 +221,8 @@ class Generator:
 
     Args:
       task: a registry task the LM was trained on.
-      example: the builder's fields (codes), `text` as sentencepiece ids.
+      example: the builder's fields (codes), the caption as
+        `text_fields` gives it.
       num_samples: rows.
       seed: the PRNG seed (the same seed, the same samples).
       sampling: settings (default `self.sampling`).
@@ -218,16 +245,25 @@ class Generator:
       )
     p = seq.prefix_len
     guided = task in tasks_lib.USES_TEXT and cfg.guidance != 1.0
-    uncond = None
+    uncond = uncond_text = None
+    text = self._embeddings(example, seq)
     if guided:
-      ex_u = dict(example, text=self.encode_text(negative_text))
-      uncond = build(ex_u).tokens[:p]
+      ex_u = dict(example, **self.text_fields(negative_text))
+      seq_u = build(ex_u)
+      uncond = seq_u.tokens[:p]
+      uncond_text = self._embeddings(ex_u, seq_u)
     mesh = self.models.lm.mesh
     dp = sharding.data_parallel_size(mesh)
     rows = -(-num_samples // dp) * dp  # Padded to the data-parallel size.
-    put = lambda x: jax.device_put(
-        np.tile(x[None], (rows, 1)), sharding.batch_sharding(mesh, 2)
-    )
+
+    def put(x):  # One row -> `rows` rows, batch-sharded on the mesh.
+      if x is None:
+        return None
+      return jax.device_put(
+          np.tile(x[None], (rows,) + (1,) * x.ndim),
+          sharding.batch_sharding(mesh, 1 + x.ndim),
+      )
+
     sample = self._sampler(out, cfg, guided, rows)
     with jax.set_mesh(mesh), nn.logical_axis_rules(
         list(sharding.LOGICAL_AXIS_RULES)
@@ -236,7 +272,9 @@ class Generator:
           self.models.lm.params,
           put(seq.tokens[:p]),
           jax.random.key(seed),
-          None if uncond is None else put(uncond),
+          put(uncond),
+          put(text),
+          put(uncond_text),
       )
     tokens = np.asarray(tokens)[:num_samples]  # [n, n_out]
     return self._parse(seq, tokens, example)
@@ -270,7 +308,7 @@ class Generator:
   def text_to_video(
       self, text, num_samples=1, seed=0, sampling=None, negative_text=None
   ) -> Result:
-    ex = {"video": self._zeros_video(), "text": self.encode_text(text)}
+    ex = {"video": self._zeros_video(), **self.text_fields(text)}
     o = self.run(
         "text_to_video", ex, num_samples, seed, sampling, negative_text
     )
@@ -279,7 +317,7 @@ class Generator:
   def text_to_image(
       self, text, num_samples=1, seed=0, sampling=None, negative_text=None
   ) -> Result:
-    ex = {"video": self._zeros_video(1), "text": self.encode_text(text)}
+    ex = {"video": self._zeros_video(1), **self.text_fields(text)}
     o = self.run(
         "text_to_image", ex, num_samples, seed, sampling, negative_text
     )
@@ -292,7 +330,7 @@ class Generator:
     """uint8 [h, w, 3] (the clip's size) -> clips starting at that image."""
     first = self.encode_video(np.asarray(image)[None])  # [1, h', w']
     video = np.concatenate([first, self._zeros_video()[1:]])
-    ex = {"video": video, "text": self.encode_text(text)}
+    ex = {"video": video, **self.text_fields(text)}
     o = self.run(
         "image_to_video", ex, num_samples, seed, sampling, negative_text
     )
@@ -477,7 +515,7 @@ class Generator:
     s_codes = self.encode_video(np.round((s + 1.0) * 127.5).astype(np.uint8))
     ex = {
         "video": self._zeros_video(), "structure": s_codes,
-        "text": self.encode_text(text),
+        **self.text_fields(text),
     }  # fmt: skip
     if self.task_config.stylization_first_frame:
       ex["video"] = self.encode_video(clip)

@@ -5,6 +5,7 @@
     models.video              # the video tokenizer that made its tokens
     models.codec              # the audio codec (None: no audio)
     models.spec               # tokens.json: grid, rates, vocabulary
+    models.text_encoder       # its frozen T5 (text_mode 'embeddings')
 
 The LM's workdir holds its `config.json` and, copied there by the trainer,
 the `tokens.json` of the tokens it learned; that record names the video
@@ -25,6 +26,7 @@ import sentencepiece as spm
 
 from videopoet import config_lib
 from videopoet import sharding
+from videopoet import text_encoder as text_encoder_lib
 from videopoet import text_tokenizer
 from videopoet import token_spec
 from videopoet import vocab as vocab_lib
@@ -97,16 +99,21 @@ def load_lm(
   vocab = vocab_lib.Vocab(
       spec.vocab_config(config.vocab.pad_to, task_config.text_mode)
   )
-  model_config = transformer.config_for_vocab(config.model.to_dict(), vocab)
+  section = config.model.to_dict()
+  section["text_embed_dim"] = text_encoder_lib.model_text_dim(
+      task_config.text_mode, section.get("text_embed_dim", 0), spec
+  )
+  model_config = transformer.config_for_vocab(section, vocab)
   mesh = mesh or _single_device_mesh()
   model = transformer.VideoPoetLM(model_config)
 
   def init(rng):  # Shapes and logical axes only (under eval_shape).
-    tokens = jnp.zeros((1, 8), jnp.int32)
-    text = None
-    if model_config.text_embed_dim:
+    n, text = 8, None
+    if model_config.text_embed_dim:  # Long enough to hold the text.
+      n += spec.max_text_len
       text = jnp.zeros((1, spec.max_text_len, model_config.text_embed_dim))
-    return model.init(rng, tokens, jnp.full((1,), 8), text)["params"]
+    tokens = jnp.zeros((1, n), jnp.int32)
+    return model.init(rng, tokens, jnp.full((1,), n), text)["params"]
 
   rules = list(sharding.LOGICAL_AXIS_RULES)
   with nn.logical_axis_rules(rules):
@@ -234,6 +241,7 @@ class Models:
   video: Any  # magvit2 loader.LoadedTokenizer
   codec: Any  # soundstream codec.Codec or None
   text: spm.SentencePieceProcessor | None
+  text_encoder: text_encoder_lib.TextEncoder | None = None
 
   @property
   def spec(self) -> token_spec.TokenSpec:
@@ -250,4 +258,21 @@ def load_models(
       video=load_video_tokenizer(lm.spec),
       codec=load_codec(lm.spec),
       text=load_text_tokenizer(lm.spec),
+      text_encoder=load_text_encoder(lm),
+  )
+
+
+def load_text_encoder(lm: LoadedLM) -> text_encoder_lib.TextEncoder | None:
+  """The frozen T5 that embedded the LM's captions (text_mode
+  'embeddings'), on the LM's mesh; another encoder at that path (its
+  hash) is refused by name.
+
+  Raises:
+    config_lib.ConfigError: gone, or not the encoder of `tokens.json`.
+  """
+  if lm.task_config.text_mode != "embeddings":
+    return None
+  s = lm.spec
+  return text_encoder_lib.load_named(
+      s.text_encoder, s.text_encoder_sha256, s.max_text_len, lm.mesh
   )

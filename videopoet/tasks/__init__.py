@@ -2,6 +2,8 @@
 
 `build(name, example, vocab, config, rng, spec)` runs one task's builder
 (`spec`: the `token_spec.TokenSpec` of the tokens the example comes from);
+in text_mode 'embeddings', `text_embeddings(example, seq, vocab, spec)` is
+what the LM projects into the sequence's `<text_emb>` positions;
 the order of `TASKS` is the order of the `<task_X>` tokens
 (`vocab.TASK_NAMES`).
 """
@@ -55,4 +57,31 @@ def build(
   return TASKS[name](example, ctx)
 
 
-__all__ = ["TASKS", "IMAGE_TASKS", "NEEDS", "USES_TEXT", "TaskConfig", "build"]
+def text_embeddings(
+    example,
+    seq: layout.Sequence,
+    vocab: vocab_lib.Vocab,
+    spec: token_spec.TokenSpec,
+) -> np.ndarray:
+  """float32 [max_text_len, text_embed_dim]: the caption's embeddings where
+  `seq` holds `<text_emb>`, zeros elsewhere.
+
+  So a dropped caption (text dropout, the unconditional row of guidance)
+  and a task without text get zero embeddings and no valid position, as
+  the ids path pads them; one home for training and sampling.
+  """
+  n, d = spec.max_text_len, spec.text_embed_dim
+  out = np.zeros((n, d), np.float32)
+  if "text_embeddings" not in example:
+    return out
+  text = seq.tokens[layout.TEXT_OFFSET : layout.TEXT_OFFSET + n]
+  valid = np.zeros(n, bool)
+  valid[: len(text)] = text == vocab.special("<text_emb>")
+  emb = np.asarray(example["text_embeddings"], np.float32)  # [n, d]
+  return np.where(valid[:, None], emb, out)
+
+
+__all__ = [
+    "TASKS", "IMAGE_TASKS", "NEEDS", "USES_TEXT", "TaskConfig", "build",
+    "text_embeddings",
+]  # fmt: skip

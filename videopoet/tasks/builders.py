@@ -7,8 +7,10 @@ An example (a record of `tokenize_data`, or a synthetic one in tests) holds
   structure  int32 [t', h', w']  codes of the flow + depth video,
   text       int32 [max_text]    sentencepiece ids, -1 after the caption
              (text_mode 'ids'), or
-  text_mask  bool  [max_text]    valid text positions (text_mode
-             'embeddings'; the embeddings travel beside the tokens).
+  text_mask  bool  [max_text]    its valid ids, and
+  text_embeddings_mask  bool [max_text]  the valid positions of the
+             caption's T5 embeddings (text_mode 'embeddings'; the
+             embeddings travel beside the tokens: `tasks.text_embeddings`).
 
 Builders take only the fields their task needs, so a dataset without audio
 can still train the visual tasks. What made the records (`Context.spec`,
@@ -99,7 +101,7 @@ def _text(sb: layout.SequenceBuilder, ex: Example, ctx: Context, task: str):
     valid = (text >= 0) & (not drop)
     ids = np.where(valid, v.text_to_ids(np.maximum(text, 0)), v.pad)
   else:
-    valid = _field(ex, "text_mask", task).astype(bool) & (not drop)
+    valid = _field(ex, "text_embeddings_mask", task).astype(bool) & (not drop)
     ids = np.where(valid, v.special("<text_emb>"), v.pad)
   if len(ids) != n:
     raise ValueError(
