@@ -28,6 +28,7 @@ from videopoet import tasks as tasks_lib
 from videopoet import text_encoder
 from videopoet import token_spec
 from videopoet import vocab as vocab_lib
+from videopoet.data import datasets
 from videopoet.sampling import generate
 from videopoet.sampling import models as models_lib
 
@@ -45,7 +46,7 @@ def tokens(tmp_path_factory, t5):
   root = tmp_path_factory.mktemp("t5tokens")
   data_dir, sp = tokenize_data_test.build_data_and_text_model(root)
   cfg = pretokenize.TokenizeConfig(
-      dataset=tokenize_data_test._NAME, data_dir=data_dir,
+      data=datasets.DataConfig(tokenize_data_test._NAME, data_dir),
       splits=("train", "validation"), text_tokenizer=sp, random_init=True,
       batch_size=4, max_text_len=MAX_TEXT,
       text_encoder=text_encoder.TextEncoderConfig(path=t5, batch_size=3),
@@ -87,7 +88,7 @@ def test_records_hold_the_encoders_caption_embeddings(tokens):
 
 def _config(out, **tasks):
   c = videopoet_config.get_config("tiny")
-  c.data.path, c.data.batch_size, c.data.eval_batches = out, 2, 0
+  c.data.data_dir, c.data.batch_size, c.data.eval_batches = out, 2, 0
   c.tasks.text_mode = "embeddings"
   c.tasks.update(tasks)
   return c
@@ -158,7 +159,8 @@ def test_missing_encoder_is_one_line(tmp_path):
   for make in (
       lambda: lm_trainer.parse(_config(str(ids_only))),
       lambda: pretokenize.TokenizeConfig(
-          data_dir="d", text_tokenizer="t.model",
+          data=datasets.DataConfig("synth_av/tiny", "d"),
+          text_tokenizer="t.model",
           text_encoder=text_encoder.TextEncoderConfig(path=str(tmp_path)),
       ),  # fmt: skip
   ):
