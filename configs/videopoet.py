@@ -64,6 +64,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       scan_layers=not small,  # CPU: a scan zero-fills its stacked residuals.
       vocab_chunks=1 if small else 16,  # CE chunks over the vocabulary.
       text_embed_dim=0,  # >0 with tasks.text_mode='embeddings' (T5-XL: 2048).
+      # 'auto': cuDNN flash attention on GPU, splash on TPU, on CPU blockwise
+      # (flash-style) from 1,024 keys on; or 'xla' (materialized [b, h, s, s]
+      # logits), 'blockwise', 'cudnn', 'splash' (videopoet/model/attention.py).
+      attention_impl="auto",
   )  # fmt: skip
   c.tasks = dict(
       text_mode="ids", text_dropout=0.1,
