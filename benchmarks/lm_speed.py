@@ -118,9 +118,7 @@ def _params_bytes_per_device(tree, shardings):
   return total
 
 
-def _setup(
-    size, task, batch_size, mesh_spec=None, attention_impl="", frames=0
-):
+def _setup(size, task, batch_size, mesh_spec=None, attention_impl="", frames=0):
   """(config, program, step_fn, abstract state, state sharding, batch, mesh)."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top

@@ -50,12 +50,14 @@ def main():
       for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref))
   ]
   print(
-      json.dumps({
-          "max_diff": max(diffs),
-          "max_grad": float(np.abs(np.asarray(ref[1][1])).max()),
-          "q_spec": str(q.sharding.spec),
-          "dq_spec": str(got[1][0].sharding.spec),
-      })
+      json.dumps(
+          {
+              "max_diff": max(diffs),
+              "max_grad": float(np.abs(np.asarray(ref[1][1])).max()),
+              "q_spec": str(q.sharding.spec),
+              "dq_spec": str(got[1][0].sharding.spec),
+          }
+      )
   )
 
 

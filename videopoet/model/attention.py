@@ -324,8 +324,9 @@ def _permuted(q, k, v, mask, implementation):
 
 
 # ------------------------------------------------------------- 'splash'.
-def _splash(q, k, v, mask):
-  """The Pallas TPU splash kernel (untested on hardware).
+def _splash(q, k, v, mask, interpret=False):
+  """The Pallas TPU splash kernel (untested on hardware; `interpret`: the
+  Pallas interpreter, any platform).
 
   Static masks (full and causal) with dynamic segment ids: the prefix rows
   come from a full-mask call where a prefix query (segment 1) sees the valid
@@ -359,9 +360,10 @@ def _splash(q, k, v, mask):
       (splash_mask.CausalMask, valid),
   ):
     heads_mask = splash_mask.MultiHeadMask([mask_cls((sp, sp))] * h)
-    kernel = splash.make_splash_mha(heads_mask, head_shards=1, q_seq_shards=1)
+    kernel = splash.make_splash_mha(
+        heads_mask, head_shards=1, q_seq_shards=1, interpret=interpret
+    )
     ids = splash.SegmentIds(q=seg.astype(jnp.int32), kv=seg.astype(jnp.int32))
     outs.append(jax.vmap(kernel)(qh, kh, vh, ids))  # [b, h, sp, d]
   out = jnp.where(in_prefix[:, None, :, None], outs[0], outs[1])
   return out.transpose(0, 2, 1, 3)[:, :s].astype(q.dtype)
-
