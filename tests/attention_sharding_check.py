@@ -21,9 +21,7 @@ AXES = (
 def main():
   assert jax.device_count() == 8, jax.devices()
   q, k, v, mask, cot = attention_test.inputs()
-  ref = attention_test.value_and_grads(
-      lambda q, k, v: attention.attend(q, k, v, mask, impl="xla"), q, k, v, cot
-  )
+  ref = attention_test.reference()
   mesh = sharding.create_mesh(sharding.MeshConfig(data=2, fsdp=2, tensor=2))
   rules = list(sharding.LOGICAL_AXIS_RULES)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):

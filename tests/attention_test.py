@@ -3,6 +3,7 @@ the cuDNN-order forms equal the materialized reference in values and
 gradients under prefix-LM masks with padding and GQA (also sharded on 8
 fake devices), and `attention_impl` reaches the model."""
 
+import functools
 import json
 import os
 import subprocess
@@ -46,6 +47,15 @@ def value_and_grads(fn, q, k, v, cot):
   return out * (cot != 0), jax.jit(jax.grad(loss, (0, 1, 2)))(q, k, v)
 
 
+@functools.cache
+def reference():
+  """value_and_grads of the 'xla' form on `inputs()` (shared)."""
+  q, k, v, mask, cot = inputs()
+  return value_and_grads(
+      lambda q, k, v: attention.attend(q, k, v, mask, impl="xla"), q, k, v, cot
+  )
+
+
 def assert_close(a, b, atol=1e-5):
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol)
@@ -54,9 +64,7 @@ def assert_close(a, b, atol=1e-5):
 @pytest.mark.parametrize("block_q,block_k", [(8, 16), (16, 8)])
 def test_blockwise_equals_reference(block_q, block_k):
   q, k, v, mask, cot = inputs()
-  ref = value_and_grads(
-      lambda q, k, v: attention.attend(q, k, v, mask, impl="xla"), q, k, v, cot
-  )
+  ref = reference()
   got = value_and_grads(
       lambda q, k, v: attention.attend(
           q, k, v, mask, impl="blockwise", block_q=block_q, block_k=block_k
