@@ -41,7 +41,15 @@ Default `--config=small --task=unconditional_video`: batch 8 x 324 tokens,
       input shardings; arguments / outputs / temporaries: its
       `memory_analysis()`. Temporaries hold the activations kept for the
       backward pass, gradients and scratch; "activations~" is temporaries
-      minus one f32 gradient shard per parameter (an estimate).
+      minus one f32 gradient shard per parameter (an estimate). With
+      blockwise attention most of what is left is the layer scan's stacked
+      block inputs (bf16 [layers, b, s, d], kept for the rematerialized
+      backward) and an f32 copy of them that XLA:CPU alone makes (its
+      float-normalization-bf16 pass widens the bf16 stack's dynamic-update-
+      slice, and loop-invariant code motion then hoists the convert of the
+      whole stack); `XLA_FLAGS=--xla_disable_hlo_passes=while-loop-invariant-
+      code-motion` before the command (the children inherit it) shows the
+      table without the hoisted copy.
 
 Repetitions interleave matmul, ours and HF so all see the same machine load
 (the CPU may be shared); figures are medians over `--reps` of per-repetition
