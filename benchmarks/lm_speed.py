@@ -25,17 +25,31 @@ Default `--config=small --task=unconditional_video`: batch 8 x 324 tokens,
       same CPU: forward with `labels` (its own shifted CE over all
       positions), backward, `clip_grad_norm_(1.0)`, `torch.optim.AdamW`
       (b2 0.98, wd 0.01) step. Printed as our time / HF time.
-  (c) For `--memory_sizes` (default 1b, 8b): bytes per device of the
-      compiled train step on a `--memory_devices`-device mesh (fake CPU
-      devices, `--xla_force_host_platform_device_count`, in a subprocess),
-      mesh `--memory_mesh` (default data=1, fsdp=256, tensor=1: the
-      configs' own FSDP layout), global batch of the config (1,024) on
-      `--memory_task`'s sequence (default the longest, `stylization`).
+  (c) For `--memory_sizes` (default 1b, 8b) x `--memory_impls` (attention
+      implementations, default 'xla' (materialized [b, h, s, s] logits)
+      and 'blockwise' (flash-style, `videopoet/model/attention.py`)) x
+      `--memory_shapes`: bytes per device of the compiled train step on a
+      `--memory_devices`-device mesh (fake CPU devices,
+      `--xla_force_host_platform_device_count`, in a subprocess), mesh
+      `--memory_mesh` (default data=1, fsdp=256, tensor=1: the configs' own
+      FSDP layout), global batch of the config (1,024). A shape is a task
+      (its sequence at the config's 17x128x128 clips), or TASK/FRAMES for
+      clips of FRAMES frames: default `stylization` (the longest task, 2,632
+      tokens), `text_to_video` (the paper's 1,280 video tokens plus the
+      prefix: 1,350) and `text_to_video/77` (4x the video tokens: 5,190).
       Parameters and optimizer state: shard sizes of the compiled program's
       input shardings; arguments / outputs / temporaries: its
       `memory_analysis()`. Temporaries hold the activations kept for the
       backward pass, gradients and scratch; "activations~" is temporaries
-      minus one f32 gradient shard per parameter (an estimate).
+      minus one f32 gradient shard per parameter (an estimate). With
+      blockwise attention most of what is left is the layer scan's stacked
+      block inputs (bf16 [layers, b, s, d], kept for the rematerialized
+      backward) and an f32 copy of them that XLA:CPU alone makes (its
+      float-normalization-bf16 pass widens the bf16 stack's dynamic-update-
+      slice, and loop-invariant code motion then hoists the convert of the
+      whole stack); `XLA_FLAGS=--xla_disable_hlo_passes=while-loop-invariant-
+      code-motion` before the command (the children inherit it) shows the
+      table without the hoisted copy.
 
 Repetitions interleave matmul, ours and HF so all see the same machine load
 (the CPU may be shared); figures are medians over `--reps` of per-repetition
@@ -68,6 +82,7 @@ _MATMUL_N = flags.DEFINE_integer(
     "matmul_n", 2048, "Matmul rate: n x n @ n x n."
 )
 _PEER = flags.DEFINE_bool("peer", True, "Time HF LlamaForCausalLM.")
+_SPEED = flags.DEFINE_bool("speed", True, "Run (a) and (b); else (c) only.")
 _MEMORY_SIZES = flags.DEFINE_list(
     "memory_sizes", ["1b", "8b"], "Sizes for the memory table ('' = none)."
 )
@@ -75,14 +90,27 @@ _MEMORY_DEVICES = flags.DEFINE_integer("memory_devices", 256, "Fake devices.")
 _MEMORY_MESH = flags.DEFINE_string(
     "memory_mesh", "data=1,fsdp=-1,tensor=1", "Mesh of the memory table."
 )
-_MEMORY_TASK = flags.DEFINE_string(
-    "memory_task", "stylization", "Task whose shape the memory table uses."
+_MEMORY_SHAPES = flags.DEFINE_list(
+    "memory_shapes",
+    ["stylization", "text_to_video", "text_to_video/77"],
+    "Memory table sequences: TASK or TASK/FRAMES (clips of FRAMES frames).",
+)
+_MEMORY_IMPLS = flags.DEFINE_list(
+    "memory_impls",
+    ["xla", "blockwise"],
+    "Attention implementations of the memory table (attention.IMPLS).",
+)
+_ATTENTION = flags.DEFINE_string(
+    "attention_impl", "", "config.model.attention_impl ('' = the config's)."
 )
 _QUICK = flags.DEFINE_bool(
     "quick", False, "Smoke run: 2 reps, 1024 matmul, memory table for 1b only."
 )
 _MEMORY_CHILD = flags.DEFINE_string(
     "memory_child", "", "Internal: print one size's memory JSON and exit."
+)
+_MEMORY_SHAPE = flags.DEFINE_string(
+    "memory_shape", "stylization", "Internal: the memory child's shape."
 )
 
 _JAX_NOISE = ("absl::InitializeLog", "cpu_feature_guard", "AVX", "rebuild")
@@ -98,7 +126,7 @@ def _params_bytes_per_device(tree, shardings):
   return total
 
 
-def _setup(size, task, batch_size, mesh_spec=None):
+def _setup(size, task, batch_size, mesh_spec=None, attention_impl="", frames=0):
   """(config, program, step_fn, abstract state, state sharding, batch, mesh)."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
@@ -114,6 +142,10 @@ def _setup(size, task, batch_size, mesh_spec=None):
   config.data.eval_batches = 0
   if batch_size:
     config.data.batch_size = batch_size
+  if attention_impl:
+    config.model["attention_impl"] = attention_impl
+  if frames:
+    config.data.random["num_frames"] = frames
   # Records are drawn lazily; the iterator wants one global batch of them.
   config.data.random_size = config.data.batch_size
   mixture = dict(config.mixture.to_dict())
@@ -146,7 +178,13 @@ def _setup(size, task, batch_size, mesh_spec=None):
 
 
 # ----------------------------------------------------------- (c) Memory.
-def memory_child(size):
+def _shape(spec):
+  """'TASK' or 'TASK/FRAMES' -> (task, frames or 0)."""
+  task, _, frames = spec.partition("/")
+  return task, int(frames or 0)
+
+
+def memory_child(size, impl):
   """Runs in a subprocess with fake devices; prints one JSON line."""
   import jax  # pylint: disable=g-import-not-at-top
 
@@ -157,10 +195,11 @@ def memory_child(size):
     k, v = kv.split("=")
     mesh_spec[k.strip()] = int(v)
   t0 = time.perf_counter()
+  task, frames = _shape(_MEMORY_SHAPE.value)
   config, program, step_fn, abstract, _, mesh, rules = _setup(
-      size, _MEMORY_TASK.value, 0, mesh_spec
+      size, task, 0, mesh_spec, impl, frames
   )
-  example = program.groups[_MEMORY_TASK.value]
+  example = program.groups[task]
   batch = {
       k: jax.ShapeDtypeStruct(
           v.shape,
@@ -188,6 +227,8 @@ def memory_child(size):
   )
   out = dict(
       size=size,
+      impl=impl,
+      shape=_MEMORY_SHAPE.value,
       mesh="x".join(
           f"{k}={v}" for k, v in zip(mesh.axis_names, mesh.devices.shape)
       ),
@@ -209,18 +250,22 @@ def memory_child(size):
   print("MEMORY_JSON " + json.dumps(out), flush=True)
 
 
-def memory_table(sizes):
+def memory_table(sizes, impls, shapes):
   rows = []
-  for size in sizes:
-    row = common.json_from_child(
-        "benchmarks.lm_speed",
-        [f"--memory_child={size}", f"--memory_mesh={_MEMORY_MESH.value}",
-         f"--memory_task={_MEMORY_TASK.value}"],
-        _MEMORY_DEVICES.value,
-        "MEMORY_JSON",
-    )  # fmt: skip
-    if row is not None:
-      rows.append(row)
+  for shape in shapes:
+    for size in sizes:
+      for impl in impls:
+        row = common.json_from_child(
+            "benchmarks.lm_speed",
+            [f"--memory_child={size}", f"--attention_impl={impl}",
+             f"--memory_mesh={_MEMORY_MESH.value}",
+             f"--memory_shape={shape}"],
+            _MEMORY_DEVICES.value,
+            "MEMORY_JSON",
+        )  # fmt: skip
+        if row is not None:
+          rows.append(row)
+          print_memory_table([row], header=len(rows) == 1)
   return rows
 
 
@@ -228,25 +273,29 @@ def _gib(b):
   return f"{b / 2**30:8.3f}"
 
 
-def print_memory_table(rows):
+def print_memory_table(rows, header=True):
+  """Rows as they come (`header`: the table's head first)."""
   if not rows:
     return
   r0 = rows[0]
-  print(
-      f"\nMemory per device, compiled train step ({r0['mesh']},"
-      f" {_MEMORY_DEVICES.value} fake CPU devices, task {_MEMORY_TASK.value}:"
-      f" global batch {r0['batch']} x {r0['seq']} tokens), GiB:"
-  )
-  head = (
-      "size | params(B) | dtype/remat    | params | optimizer | batch |"
-      " arguments | outputs | temp (act+grads+scratch) | activations~ |"
-      " peak~ (args+out-alias+temp)"
-  )
-  print(head)
+  if header:
+    print(
+        f"\nMemory per device, compiled train step ({r0['mesh']},"
+        f" {_MEMORY_DEVICES.value} fake CPU devices, global batch"
+        f" {r0['batch']}), GiB:"
+    )
+    print(
+        "shape                       | size | attention | params(B) |"
+        " dtype/remat    | params | optimizer | batch | arguments | outputs |"
+        " temp (act+grads+scratch) | activations~ |"
+        " peak~ (args+out-alias+temp)"
+    )
   for r in rows:
     peak = r["arguments"] + r["outputs"] - r["alias"] + r["temp"]
+    shape = f"{r['shape']} x {r['seq']}"
     print(
-        f"{r['size']:>4} | {r['n_params'] / 1e9:9.2f} |"
+        f"{shape:<27} | {r['size']:>4} | {r['impl']:<9} |"
+        f" {r['n_params'] / 1e9:9.2f} |"
         f" {r['dtype'][:4]}/{r['remat']:<9} | {_gib(r['params'])} |"
         f" {_gib(r['opt'])}  | {_gib(r['batch_bytes'])[3:]} |"
         f" {_gib(r['arguments'])}  | {_gib(r['outputs'])}|"
@@ -255,10 +304,28 @@ def print_memory_table(rows):
     )
   for r in rows:
     print(
-        f"memory lm_{r['size']}_bytes_per_device params={r['params']}"
+        f"memory lm_{r['size']}_bytes_per_device attention={r['impl']}"
+        f" shape={r['shape']} seq={r['seq']} params={r['params']}"
         f" optimizer={r['opt']} temp={r['temp']}"
-        f" activations_est={r['temp'] - r['grads']} mesh={r['mesh']}"
-        f" (compile {r['compile_s']:.0f}s)"
+        f" activations_est={r['temp'] - r['grads']} peak_est={peak}"
+        f" mesh={r['mesh']} (compile {r['compile_s']:.0f}s)"
+    )
+
+
+def print_memory_results(rows):
+  """RESULT lines: the temporaries' ratio xla / blockwise per size and
+  shape, and whether each blockwise row's peak fits in 16 GiB."""
+  by = {(r["size"], r["shape"], r["impl"]): r for r in rows}
+  for (size, shape, impl), r in by.items():
+    if impl == "xla":
+      continue
+    peak = r["arguments"] + r["outputs"] - r["alias"] + r["temp"]
+    ref = by.get((size, shape, "xla"))
+    ratio = ref["temp"] / r["temp"] if ref else math.nan
+    print(
+        f"RESULT lm_{size}_temp_ratio_xla_over_{impl}[{shape}]={ratio:.2f}"
+        f" target>=4 temp={r['temp'] / 2**30:.2f}GiB"
+        f" peak={peak / 2**30:.2f}GiB fits_16GiB={peak <= 16 * 2**30}"
     )
 
 
@@ -286,7 +353,7 @@ class Ours:
     from videopoet import lm_trainer  # pylint: disable=g-import-not-at-top
 
     config, program, step_fn, abstract, state_sharding, mesh, rules = _setup(
-        size, task, batch_size
+        size, task, batch_size, attention_impl=_ATTENTION.value
     )
     del rules
     self.config = config
@@ -362,6 +429,8 @@ def speed(size, task, batch_size, reps, matmul_n, peer):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
+  from videopoet.model import attention  # pylint: disable=g-import-not-at-top
+
   ours = Ours(size, task, batch_size)
   mc, b = ours.mc, ours.batch_np
   bsz, seq = b["inputs"].shape
@@ -372,7 +441,8 @@ def speed(size, task, batch_size, reps, matmul_n, peer):
       f" targets, {mc.num_layers} layers x {mc.embed_dim}, heads"
       f" {mc.num_heads}/{mc.num_kv_heads} x {mc.head_dim}, mlp {mc.mlp_dim},"
       f" vocab {mc.vocab_size}, dtype {mc.dtype}, remat {mc.remat},"
-      f" vocab_chunks {mc.vocab_chunks}, microbatches"
+      f" vocab_chunks {mc.vocab_chunks}, attention {mc.attention_impl}"
+      f" ({attention.resolve(mc.attention_impl, seq, seq)}), microbatches"
       f" {ours.config.optimizer.microbatches} (gradient accumulation, same"
       f" math); params {ours.n_params / 1e6:.2f}M"
       f" (matmul {n_matmul / 1e6:.2f}M)"
@@ -430,7 +500,7 @@ def speed(size, task, batch_size, reps, matmul_n, peer):
 def main(argv):
   del argv
   if _MEMORY_CHILD.value:
-    memory_child(_MEMORY_CHILD.value)
+    memory_child(_MEMORY_CHILD.value, _ATTENTION.value)
     return
   reps, matmul_n = _REPS.value, _MATMUL_N.value
   sizes = [s for s in _MEMORY_SIZES.value if s]
@@ -443,12 +513,17 @@ def main(argv):
       f" {jax.device_count()}, {os.cpu_count()} CPUs (shared: noisy; reps"
       " interleaved, medians)"
   )
-  frac, ratio = speed(
-      _CONFIG.value, _TASK.value, _BATCH.value, reps, matmul_n, _PEER.value
-  )
-  rows = memory_table(sizes) if sizes else []
-  print_memory_table(rows)
+  frac = ratio = math.nan
+  if _SPEED.value:
+    frac, ratio = speed(
+        _CONFIG.value, _TASK.value, _BATCH.value, reps, matmul_n, _PEER.value
+    )
+  shapes = _MEMORY_SHAPES.value[:1] if _QUICK.value else _MEMORY_SHAPES.value
+  rows = memory_table(sizes, _MEMORY_IMPLS.value, shapes) if sizes else []
+  print_memory_results(rows)
   size = _CONFIG.value
+  if not _SPEED.value:
+    return
   print(
       f"RESULT lm_mfu_fraction_of_matmul_{size}={frac:.3f} target>=0.5"
       " peer=same-process-f32-matmul"

@@ -66,6 +66,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # text_mode='embeddings': the tokens' T5 width (tokens.json's
       # text_embed_dim, T5-XL: 2048) is used; 0 here, or that width.
       text_embed_dim=0,
+      # 'auto': cuDNN flash attention on GPU, splash on TPU, on CPU blockwise
+      # (flash-style) from 1,024 keys on; or 'xla' (materialized [b, h, s, s]
+      # logits), 'blockwise', 'cudnn', 'splash' (videopoet/model/attention.py).
+      attention_impl="auto",
   )  # fmt: skip
   c.tasks = dict(
       # text_mode="embeddings": frozen T5 states that tokenize_data wrote

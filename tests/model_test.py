@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from videopoet.model import attention
 from videopoet.model import layers
 from videopoet.model import loss as loss_lib
 from videopoet.model import transformer
@@ -112,17 +113,17 @@ def test_rope_is_relative():
 def test_gqa_equals_mha_with_repeated_kv_heads():
   rng = jax.random.key(1)
   x = jax.random.normal(rng, (2, S, 32))
-  bias = layers.prefix_lm_bias(jnp.array([3, 6]), jnp.ones((2, S), bool), S)
+  mask = attention.Mask(jnp.array([3, 6]), jnp.ones((2, S), bool))
   pos = jnp.broadcast_to(jnp.arange(S), (2, S))
   gqa = layers.Attention(num_heads=4, num_kv_heads=2, head_dim=8)
   mha = layers.Attention(num_heads=4, num_kv_heads=4, head_dim=8)
-  p = gqa.init(rng, x, bias, pos)["params"]
+  p = gqa.init(rng, x, mask, pos)["params"]
   rep = lambda w: jnp.repeat(w.unbox(), 2, axis=1)
   pm = dict(p, key=p["key"].replace_boxed(rep(p["key"])),
             value=p["value"].replace_boxed(rep(p["value"])))  # fmt: skip
   np.testing.assert_allclose(
-      gqa.apply({"params": p}, x, bias, pos),
-      mha.apply({"params": pm}, x, bias, pos), atol=1e-5,
+      gqa.apply({"params": p}, x, mask, pos),
+      mha.apply({"params": pm}, x, mask, pos), atol=1e-5,
   )  # fmt: skip
 
 

@@ -11,8 +11,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from videopoet.model import attention
+
 Dtype = Any
-NEG_INF = -1e30
+NEG_INF = attention.NEG_INF
 
 
 def _param(mod, name, shape, axes, dtype, init=nn.initializers.lecun_normal()):
@@ -46,27 +48,6 @@ def rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
   x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
   out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
   return out.astype(x.dtype)  # [b, s, h, d]
-
-
-def prefix_lm_bias(
-    prefix_len: jax.Array, key_valid: jax.Array, q_len: int
-) -> jax.Array:
-  """Additive attention bias [b, 1, q, k] of the prefix LM.
-
-  Query i sees key j when j <= i (causal) or j < prefix_len (the prefix is
-  bidirectional), and key j is not padding.
-
-  Args:
-    prefix_len: [b] prefix length per example.
-    key_valid: [b, k] False on padding keys.
-    q_len: number of queries (the first q_len positions).
-  """
-  k_len = key_valid.shape[1]
-  i = jnp.arange(q_len)[:, None]  # [q, 1]
-  j = jnp.arange(k_len)[None, :]  # [1, k]
-  seen = (j <= i)[None] | (j < prefix_len[:, None, None])  # [b, q, k]
-  seen &= key_valid[:, None, :]
-  return jnp.where(seen, 0.0, NEG_INF)[:, None].astype(jnp.float32)
 
 
 class MLP(nn.Module):
@@ -118,7 +99,8 @@ class Attention(nn.Module):
   positions in the `cache` collection (`key`, `value`: [b, cache_len, kv,
   hd], kv heads only under GQA). Prefill writes positions [0, s); decode
   writes the one position in `positions` (the same for every row) and
-  attends over the whole cache under `bias` [b, 1, 1, cache_len].
+  attends over the whole cache under `mask` (its `q_start` that position).
+  `impl` picks the attention implementation (`attention.IMPLS`).
   """
 
   num_heads: int
@@ -129,9 +111,10 @@ class Attention(nn.Module):
   param_dtype: Dtype = jnp.float32
   mode: str = "train"
   cache_len: int = 0
+  impl: str = "auto"
 
   @nn.compact
-  def __call__(self, x, bias, positions):  # x [b, s, d], bias [b, 1, s, k]
+  def __call__(self, x, mask: attention.Mask, positions):  # x [b, s, d]
     d, h, kv, hd = x.shape[-1], self.num_heads, self.num_kv_heads, self.head_dim
     pd, cast = self.param_dtype, lambda w: w.astype(self.dtype)
     wq = _param(self, "query", (d, h, hd), ("embed", "heads", "kv"), pd)
@@ -152,22 +135,9 @@ class Attention(nn.Module):
         "activation_kv",
     )
     q = nn.with_logical_constraint(q, axes)  # [b, s, h, hd]
-    b, s = q.shape[:2]
     if self.mode != "train":
       k, v = self._cached(k, v, positions)  # [b, cache_len, kv, hd]
-    t = k.shape[1]  # Keys: s, or cache_len when decoding.
-    g = h // kv  # Query heads per key/value head.
-    # Each kv head's g query heads become one [g * s] row block, so both
-    # attention matmuls are plain batched [b, kv] matmuls (XLA:CPU's
-    # backward of the 5-D "bqngk,bsnk" form transposes the logits twice).
-    q = (q * hd**-0.5).reshape(b, s, kv, g, hd)
-    q = q.transpose(0, 2, 3, 1, 4).reshape(b, kv, g * s, hd)
-    logits = jnp.einsum("bnqk,bsnk->bnqs", q, k).astype(jnp.float32)
-    logits = logits.reshape(b, kv, g, s, t) + bias[:, :, None]  # [b,kv,g,q,t]
-    probs = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    out = jnp.einsum("bnqs,bsnk->bnqk", probs.reshape(b, kv, g * s, t), v)
-    out = out.reshape(b, kv, g, s, hd).transpose(0, 3, 1, 2, 4)
-    out = out.reshape(b, s, h, hd)  # [b, s, h, hd]
+    out = attention.attend(q, k, v, mask, impl=self.impl)  # [b, s, h, hd]
     out = nn.with_logical_constraint(out, axes)
     return jnp.einsum("bshk,hkd->bsd", out, cast(wo))  # [b, s, d]
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from videopoet import config_lib
+from videopoet.model import attention
 from videopoet.model import layers
 from videopoet.model import loss as loss_lib
 from videopoet.tasks.layout import TEXT_OFFSET
@@ -54,6 +55,8 @@ class ModelConfig:
     text_token_id: the `<text_emb>` id whose input is a text embedding.
     text_offset: position of the first text token.
     pad_id: keys holding this id are never attended to.
+    attention_impl: `attention.IMPLS`: 'auto' (by platform and length),
+      'xla' (materialized logits), 'blockwise', 'cudnn' or 'splash'.
   """
 
   vocab_size: int
@@ -74,8 +77,16 @@ class ModelConfig:
   text_token_id: int = -1
   text_offset: int = 3
   pad_id: int = 0
+  attention_impl: Literal["auto", "xla", "blockwise", "cudnn", "splash"] = (
+      "auto"
+  )
 
   def __post_init__(self):
+    if self.attention_impl not in attention.IMPLS:
+      raise config_lib.ConfigError(
+          f"config.model.attention_impl={self.attention_impl!r} must be one"
+          f" of {', '.join(attention.IMPLS)}"
+      )
     if self.num_heads % self.num_kv_heads:
       raise config_lib.ConfigError(
           f"config.model.num_heads={self.num_heads} must be a multiple of"
@@ -110,22 +121,23 @@ def config_for_vocab(section: dict, vocab) -> ModelConfig:
 
 
 class Block(nn.Module):
-  """Pre-norm attention + SwiGLU; (x, bias, positions) -> (x, None)."""
+  """Pre-norm attention + SwiGLU; (x, mask, positions) -> (x, None)."""
 
   config: ModelConfig
   mode: str = "train"  # layers.MODES
   cache_len: int = 0
 
   @nn.compact
-  def __call__(self, x, bias, positions):  # x [b, s, d]
+  def __call__(self, x, mask, positions):  # x [b, s, d]
     c = self.config
     kw = dict(dtype=jnp.dtype(c.dtype), param_dtype=jnp.dtype(c.param_dtype))
     x = nn.with_logical_constraint(x, _BLOCK_AXES)
     h = layers.RMSNorm(name="pre_attention_norm", **kw)(x)
     x += layers.Attention(
         c.num_heads, c.num_kv_heads, c.head_dim, c.rope_theta, **kw,
-        mode=self.mode, cache_len=self.cache_len, name="attention",
-    )(h, bias, positions)  # fmt: skip
+        mode=self.mode, cache_len=self.cache_len, impl=c.attention_impl,
+        name="attention",
+    )(h, mask, positions)  # fmt: skip
     h = layers.RMSNorm(name="pre_mlp_norm", **kw)(x)
     x += layers.MLP(c.mlp_dim, **kw, name="mlp")(h)
     return nn.with_logical_constraint(x, _BLOCK_AXES), None
@@ -135,10 +147,10 @@ class CacheState(nn.Module):
   """The model-level part of the KV cache: which keys are padding, and the
   next position (`key_valid` [b, cache_len], `index` []).
 
-  Returns the positions and attention bias of a prefill or decode call:
-  prefill keeps the prefix's own (bidirectional) bias and records which keys
-  are padding; decode places its token at `index` and lets it see every
-  earlier non-padding key and itself.
+  Returns the positions and attention mask of a prefill or decode call:
+  prefill keeps the prefix's own (bidirectional) mask and records which
+  keys are padding; decode places its token at `index` and lets it see
+  every earlier non-padding key and itself.
   """
 
   pad_id: int
@@ -146,7 +158,7 @@ class CacheState(nn.Module):
   mode: str
 
   @nn.compact
-  def __call__(self, inputs, positions, bias):  # inputs [b, s]
+  def __call__(self, inputs, positions, mask):  # inputs [b, s]
     b, s = inputs.shape
     valid = self.variable(
         "cache",
@@ -163,15 +175,15 @@ class CacheState(nn.Module):
         raise ValueError(f"a prefix of {s} exceeds cache_len={self.cache_len}")
       valid.value = valid.value.at[:, :s].set(inputs != self.pad_id)
       index.value = jnp.asarray(s, jnp.int32)
-      return positions, bias
+      return positions, mask
     i = index.value
     valid.value = jax.lax.dynamic_update_slice(
         valid.value, inputs != self.pad_id, (jnp.zeros((), jnp.int32), i)
     )
     index.value = i + 1
-    seen = (jnp.arange(self.cache_len) <= i)[None] & valid.value  # [b, t]
-    bias = jnp.where(seen, 0.0, layers.NEG_INF)[:, None, None, :]
-    return jnp.full((b, 1), i, jnp.int32), bias.astype(jnp.float32)
+    # Causal from position i over the cache's non-padding keys.
+    mask = attention.Mask(jnp.zeros((b,), jnp.int32), valid.value, i)
+    return jnp.full((b, 1), i, jnp.int32), mask
 
 
 class VideoPoetLM(nn.Module):
@@ -266,15 +278,18 @@ class VideoPoetLM(nn.Module):
       x = jnp.where((inputs == c.text_token_id)[..., None], placed, x)
     b, s = inputs.shape
     positions = jnp.broadcast_to(jnp.arange(s), (b, s))  # [b, s]
-    bias = layers.prefix_lm_bias(prefix_len, inputs != c.pad_id, s)
+    # The prefix-LM mask as vectors (attention.Mask), never an [s, s] array.
+    mask = attention.Mask(
+        jnp.asarray(prefix_len, jnp.int32), inputs != c.pad_id
+    )
     if self.mode != "train":
-      positions, bias = self.cache_state(inputs, positions, bias)
+      positions, mask = self.cache_state(inputs, positions, mask)
     x = nn.with_logical_constraint(x, _BLOCK_AXES)
     if c.scan_layers:
-      x, _ = self.blocks(x, bias, positions)
+      x, _ = self.blocks(x, mask, positions)
     else:
       for blk in self.blocks:
-        x, _ = blk(x, bias, positions)
+        x, _ = blk(x, mask, positions)
     return self.final_norm(x)  # [b, s, d]
 
   def logits(self, hidden):
