@@ -6,7 +6,7 @@ no library module imports `configs/`, `experiments/`, `tests/` or
   0 core        videopoet.{config_lib, sharding, xla_cpu, train_lib, data}
   1 tokenizers  videopoet.tokenizers (MAGVIT-v2, SoundStream, common)
   2 LM          videopoet.{model, tasks, vocab, decode, lm_data, lm_trainer,
-                token_spec, text_tokenizer}
+                token_spec, text_tokenizer, superres}
   3 apps        videopoet.{pretokenize, sampling, eval}
   experiments/ and configs/ sit on top of all of them.
 """
@@ -22,7 +22,7 @@ LAYERS = (
     ("core", ("config_lib", "sharding", "xla_cpu", "train_lib", "data")),
     ("tokenizers", ("tokenizers",)),
     ("LM", ("model", "tasks", "vocab", "decode", "lm_data", "lm_trainer",
-            "token_spec", "text_tokenizer")),  # fmt: skip
+            "token_spec", "text_tokenizer", "superres")),  # fmt: skip
     ("apps", ("pretokenize", "sampling", "eval")),
 )
 OUTSIDE = ("configs", "experiments", "tests", "benchmarks", "research")
