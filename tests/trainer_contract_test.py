@@ -9,6 +9,7 @@ exists; `FAMILY.load` reads the trained parameters back.
 """
 
 import inspect
+import json
 import os
 
 import jax
@@ -202,6 +203,14 @@ def test_run_refuse_and_load(name, data_dir, tmp_path):
       for f in os.listdir(workdir)
   } == before
   assert fam.load(workdir).step == 2
+
+  if name == "superres":  # A rerun with a longer run resumes.
+    longer = make(data_dir, tmp_path)
+    longer.trainer.total_steps = 3
+    family.run(fam, longer, workdir)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      assert [json.loads(line)["step"] for line in f] == [1, 2, 3]
+    assert fam.load(workdir).step == 3
 
   if name == "lm":  # The contract's evaluation of a checkpoint.
     c = make(data_dir, tmp_path)

@@ -82,15 +82,11 @@ def _guided(cfg: SRSamplingConfig) -> bool:
   return cfg.guidance_text != 1.0 or cfg.guidance_low != 1.0
 
 
-def logits_fn(model, params, low, text, text_mask, cfg: SRSamplingConfig):
-  """`tokens -> logits [b, t, H, W, k, n]` with the guidance of `cfg`."""
-  c = model.config
-  if not _guided(cfg):
-    return lambda tokens: model.apply(
-        {"params": params}, tokens, low, text, text_mask
-    )
+def guided_logits_fn(model, params, low, text, text_mask, guidance_text,
+                     guidance_low):  # fmt: skip
+  """`tokens -> guided logits`: the three passes in one batch."""
   no_text = jnp.zeros_like(text_mask)
-  lows = jnp.concatenate([low, low, jnp.full_like(low, c.mask_id)])
+  lows = jnp.concatenate([low, low, jnp.full_like(low, model.config.mask_id)])
   texts = jnp.concatenate([text, text, text])
   masks = jnp.concatenate([text_mask, no_text, no_text])
 
@@ -99,11 +95,21 @@ def logits_fn(model, params, low, text, text_mask, cfg: SRSamplingConfig):
         {"params": params}, jnp.concatenate([tokens] * 3), lows, texts, masks
     )
     cond, text_free, uncond = jnp.split(out, 3)
-    return guided_logits(
-        cond, text_free, uncond, cfg.guidance_text, cfg.guidance_low
-    )
+    return guided_logits(cond, text_free, uncond, guidance_text, guidance_low)
 
   return fn
+
+
+def logits_fn(model, params, low, text, text_mask, cfg: SRSamplingConfig):
+  """`tokens -> logits [b, t, H, W, k, n]` with the guidance of `cfg` (one
+  pass when both scales are 1: the same logits)."""
+  if not _guided(cfg):
+    return lambda tokens: model.apply(
+        {"params": params}, tokens, low, text, text_mask
+    )
+  return guided_logits_fn(
+      model, params, low, text, text_mask, cfg.guidance_text, cfg.guidance_low
+  )
 
 
 def maskgit_loop(logits_of, shape, mask_id, rng, cfg: SRSamplingConfig):
