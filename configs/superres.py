@@ -32,7 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in _ARGS:
     raise ValueError(f"unknown superres config {arg!r}; allowed: {_ARGS}")
   c = ml_collections.ConfigDict()
-  steps = dict(tiny=4, demo=300, synth=3000, paper=1_000_000)[arg]
+  steps = dict(tiny=4, demo=300, synth=1500, paper=1_000_000)[arg]
   c.trainer = common.trainer(
       steps, log_every=dict(tiny=1, demo=50).get(arg, 100), eval_every=0,
       checkpoint_every=dict(tiny=2, demo=300).get(arg, 500),
@@ -51,8 +51,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # and condition each dropped for 10% of the examples (guidance).
   c.masking = dict(noise_max=0.2, drop_text=0.1, drop_low=0.1)
   c.optimizer = dict(
-      learning_rate=dict(tiny=1e-3, demo=2e-3, synth=1e-3, paper=1e-4)[arg],
-      warmup_steps=dict(tiny=1, demo=30, synth=200, paper=10_000)[arg],
+      learning_rate=dict(tiny=1e-3, demo=2e-3, synth=2e-3, paper=1e-4)[arg],
+      warmup_steps=dict(tiny=1, demo=30, synth=100, paper=10_000)[arg],
       weight_decay=0.01, b2=0.98, grad_clip=1.0,
   )  # fmt: skip
   windows = {
@@ -62,7 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "paper": ((1, 56, 4), (1, 8, 32), (5, 8, 8)),
   }[arg]
   width, blocks, heads = dict(
-      tiny=(32, 1, 2), demo=(64, 1, 4), synth=(128, 2, 4),
+      tiny=(32, 1, 2), demo=(64, 1, 4), synth=(64, 2, 4),
       paper=(1536, 8, 16),
   )[arg]  # fmt: skip
   c.model = dict(
