@@ -56,6 +56,9 @@ class SRModelConfig:
     windows: (t, h, w) windows on the high-resolution grid of the three
       layers of a block, in `AXES` order; h and w even (the low-resolution
       windows are (t, h/2, w/2)).
+    low_input: also add each high-resolution token's low-resolution token's
+      embedding (nearest-upsampled) to its input, beside the windowed
+      cross-attention (VideoPoet conditions by cross-attention only).
     factor_heads: k, the output heads; visual_bits divides by it.
     visual_bits: K, the tokens' code bits (from tokens.json).
     text_size: sentencepiece pieces (from tokens.json; 0: no text input).
@@ -68,6 +71,7 @@ class SRModelConfig:
   num_heads: int = 4
   mlp_dim: int = 256
   windows: tuple[Window, ...] = ((1, 8, 2), (1, 2, 8), (5, 2, 2))
+  low_input: bool = True
   factor_heads: int = 2
   visual_bits: int = 10
   text_size: int = 512
@@ -169,13 +173,18 @@ def low_window(window: Window) -> Window:
   return (window[0], window[1] // 2, window[2] // 2)
 
 
-def sincos_3d(grid: tuple[int, int, int], d: int) -> jax.Array:
+def sincos_3d(
+    grid: tuple[int, int, int], d: int, stride: tuple[int, int, int] = (1,) * 3
+) -> jax.Array:
   """Fixed [t, h, w, d] position code (sin/cos of each axis in d/3 parts),
-  defined for any grid, so a model trained on one size runs on another."""
+  defined for any grid, so a model trained on one size runs on another.
+
+  `stride`: cell i of an axis sits at i * s + (s - 1) / 2 (a low-resolution
+  cell at the centre of the high-resolution cells it covers)."""
   parts = []
   n = (d // 3) // 2 * 2  # Even channels per axis.
-  for axis, size in enumerate(grid):
-    pos = jnp.arange(size, dtype=jnp.float32)
+  for axis, (size, st) in enumerate(zip(grid, stride)):
+    pos = jnp.arange(size, dtype=jnp.float32) * st + (st - 1) / 2
     freq = 10_000.0 ** (-jnp.arange(0, n, 2, dtype=jnp.float32) / max(n, 1))
     ang = pos[:, None] * freq  # [size, n/2]
     code = jnp.concatenate([jnp.sin(ang), jnp.cos(ang)], -1)  # [size, n]
@@ -309,7 +318,10 @@ class SRTransformer(nn.Module):
     lo_table = embed(c.codebook + 1, "embed_low")  # + the dropped id.
     grid, low_grid = tokens.shape[1:], low.shape[1:]
     x = jnp.take(hi_table, tokens, axis=0) + sincos_3d(grid, d)
-    lo = jnp.take(lo_table, low, axis=0) + sincos_3d(low_grid, d)
+    lo = jnp.take(lo_table, low, axis=0)  # [b, t, H/2, W/2, d]
+    if c.low_input:  # Each high-res cell's low-res token, nearest-upsampled.
+      x = x + jnp.repeat(jnp.repeat(lo, 2, axis=2), 2, axis=3)
+    lo = lo + sincos_3d(low_grid, d, stride=(1, 2, 2))
     # Text: its embedding, and one learned "no text" key every query can
     # attend to (so a dropped caption leaves a defined softmax).
     b = tokens.shape[0]
