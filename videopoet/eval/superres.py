@@ -13,6 +13,7 @@ For each test clip with low-resolution codes (`tokenize_data` with
 each row and the clip count; `experiments.eval_superres` writes it.
 """
 
+import dataclasses
 import time
 from typing import Any
 
@@ -97,8 +98,6 @@ def evaluate(
       "split": split,
       "sr_step": loaded.step,
       "sr_workdir": loaded.workdir,
-      "sampling": {
-          k: getattr(sampling, k) for k in sampling.__dataclass_fields__
-      },
+      "sampling": dataclasses.asdict(sampling),
       "seconds": round(time.time() - start, 1),
   }

@@ -18,6 +18,7 @@ import numpy as np
 
 from videopoet import config_lib
 from videopoet import text_tokenizer
+from videopoet.sampling import generate
 from videopoet.superres import sample as sample_lib
 from videopoet.superres import trainer as trainer_lib
 
@@ -77,6 +78,14 @@ def apply(
   codes = np.stack([gen.encode_video(v) for v in video])  # [n, t', h', w']
   grids = []
   for i, stage in enumerate(stages):
+    t, h, w = codes.shape[1:]
+    try:
+      stage.model.config.check_grid((t, 2 * h, 2 * w))
+    except ValueError as e:
+      raise generate.RequestError(
+          f"super-resolution stage {i} ({stage.workdir}) cannot take this"
+          f" video's {t}x{h}x{w} codes: {e}"
+      ) from None
     length = stage.model.config.max_text_len
     ids = np.full((len(video), length), -1, np.int32)
     if text and gen.models.text is not None:
