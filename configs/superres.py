@@ -32,7 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in _ARGS:
     raise ValueError(f"unknown superres config {arg!r}; allowed: {_ARGS}")
   c = ml_collections.ConfigDict()
-  steps = dict(tiny=4, demo=300, synth=1500, paper=1_000_000)[arg]
+  steps = dict(tiny=4, demo=300, synth=3000, paper=1_000_000)[arg]
   c.trainer = common.trainer(
       steps, log_every=dict(tiny=1, demo=50).get(arg, 100), eval_every=0,
       checkpoint_every=dict(tiny=2, demo=300).get(arg, 500),
