@@ -30,6 +30,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.formats = ("mp4", "gif", "png", "wav")
   c.depth_model = ""  # TorchScript depth net for stylization ('': 0).
   c.mesh = dict(data=-1, fsdp=1, tensor=1)  # Each process's local devices.
+  # Super-resolution: comma-separated workdirs of experiments.train_superres
+  # applied in order to every video output (each doubles height and width;
+  # '' : none), and their MaskGIT settings (VideoPoet: 24 steps; text
+  # guidance 4 / 8 and low-resolution guidance 1 / 2 for stages 1 / 2).
+  c.superres = ""
+  c.superres_sampling = dict(
+      steps=24, temperature=1.0, choice_temperature=4.5, guidance_text=4.0,
+      guidance_low=1.0,
+  )
   if arg == "demo":
     # An LM trained for minutes on CPU: a lower temperature and top-k keep
     # the samples on the tokens it has seen most.

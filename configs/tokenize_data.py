@@ -75,4 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.flow_scale = 4.0
   c.batch_size = 8
   c.num_shards = 0  # 0: one shard per process.
+  # f > 0: also the codes of each clip bicubic-downsampled by f (record
+  # `video_low`): the SR transformer's data (configs/superres.py); 0: none.
+  c.superres_factor = 0
   return c

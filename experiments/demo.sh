@@ -7,7 +7,9 @@
 # all 11 tasks, then samples a prompts file of its own (text-to-video with
 # sound, text-to-image, image-to-video, frame continuation, a 4-second long
 # video, inpainting, outpainting, video-to-audio, ...) into
-# $RUN_DIR/samples. Outputs go under $RUN_DIR (default runs/demo,
+# $RUN_DIR/samples; trains the super-resolution transformer on 32x32 ->
+# 64x64 token pairs and samples one text-to-video through it (64x64 ->
+# 128x128) into $RUN_DIR/samples_sr. Outputs go under $RUN_DIR (default runs/demo,
 # git-ignored). Sizes: LM_STEPS, TOKENIZE_TRAIN; VIDEO_TOK / AUDIO_CODEC
 # name already trained workdirs to use instead of training them here.
 set -euo pipefail
@@ -19,21 +21,21 @@ mkdir -p "$RUN_DIR"
 source experiments/pipeline.sh
 rm -f "$RUN_DIR"/*.log
 
-step "1/8 Building synth_av (tiny, 64x64x17 @ 8 fps, 16 kHz audio) into $DATA_DIR"
+step "1/9 Building synth_av (tiny, 64x64x17 @ 8 fps, 16 kHz audio) into $DATA_DIR"
 job build_data $PY -m experiments.build_data \
   --config=configs/synth_av.py:tiny --config.data.data_dir="$DATA_DIR" \
   --config.dataset.train_size=512 --config.dataset.validation_size=64 \
   --config.dataset.test_size=64 --config.dataset.test_heldout_size=64 \
   | tail -n 40
 
-step "2/8 Writing 6 test clips as MP4 (H.264 + AAC soundtrack) with captions"
+step "2/9 Writing 6 test clips as MP4 (H.264 + AAC soundtrack) with captions"
 # The sampler's inputs below; --overwrite: a rerun rewrites its own clips.
 job export_clips $PY -m experiments.export_clips \
   --config=configs/export_clips.py --config.data.data_dir="$DATA_DIR" \
   --config.split=test --config.num=6 --out_dir="$RUN_DIR/clips" --overwrite
 cat "$RUN_DIR/clips/captions.jsonl"
 
-step "3/8 Training the sentencepiece text tokenizer on the train captions"
+step "3/9 Training the sentencepiece text tokenizer on the train captions"
 job train_text_tokenizer $PY -m experiments.train_text_tokenizer \
   --config=configs/train_text_tokenizer.py \
   --config.data.data_dir="$DATA_DIR" --workdir="$RUN_DIR/text" \
@@ -44,27 +46,27 @@ job train_text_tokenizer $PY -m experiments.train_text_tokenizer \
 VIDEO_TOK=${VIDEO_TOK:-$RUN_DIR/video_tokenizer}
 AUDIO_CODEC=${AUDIO_CODEC:-$RUN_DIR/audio_codec}
 if [[ "$VIDEO_TOK" == "$RUN_DIR/video_tokenizer" ]]; then
-  step "4/8 Training the MAGVIT-v2 video tokenizer (configs/magvit2.py:demo: 5x8x8 codes of 2^10) into $VIDEO_TOK"
+  step "4/9 Training the MAGVIT-v2 video tokenizer (configs/magvit2.py:demo: 5x8x8 codes of 2^10) into $VIDEO_TOK"
   job train_video_tokenizer $PY -m experiments.train_video_tokenizer \
     --config=configs/magvit2.py:demo --workdir="$VIDEO_TOK" \
     --config.data.data_dir="$DATA_DIR"
   grep -h -o "eval/psnr[^,]*" "$VIDEO_TOK/metrics.jsonl" | tail -n 1 || true
 else
-  step "4/8 Using the video tokenizer in $VIDEO_TOK"
+  step "4/9 Using the video tokenizer in $VIDEO_TOK"
 fi
 if [[ "$AUDIO_CODEC" == "$RUN_DIR/audio_codec" ]]; then
-  step "5/8 Training the SoundStream audio codec (configs/soundstream.py:demo) into $AUDIO_CODEC"
+  step "5/9 Training the SoundStream audio codec (configs/soundstream.py:demo) into $AUDIO_CODEC"
   job train_audio_codec $PY -m experiments.train_audio_codec \
     --config=configs/soundstream.py:demo --workdir="$AUDIO_CODEC" \
     --config.data.data_dir="$DATA_DIR"
   grep -h -o "eval/si_sdr[^,]*" "$AUDIO_CODEC/metrics.jsonl" | tail -n 1 || true
 else
-  step "5/8 Using the audio codec in $AUDIO_CODEC"
+  step "5/9 Using the audio codec in $AUDIO_CODEC"
 fi
 
 TOKENS="$RUN_DIR/tokens"
 TOKENIZE_TRAIN=${TOKENIZE_TRAIN:-512}
-step "6/8 Tokenizing $TOKENIZE_TRAIN train + 64 validation clips into $TOKENS"
+step "6/9 Tokenizing $TOKENIZE_TRAIN train + 64 validation clips into $TOKENS"
 tokenize "$TOKENS" "$DATA_DIR" "$RUN_DIR/text/text.model" "$VIDEO_TOK" \
   "$AUDIO_CODEC" validation:64 "train:$TOKENIZE_TRAIN"
 $PY - "$TOKENS/tokens.json" <<'PYEOF'
@@ -79,7 +81,7 @@ PYEOF
 LM_DIR="$RUN_DIR/lm"
 fresh_lm "$TOKENS" "$LM_DIR"
 LM_STEPS=${LM_STEPS:-1500}
-step "7/8 Training the tiny LM for $LM_STEPS steps on all 11 tasks into $LM_DIR"
+step "7/9 Training the tiny LM for $LM_STEPS steps on all 11 tasks into $LM_DIR"
 job train_lm $PY -m experiments.train --config=configs/videopoet.py:tiny \
   --workdir="$LM_DIR" --config.data.data_dir="$TOKENS" \
   --config.trainer.total_steps="$LM_STEPS" \
@@ -96,7 +98,24 @@ for k in sorted(last):
     print(f"  {k[4:-5]:26s} {last[k]:.3f}")
 PYEOF
 
-step "8/8 Sampling the demo's prompts with the LM into $RUN_DIR/samples"
+SR_TOKENS="$RUN_DIR/tokens_sr"
+SR_DIR="$RUN_DIR/superres"
+step "8/9 Training the super-resolution transformer (configs/superres.py:demo: 5x4x4 -> 5x8x8 codes) into $SR_DIR"
+# The clips' codes with those of the clips bicubic-downsampled to 32x32.
+job tokenize_sr $PY -m experiments.tokenize_data \
+  --config=configs/tokenize_data.py:tiny --workdir="$SR_TOKENS" \
+  --config.data.data_dir="$DATA_DIR" \
+  --config.text_tokenizer="$RUN_DIR/text/text.model" \
+  --config.video_tokenizer="$VIDEO_TOK" --config.audio_levels=0 \
+  --config.structure=False --config.superres_factor=2 \
+  --config.splits="('train',)" --config.limit="$TOKENIZE_TRAIN" --overwrite
+fresh_lm "$SR_TOKENS" "$SR_DIR"  # Other tokens: train it afresh.
+job train_superres $PY -m experiments.train_superres \
+  --config=configs/superres.py:demo --workdir="$SR_DIR" \
+  --config.data.data_dir="$SR_TOKENS"
+tail -n 1 "$SR_DIR/metrics.jsonl"
+
+step "9/9 Sampling the demo's prompts with the LM into $RUN_DIR/samples"
 PROMPTS="$RUN_DIR/prompts.jsonl"
 $PY - "$RUN_DIR/clips" "$PROMPTS" <<'PYEOF'
 import json, os, sys
@@ -142,6 +161,26 @@ for line in open(os.path.join(out, "manifest.jsonl")):
   print(f"  {r.get('task', '?'):26s} {r['status']:5s} {r['seconds']:6.1f}s  {what}")
 PYEOF
 
+# One super-resolved video: the first request through the SR stage.
+SR_PROMPTS="$RUN_DIR/prompts_sr.jsonl"
+head -n 1 "$PROMPTS" > "$SR_PROMPTS"
+rm -rf "$RUN_DIR/samples_sr"
+job sample_sr $PY -m experiments.sample --config=configs/sample.py:demo \
+  --workdir="$RUN_DIR/samples_sr" --config.lm="$LM_DIR" \
+  --config.prompts="$SR_PROMPTS" --config.superres="$SR_DIR"
+$PY - "$RUN_DIR/samples_sr" <<'PYEOF'
+import json, os, sys
+out = sys.argv[1]
+for line in open(os.path.join(out, "manifest.jsonl")):
+  r = json.loads(line)
+  if r["status"] != "done":
+    print(f"  super-resolved {r.get('task', '?')}: {r['status']} {r.get('reason', '')}")
+    continue
+  grids = " -> ".join("x".join(map(str, s["grid"])) for s in r["superres"])
+  print(f"  super-resolved {r['task']} (codes {grids}):"
+        f" {os.path.join(out, r['outputs'][0]['mp4'])}")
+PYEOF
+
 echo
 echo "Demo finished in $(( $(date +%s) - start ))s. Outputs:"
 echo "  dataset:     $DATA_DIR/synth_av"
@@ -150,4 +189,5 @@ echo "  tokenizers:  $VIDEO_TOK, $AUDIO_CODEC, $RUN_DIR/text/text.model"
 echo "  tokens:      $TOKENS (tokens.json names what made them)"
 echo "  LM:          $LM_DIR (checkpoints/, metrics.jsonl, tensorboard/)"
 echo "  samples:     $RUN_DIR/samples/*/sample_*.mp4 (manifest.jsonl, overview.png)"
+echo "  SR:          $SR_DIR; super-resolved: $RUN_DIR/samples_sr/*/sample_*.mp4"
 echo "  logs:        $RUN_DIR/*.log"

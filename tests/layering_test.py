@@ -6,7 +6,8 @@ no library module imports `configs/`, `experiments/`, `tests/` or
   0 core        videopoet.{config_lib, sharding, kernels, train_lib, data}
   1 tokenizers  videopoet.tokenizers (MAGVIT-v2, SoundStream, common)
   2 LM          videopoet.{model, tasks, vocab, decode, lm_data, lm_trainer,
-                token_spec, text_tokenizer, text_encoder}
+                token_spec, text_tokenizer, text_encoder,
+                superres}
   3 apps        videopoet.{pretokenize, sampling, eval}
   experiments/ and configs/ sit on top of all of them.
 """
@@ -22,7 +23,8 @@ LAYERS = (
     ("core", ("config_lib", "sharding", "kernels", "train_lib", "data")),
     ("tokenizers", ("tokenizers",)),
     ("LM", ("model", "tasks", "vocab", "decode", "lm_data", "lm_trainer",
-            "token_spec", "text_tokenizer", "text_encoder")),  # fmt: skip
+            "token_spec", "text_tokenizer", "text_encoder",
+            "superres")),  # fmt: skip
     ("apps", ("pretokenize", "sampling", "eval")),
 )
 OUTSIDE = ("configs", "experiments", "tests", "benchmarks", "research")

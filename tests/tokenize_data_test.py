@@ -311,3 +311,36 @@ def test_random_video_tokenizer_decodes():
   out = np.asarray(tok.decode_from_indices(ids))
   assert out.shape == (1, 5, 64, 64, 3) and np.isfinite(out).all()
   assert out.std() > 0  # A real decoder, not zeros.
+
+
+def test_superres_factor_writes_the_downsampled_clips_codes(setup):
+  """`superres_factor=2`: `video_low` holds the codes of the clip
+  bicubic-downsampled by 2, and tokens.json says so."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  from videopoet.superres import data as superres_data  # pylint: disable=g-import-not-at-top
+
+  root, cfg, _ = setup
+  cfg = dataclasses.replace(cfg, superres_factor=2, limit=2, structure=False,
+                            audio_levels=0)  # fmt: skip
+  tok = pretokenize.load_tokenizers(cfg)
+  out = str(root / "superres")
+  pretokenize.tokenize_split(cfg, tok, "train", out)
+  pretokenize.write_metadata(out, tok, {"train": 2})
+  spec = token_spec.read(out)
+  assert superres_data.low_factor(spec) == 2
+  assert superres_data.low_grid(spec) == (5, 2, 2)
+  recs = _records(out, "train")
+  src = tfds.data_source(_NAME, split="train", data_dir=cfg.data_dir)
+  clips = np.stack([np.asarray(src[i]["video"])[:17] for i in range(2)])
+  small = superres_data.resize_clips(clips / 127.5 - 1.0, 16, 16)
+  assert small.shape == (2, 17, 16, 16, 3)
+  pad = np.concatenate([small, np.repeat(small[-1:], 2, 0)])  # Batch of 4.
+  want = np.asarray(tok.encode_video(pad))[:2]
+  for r, w in zip(recs, want):
+    assert r["video"].shape == (5, 4, 4) and r["video_low"].shape == (5, 2, 2)
+    np.testing.assert_array_equal(r["video_low"], w)
+  # Without the option, the settings (so provenance) are as before.
+  assert "superres_factor" in tok.metadata
+  off = pretokenize._settings(dataclasses.replace(cfg, superres_factor=0))  # pylint: disable=protected-access
+  assert "superres_factor" not in off

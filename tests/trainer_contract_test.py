@@ -9,12 +9,14 @@ exists; `FAMILY.load` reads the trained parameters back.
 """
 
 import inspect
+import json
 import os
 
 import jax
 import jax.numpy as jnp
 import pytest
 
+from configs import superres as superres_config
 from configs import synth_av as synth_av_config
 from configs import videopoet as videopoet_config
 from tests import magvit2_train_test
@@ -23,6 +25,7 @@ from videopoet import config_lib
 from videopoet import lm_trainer
 from videopoet.data import synth_av
 from videopoet.data import synth_av_tfds
+from videopoet.superres import trainer as superres_trainer
 from videopoet.tokenizers.common import perceptual
 from videopoet.tokenizers.magvit2 import program as magvit2_program
 from videopoet.tokenizers.soundstream import trainer as soundstream_trainer
@@ -33,6 +36,7 @@ FAMILIES = {
     "video_tokenizer": magvit2_program.FAMILY,
     "audio_codec": soundstream_trainer.FAMILY,
     "lm": lm_trainer.FAMILY,
+    "superres": superres_trainer.FAMILY,
 }
 
 
@@ -98,16 +102,26 @@ def _lm_config(data_dir, tmp_path):
   return c
 
 
+def _superres_config(data_dir, tmp_path):
+  del data_dir, tmp_path
+  c = superres_config.get_config("tiny")
+  c.trainer.update(total_steps=2, log_every=1)
+  c.trainer.checkpoint.update(every_steps=1, async_save=False)
+  return c
+
+
 CONFIGS = {
     "video_tokenizer": _video_config,
     "audio_codec": lambda d, t: _audio_config(d, t, gan_from=0),
     "lm": _lm_config,
+    "superres": _superres_config,
 }
 # A change to each family's model config that a resume must refuse.
 MODEL_CHANGES = {
     "video_tokenizer": ("temporal_downsample", (False, True, False)),
     "audio_codec": ("channels", 4),
     "lm": ("num_layers", 3),
+    "superres": ("width", 48),
 }
 
 
@@ -189,6 +203,14 @@ def test_run_refuse_and_load(name, data_dir, tmp_path):
       for f in os.listdir(workdir)
   } == before
   assert fam.load(workdir).step == 2
+
+  if name == "superres":  # A rerun with a longer run resumes.
+    longer = make(data_dir, tmp_path)
+    longer.trainer.total_steps = 3
+    family.run(fam, longer, workdir)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      assert [json.loads(line)["step"] for line in f] == [1, 2, 3]
+    assert fam.load(workdir).step == 3
 
   if name == "lm":  # The contract's evaluation of a checkpoint.
     c = make(data_dir, tmp_path)

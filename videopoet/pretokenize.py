@@ -147,6 +147,9 @@ class TokenizeConfig:
     flow_scale: flow of this many pixels per frame maps to +-1.
     batch_size: clips per encoder call (the last batch is padded).
     num_shards: shards per split (0: one per process).
+    superres_factor: f > 0 also encodes each clip bicubic-downsampled by f
+      (`superres.data.resize_clips`) into `video_low` [t', h'/f, w'/f],
+      the SR transformer's condition (`_superres_low_codes`); 0: none.
   """
 
   data: datasets.DataConfig = datasets.DataConfig()
@@ -169,6 +172,7 @@ class TokenizeConfig:
   flow_scale: float = 4.0
   batch_size: int = 8
   num_shards: int = 0
+  superres_factor: int = 0
 
   def __post_init__(self):
     if not self.data.data_dir:
@@ -208,6 +212,11 @@ class TokenizeConfig:
       )
     if not self.splits:
       raise config_lib.ConfigError("config.splits is empty: name a split")
+    if self.superres_factor < 0 or self.superres_factor == 1:
+      raise config_lib.ConfigError(
+          f"config.superres_factor={self.superres_factor} must be 0 (none)"
+          " or >= 2"
+      )
     if self.batch_size < 1 or self.num_shards < 0 or self.limit < 0:
       raise config_lib.ConfigError(
           "config.batch_size must be >= 1, num_shards and limit >= 0"
@@ -274,6 +283,7 @@ def _settings(cfg: TokenizeConfig) -> dict:
       "flow_scale": float(cfg.flow_scale),
       "depth_model": os.path.abspath(cfg.depth_model) if depth else "",
       "depth_input_size": cfg.depth_input_size if depth else 0,
+      **_superres_settings(cfg),
   }
 
 
@@ -820,6 +830,46 @@ def _structure(row, video, depth_model, cfg) -> np.ndarray:
   return structure_lib.structure_video(flow, depth, cfg.flow_scale)
 
 
+# ----------------------------------------- Low-resolution codes (SR).
+def _superres_settings(cfg: TokenizeConfig) -> dict:
+  """The record-shaping setting of the SR's low-resolution codes: only when
+  on, so the records (and provenance) of tokens without them are as
+  before."""
+  from videopoet.superres import data as superres_data  # pylint: disable=g-import-not-at-top
+
+  if not cfg.superres_factor:
+    return {}
+  return {superres_data.FACTOR_KEY: cfg.superres_factor}
+
+
+def _superres_low_codes(cfg: TokenizeConfig, tok: "Tokenizers", clips):
+  """Codes [b, t', h'/f, w'/f] of clips [b, t, h, w, 3] in [-1, 1]
+  bicubic-downsampled by `cfg.superres_factor` (None when 0)."""
+  from videopoet.superres import data as superres_data  # pylint: disable=g-import-not-at-top
+
+  f = cfg.superres_factor
+  if not f:
+    return None
+  h, w = clips.shape[2:4]
+  if h % (f * tok.spec.space_factor) or w % (f * tok.spec.space_factor):
+    raise config_lib.ConfigError(
+        f"config.superres_factor={f}: {h}x{w} clips downsampled by {f} do"
+        f" not divide by the video tokenizer's space factor"
+        f" {tok.spec.space_factor}"
+    )
+  small = superres_data.resize_clips(clips, h // f, w // f)
+  codes = np.asarray(
+      tok.encode_video(_pad_batch(small, cfg.batch_size))
+  )[: len(clips)]
+  want = superres_data.low_grid(tok.spec)
+  if tuple(codes.shape[1:]) != want:
+    raise ValueError(
+        f"low-resolution codes have shape {codes.shape[1:]}, tokens.json"
+        f" would say {want}"
+    )
+  return codes
+
+
 def _check_shapes(spec: token_spec.TokenSpec, codes, audio) -> None:
   """The encoded grids are the shapes `tokens.json` will claim."""
   got = {"video": tuple(codes.shape[1:])}
@@ -854,6 +904,7 @@ def _encode_shard(
           f"clips have {video.shape[1]} frames, fewer than config.num_frames={t}"
       )
     clips = video.astype(np.float32) / 127.5 - 1.0  # [b, t, h, w, 3]
+    low = _superres_low_codes(cfg, tok, clips)  # [b, t', h'/f, w'/f] or None
     if has_structure:
       struct = np.stack(
           [_structure(r, v, tok.depth, cfg) for r, v in zip(rows, video)]
@@ -885,6 +936,8 @@ def _encode_shard(
       }
       if has_structure:
         record["structure"] = codes[len(rows) + j].astype(np.int32)
+      if low is not None:
+        record["video_low"] = low[j].astype(np.int32)
       if audio is not None:
         record["audio"] = audio[j].astype(np.int32)
       for name in GROUND_TRUTH:

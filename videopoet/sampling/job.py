@@ -37,6 +37,8 @@ from videopoet.data import media
 from videopoet.sampling import generate
 from videopoet.sampling import models as models_lib
 from videopoet.sampling import requests as requests_lib
+from videopoet.sampling import superres as superres_lib
+from videopoet.superres import sample as superres_sample
 
 MANIFEST = "manifest.jsonl"
 # What the samples of a workdir were made with; a rerun must match it.
@@ -59,6 +61,11 @@ class SampleConfig:
     formats: files written per sample (of mp4, gif, png, wav).
     depth_model: TorchScript depth network for stylization ('' : depth 0).
     mesh: the mesh of each process's local devices.
+    superres: comma-separated workdirs of SR transformers
+      (`experiments.train_superres`), applied in order to every video
+      output, each doubling its height and width ('': none;
+      `sampling/superres.py`).
+    superres_sampling: the SR stages' MaskGIT settings.
   """
 
   lm: str = ""
@@ -71,6 +78,10 @@ class SampleConfig:
   formats: tuple[str, ...] = FORMATS
   depth_model: str = ""
   mesh: sharding.MeshConfig = sharding.MeshConfig(data=-1, fsdp=1, tensor=1)
+  superres: str = ""
+  superres_sampling: superres_sample.SRSamplingConfig = (
+      superres_sample.SRSamplingConfig()
+  )
 
   def __post_init__(self):
     if not self.lm:
@@ -340,12 +351,19 @@ def run(
     return dict(summary, done=0, errors=0)
   mesh = sharding.create_mesh(cfg.mesh, jax.local_devices())
   models = models_lib.load_models(cfg.lm, mesh, cfg.step or None)
-  check_record(out_dir, {
+  stages = superres_lib.load_stages(
+      superres_lib.parse_paths(cfg.superres), models.spec
+  )
+  made_with = {
       "lm": models.lm.workdir, "lm_step": models.lm.step,
       "sampling": dataclasses.asdict(cfg.sampling),
       "force_visible": cfg.force_visible,
       "context_seconds": cfg.context_seconds,
-  })  # fmt: skip
+  }  # fmt: skip
+  if stages:  # Only then: records of runs without SR stay as they were.
+    made_with["superres"] = superres_lib.record(stages)
+    made_with["superres_sampling"] = dataclasses.asdict(cfg.superres_sampling)
+  check_record(out_dir, made_with)
   gen = generate.Generator(models, cfg.sampling, cfg.force_visible)
   depth = None
   if cfg.depth_model:
@@ -368,6 +386,16 @@ def run(
       settings = req.sampling(cfg.sampling)
       row["settings"] = dataclasses.asdict(settings)
       result = generate_request(gen, req, cfg, depth)
+      if stages and result.video is not None and result.video.shape[1] > 1:
+        video, grids = superres_lib.apply(
+            stages, gen, result.video, req.fields.get("text"), req.seed,
+            cfg.superres_sampling,
+        )  # fmt: skip
+        result = dataclasses.replace(result, video=video)
+        row["superres"] = [
+            dict(stage, grid=list(grid), steps=cfg.superres_sampling.steps)
+            for stage, grid in zip(superres_lib.record(stages), grids)
+        ]
       row["outputs"] = write_outputs(
           out_dir, req, result, models.spec, cfg.formats
       )

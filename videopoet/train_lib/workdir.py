@@ -211,17 +211,25 @@ FAMILIES = {  # family: (what it is, its config file, the job that trains it)
         "configs/videopoet.py",
         "experiments.train",
     ),
+    "superres": (
+        "a super-resolution transformer",
+        "configs/superres.py",
+        "experiments.train_superres",
+    ),
 }
 
 
 def config_family(saved: Any) -> str | None:
-  """'video_tokenizer', 'audio_codec', 'lm' or None for a saved config."""
+  """'video_tokenizer', 'audio_codec', 'lm', 'superres' or None for a saved
+  config."""
   if not isinstance(saved, dict):
     return None
   model = saved.get("model")
   model = model if isinstance(model, dict) else {}
   if "rvq" in model:
     return "audio_codec"
+  if "windows" in model and "masking" in saved:
+    return "superres"
   if "vocab" in saved and "tasks" in saved:
     return "lm"
   if "quantizer" in saved and "filters" in model:

@@ -1,0 +1,1 @@
+"""VideoPoet's super-resolution transformer: model, trainer, MaskGIT sampler."""
