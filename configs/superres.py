@@ -1,7 +1,7 @@
 r"""The super-resolution (SR) transformer (`experiments/train_superres.py`).
 
   python -m experiments.train_superres --config=configs/superres.py:synth \
-      --workdir=runs/superres --config.data.path=runs/tokens_sr
+      --workdir=runs/superres --config.data.data_dir=runs/tokens_sr
 
 The tokens come from `experiments.tokenize_data` with
 `--config.superres_factor=2` (each record holds `video` and `video_low`, the
@@ -38,9 +38,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       checkpoint_every=dict(tiny=2, demo=300).get(arg, 500),
   )  # fmt: skip
   c.mesh = common.mesh()
-  c.data = dict(
+  # data_dir: the tokens (tokenize_data's workdir, superres_factor=2).
+  c.data = common.data(
       source="random" if arg == "tiny" else "arrayrecord",
-      path="",  # tokenize_data's output with superres_factor=2.
       split="train",
       batch_size=dict(tiny=2, demo=8, synth=16, paper=256)[arg],
       # Random records (source='random'): 2x4x4 codes of 4 bits.

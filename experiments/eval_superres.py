@@ -1,7 +1,8 @@
 r"""PSNR of a trained SR transformer against bicubic upsampling.
 
-  python -m experiments.eval_superres --workdir=runs/superres \
-      --data_dir=runs/data --split=test --num_clips=64
+  python -m experiments.eval_superres --config=configs/eval_superres.py \
+      --workdir=runs/superres --config.data.data_dir=runs/data \
+      [--config.split=test] [--config.num_clips=64]
 
 Scores, against each test clip's full-resolution ground truth: the SR
 output decoded by the tokens' video tokenizer (`sr`), the same
@@ -13,45 +14,40 @@ Writes `<workdir>/eval_superres_<split>.json` and prints it.
 import json
 import os
 
-from absl import app
 from absl import flags
+from ml_collections import config_flags
 
-from videopoet import xla_cpu
+from experiments import common
+from videopoet import config_lib
 from videopoet.train_lib import workdir as workdir_lib
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "The SR workdir.")
-_TOKENS = flags.DEFINE_string(
-    "tokens", "", "Tokens with video_low (default: the SR run's data.path)."
-)
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory.")
-_SPLIT = flags.DEFINE_string("split", "test", "The split scored.")
-_NUM = flags.DEFINE_integer("num_clips", 64, "Clips scored (the first).")
-_STEPS = flags.DEFINE_integer("steps", 24, "MaskGIT steps.")
-_TEXT = flags.DEFINE_float("guidance_text", 1.0, "Text guidance scale.")
-_LOW = flags.DEFINE_float("guidance_low", 1.0, "Condition guidance scale.")
-_TEMP = flags.DEFINE_float("temperature", 1.0, "Sampling temperature.")
-_SEED = flags.DEFINE_integer("seed", 0, "The sampler's seed.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "configs/eval_superres.py", lock_config=True
+)  # fmt: skip
 
 
 def main(argv):
   del argv
   from videopoet.eval import superres as eval_lib  # pylint: disable=g-import-not-at-top
-  from videopoet.superres import sample as sample_lib  # pylint: disable=g-import-not-at-top
   from videopoet.superres import trainer  # pylint: disable=g-import-not-at-top
 
-  loaded = trainer.load(_WORKDIR.value)
-  tokens = _TOKENS.value or workdir_lib.read_config(loaded.workdir)["data"][
-      "path"
-  ]
+  c = config_lib.from_config(eval_lib.EvalConfig, _CONFIG.value, "config")
+  if not c.data.data_dir:
+    raise config_lib.ConfigError(
+        "config.data.data_dir is empty: point it at the TFDS data directory"
+        " of the clips (experiments.build_data's)"
+    )
+  common.init_runtime()
+  loaded = trainer.load(common.WORKDIR.value)
+  # The run's config in today's key names (older workdirs included).
+  run = workdir_lib.read_family_config(loaded.workdir, trainer.NAME)
+  tokens = c.tokens or run["data"]["data_dir"]
   out = eval_lib.evaluate(
-      loaded, tokens, _DATA_DIR.value, _SPLIT.value, _NUM.value,
-      sampling=sample_lib.SRSamplingConfig(
-          steps=_STEPS.value, temperature=_TEMP.value,
-          guidance_text=_TEXT.value, guidance_low=_LOW.value,
-      ),
-      seed=_SEED.value,
+      loaded, tokens, c.data.data_dir, c.split, c.num_clips,
+      batch_size=c.batch_size, sampling=c.sampling, seed=c.seed,
+      dataset=c.data.dataset,
   )  # fmt: skip
-  path = os.path.join(loaded.workdir, f"eval_superres_{_SPLIT.value}.json")
+  path = os.path.join(loaded.workdir, f"eval_superres_{c.split}.json")
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     json.dump(out, f, indent=2, sort_keys=True)
   os.replace(path + ".tmp", path)
@@ -59,6 +55,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  xla_cpu.configure()  # Before JAX creates its backend (CPU only).
-  flags.mark_flags_as_required(["workdir", "data_dir"])
-  app.run(main)
+  flags.mark_flags_as_required(["config", "workdir"])
+  common.run(main)

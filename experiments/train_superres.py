@@ -1,7 +1,7 @@
 """Trains the super-resolution transformer (VideoPoet's second stage).
 
   python -m experiments.train_superres --config=configs/superres.py:synth \\
-      --workdir=runs/superres --config.data.path=runs/tokens_sr
+      --workdir=runs/superres --config.data.data_dir=runs/tokens_sr
 
 The tokens are `experiments.tokenize_data`'s with
 `--config.superres_factor=2`; their `tokens.json` is copied to

@@ -16,6 +16,7 @@ import pytest
 
 from configs import soundstream as soundstream_config
 from configs import magvit2 as magvit2_config
+from configs import superres as superres_config
 from tests import trainer_contract_test as contract
 from videopoet import config_lib
 from videopoet.train_lib import checkpointing
@@ -75,6 +76,11 @@ def test_the_table_turns_old_configs_into_todays():
   assert renames.upgrade_config(old_lm, "lm")["data"] == {
       "data_dir": "runs/tokens"
   }
+  new_sr = json.loads(config_lib.to_json(superres_config.get_config("synth")))
+  old_sr = json.loads(json.dumps(new_sr))
+  old_sr["data"]["path"] = old_sr["data"].pop("data_dir")
+  assert workdir_lib.config_family(old_sr) == "superres"
+  assert renames.upgrade_config(old_sr, "superres") == new_sr
   record = {"random": {"codec_model": {"channel_mults": [2, 4]}}}
   assert renames.upgrade_tokens_record(record) == {
       "random": {"codec_model": {"channel_multipliers": [2, 4]}}

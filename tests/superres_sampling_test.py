@@ -39,7 +39,9 @@ def make_superres_workdir(root: str, lm_dir: str, name: str) -> str:
   with open(token_spec.path_in(workdir), "w") as f:
     json.dump(record, f)
   config = superres_configs.get_config("tiny")
-  config.data.update(source="arrayrecord", path=os.path.join(root, "tokens"))
+  config.data.update(
+      source="arrayrecord", data_dir=os.path.join(root, "tokens")
+  )
   config.model.windows = _WINDOWS
   with open(os.path.join(workdir, "config.json"), "w") as f:
     json.dump(config.to_dict(), f)

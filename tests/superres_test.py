@@ -9,8 +9,13 @@ import numpy as np
 import optax
 import pytest
 
+from configs import eval_superres as eval_config
+from configs import superres as superres_config
+from videopoet import config_lib
+from videopoet.eval import superres as eval_lib
 from videopoet.superres import model as model_lib
 from videopoet.superres import sample as sample_lib
+from videopoet.superres import trainer
 
 
 @pytest.fixture(autouse=True)
@@ -174,3 +179,14 @@ def test_guidance_scales_one_equal_no_guidance(tiny):
   )
   b, _ = forced(params, key)
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_configs_name_the_tokens_data_dir():
+  c = superres_config.get_config("synth")
+  with pytest.raises(config_lib.ConfigError, match="config.data.data_dir"):
+    trainer.parse(c)
+  e = config_lib.from_config(
+      eval_lib.EvalConfig, eval_config.get_config(), "config"
+  )
+  assert isinstance(e.sampling, sample_lib.SRSamplingConfig)
+  assert (e.data.data_dir, e.tokens, e.split) == ("", "", "test")

@@ -331,7 +331,7 @@ def test_superres_factor_writes_the_downsampled_clips_codes(setup):
   assert superres_data.low_factor(spec) == 2
   assert superres_data.low_grid(spec) == (5, 2, 2)
   recs = _records(out, "train")
-  src = tfds.data_source(_NAME, split="train", data_dir=cfg.data_dir)
+  src = tfds.data_source(_NAME, split="train", data_dir=cfg.data.data_dir)
   clips = np.stack([np.asarray(src[i]["video"])[:17] for i in range(2)])
   small = superres_data.resize_clips(clips / 127.5 - 1.0, 16, 16)
   assert small.shape == (2, 17, 16, 16, 3)

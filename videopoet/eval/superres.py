@@ -35,6 +35,43 @@ def _pixels(x) -> np.ndarray:
   return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalDataConfig:
+  """`config.data` of `configs/eval_superres.py`: the ground-truth clips.
+
+  Attributes:
+    dataset: their TFDS name ('': the one the tokens' tokens.json names).
+    data_dir: the TFDS data directory (`experiments.build_data`'s).
+  """
+
+  dataset: str = ""
+  data_dir: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """A `configs/eval_superres.py` config, checked.
+
+  Attributes:
+    data: the ground-truth clips.
+    tokens: tokens with `video_low` of those clips ('': the SR run's
+      `data.data_dir`).
+    split: the split scored.
+    num_clips: clips scored (the first ones).
+    batch_size: clips per SR call.
+    seed: the SR sampler's seed (batch i uses seed + i).
+    sampling: the SR sampler's settings.
+  """
+
+  data: EvalDataConfig = EvalDataConfig()
+  tokens: str = ""
+  split: str = "test"
+  num_clips: int = 64
+  batch_size: int = 8
+  seed: int = 0
+  sampling: sample_lib.SRSamplingConfig = sample_lib.SRSamplingConfig()
+
+
 def evaluate(
     loaded: Any,
     tokens_dir: str,
@@ -44,6 +81,7 @@ def evaluate(
     batch_size: int = 8,
     sampling: sample_lib.SRSamplingConfig = sample_lib.SRSamplingConfig(),
     seed: int = 0,
+    dataset: str = "",
 ) -> dict[str, Any]:
   """The PSNR table of `loaded` (`superres.trainer.load`) on `split`.
 
@@ -57,11 +95,12 @@ def evaluate(
     batch_size: clips per SR call.
     sampling: the SR sampler's settings.
     seed: the SR sampler's seed (batch i uses seed + i).
+    dataset: the clips' TFDS name ('': the tokens' `dataset`).
   """
   spec = loaded.spec
   video = models_lib.load_video_tokenizer(spec)
   records = lm_data.ArrayRecordSource(tokens_dir, split)
-  source = datasets.open_split(spec.dataset, data_dir, split)
+  source = datasets.open_split(dataset or spec.dataset, data_dir, split)
   n = min(num_clips, len(records))
   sampler = sample_lib.make_sampler(loaded.model, sampling)
   decode = lambda c: _pixels(

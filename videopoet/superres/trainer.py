@@ -55,15 +55,15 @@ class DataConfig:
 
   Attributes:
     source: 'arrayrecord' (tokens of `tokenize_data` with
-      `superres_factor=2` under `path`) or 'random' (tests).
-    path: the tokens' directory.
+      `superres_factor=2` under `data_dir`) or 'random' (tests).
+    data_dir: the tokens' directory (`tokenize_data`'s workdir).
     split: the split trained on.
     batch_size: global batch size.
     random: the random records of `source='random'`.
   """
 
   source: Literal["arrayrecord", "random"] = "arrayrecord"
-  path: str = ""
+  data_dir: str = ""
   split: str = "train"
   batch_size: int = 8
   random: data_lib.RandomRecordsConfig = data_lib.RandomRecordsConfig()
@@ -113,15 +113,17 @@ class SRTrainConfig:
 
 
 def _spec(data: DataConfig) -> token_spec.TokenSpec:
-  if not data.path:
+  if not data.data_dir:
     raise config_lib.ConfigError(
-        "config.data.path is empty: point it at tokens of"
+        "config.data.data_dir is empty: point it at tokens of"
         " experiments.tokenize_data with --config.superres_factor=2"
     )
   try:
-    return token_spec.read(data.path)
+    return token_spec.read(data.data_dir)
   except FileNotFoundError as e:
-    raise config_lib.ConfigError(f"config.data.path={data.path!r}: {e}") from e
+    raise config_lib.ConfigError(
+        f"config.data.data_dir={data.data_dir!r}: {e}"
+    ) from e
 
 
 def token_facts(spec: token_spec.TokenSpec) -> TokenFacts:
@@ -190,7 +192,7 @@ def parse(config) -> SRTrainConfig:
 def _source(data: DataConfig, seed: int):
   if data.source == "random":
     return data_lib.random_records(data.random, seed)
-  return lm_data.ArrayRecordSource(data.path, data.split)
+  return lm_data.ArrayRecordSource(data.data_dir, data.split)
 
 
 def _select(record):
@@ -288,7 +290,7 @@ def write_workdir_tokens(config, workdir: str) -> str:
     with open(path + ".tmp", "w", encoding="utf-8") as f:
       json.dump({"random_records": dataclasses.asdict(data.random)}, f)
   else:
-    shutil.copyfile(token_spec.path_in(data.path), path + ".tmp")
+    shutil.copyfile(token_spec.path_in(data.data_dir), path + ".tmp")
   os.replace(path + ".tmp", path)
   return path
 

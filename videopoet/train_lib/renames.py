@@ -3,9 +3,10 @@
 The families once named the same things differently (SoundStream's
 `optim`, `data.global_batch_size`, `data.name`, `optim.disc_start_step`,
 `model.channel_mults`, state `gen`/`gen_ema`/`disc`; MAGVIT-v2's
-`loss.ema_decay` and state `d_params`; the LM's `data.path`). Workdirs and
-token directories written before keep their old names on disk; everything
-that reads them goes through this module, so they load as written today:
+`loss.ema_decay` and state `d_params`; the LM's and the SR transformer's
+`data.path`). Workdirs and token directories written before keep their old
+names on disk; everything that reads them goes through this module, so they
+load as written today:
 
   * `upgrade_config(saved, family)`: a workdir's `config.json` (the rerun
     comparison, every loader), one log line naming what was renamed;
@@ -33,6 +34,7 @@ CONFIG_RENAMES = {
     ),
     "video_tokenizer": (("loss.ema_decay", "optimizer.ema_decay"),),
     "lm": (("data.path", "data.data_dir"),),
+    "superres": (("data.path", "data.data_dir"),),
 }
 # What tokens.json (and each shard's provenance record) names: the random
 # codec's architecture is a SoundStream model config.
