@@ -118,17 +118,11 @@ class VocabChoices:
 def _data_spec(data: DataConfig) -> token_spec.TokenSpec:
   if data.source == "random":
     return data.random.spec()
-  if not data.data_dir:
-    raise config_lib.ConfigError(
-        "config.data.data_dir is empty: point it at the output of"
-        " experiments.tokenize_data (or set config.data.source='random')"
-    )
-  try:
-    return token_spec.read(data.data_dir)
-  except FileNotFoundError as e:
-    raise config_lib.ConfigError(
-        f"config.data.data_dir={data.data_dir!r}: {e}"
-    ) from e
+  return token_spec.read_config_dir(
+      data.data_dir,
+      "the output of experiments.tokenize_data (or set"
+      " config.data.source='random')",
+  )
 
 
 def data_spec(config) -> token_spec.TokenSpec:

@@ -259,3 +259,22 @@ def file_sha256(path: str) -> str:
     for block in iter(lambda: f.read(1 << 20), b""):
       digest.update(block)
   return digest.hexdigest()[:16]
+
+
+def read_config_dir(data_dir: str, empty_hint: str) -> TokenSpec:
+  """`read(data_dir)` for a job's `config.data.data_dir`, named on error.
+
+  Raises:
+    config_lib.ConfigError: `data_dir` is empty (`empty_hint` says what to
+      point it at) or holds no tokens.json.
+  """
+  if not data_dir:
+    raise config_lib.ConfigError(
+        f"config.data.data_dir is empty: point it at {empty_hint}"
+    )
+  try:
+    return read(data_dir)
+  except FileNotFoundError as e:
+    raise config_lib.ConfigError(
+        f"config.data.data_dir={data_dir!r}: {e}"
+    ) from e

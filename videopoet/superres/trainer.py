@@ -113,17 +113,10 @@ class SRTrainConfig:
 
 
 def _spec(data: DataConfig) -> token_spec.TokenSpec:
-  if not data.data_dir:
-    raise config_lib.ConfigError(
-        "config.data.data_dir is empty: point it at tokens of"
-        " experiments.tokenize_data with --config.superres_factor=2"
-    )
-  try:
-    return token_spec.read(data.data_dir)
-  except FileNotFoundError as e:
-    raise config_lib.ConfigError(
-        f"config.data.data_dir={data.data_dir!r}: {e}"
-    ) from e
+  return token_spec.read_config_dir(
+      data.data_dir,
+      "tokens of experiments.tokenize_data with --config.superres_factor=2",
+  )
 
 
 def token_facts(spec: token_spec.TokenSpec) -> TokenFacts:
