@@ -52,6 +52,22 @@ class _QuietLibraries(py_logging.Filter):
     )
 
 
+def built_data(config):
+  """`config.data` of a job that reads a dataset experiments.build_data
+  built (named errors for a bad key or an empty data_dir)."""
+  from videopoet.data import datasets  # pylint: disable=g-import-not-at-top
+
+  data = config_lib.from_config(
+      datasets.DataConfig, config.data, "config.data"
+  )
+  if not data.data_dir:
+    raise config_lib.ConfigError(
+        "config.data.data_dir is empty: pass --config.data.data_dir=DIR, the"
+        " TFDS data directory of experiments.build_data"
+    )
+  return data
+
+
 def init_runtime() -> None:
   """Joins the processes of the job (when asked) and logs the devices."""
   for handler in py_logging.getLogger().handlers + [logging.get_absl_handler()]:

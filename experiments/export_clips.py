@@ -175,14 +175,7 @@ def main(argv):
   del argv
   common.init_runtime()
   config = _CONFIG.value
-  data = config_lib.from_config(
-      datasets.DataConfig, config.data, "config.data"
-  )
-  if not data.data_dir:
-    raise config_lib.ConfigError(
-        "config.data.data_dir is empty: pass --config.data.data_dir=DIR, the"
-        " TFDS data directory of experiments.build_data"
-    )
+  data = common.built_data(config)
   export(
       data.dataset,
       data.data_dir,

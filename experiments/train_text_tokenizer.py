@@ -16,7 +16,6 @@ from absl import logging
 from ml_collections import config_flags
 
 from experiments import common
-from videopoet import config_lib
 from videopoet import text_tokenizer
 from videopoet.data import datasets
 
@@ -30,14 +29,7 @@ def main(argv):
   del argv
   common.init_runtime()
   config = _CONFIG.value
-  data = config_lib.from_config(
-      datasets.DataConfig, config.data, "config.data"
-  )
-  if not data.data_dir:
-    raise config_lib.ConfigError(
-        "config.data.data_dir is empty: pass --config.data.data_dir=DIR, the"
-        " TFDS data directory of experiments.build_data"
-    )
+  data = common.built_data(config)
   source = datasets.open_split(data.dataset, data.data_dir, config.split)
   captions = [source[i]["caption"] for i in range(len(source))]
   captions = [c.decode() if isinstance(c, bytes) else str(c) for c in captions]
