@@ -45,7 +45,6 @@ from benchmarks import magvit2_lucidrains
 from benchmarks import magvit2_torch
 from videopoet import kernels
 from videopoet.kernels import xla_cpu
-from videopoet.tokenizers.magvit2 import layers
 from videopoet.tokenizers.magvit2 import model as model_lib
 from videopoet.tokenizers.magvit2 import quantizers
 
@@ -86,7 +85,7 @@ def our_step_and_codec(video):
       _FILTERS.value, MULTS, _BLOCKS.value, TDOWN, GROUPS
   )
   tok = model_lib.Tokenizer(cfg, quantizers.LFQ(num_bits=BITS))
-  params = jax.jit(lambda r: tok.init(layers.init_key(r), video[:1]))(
+  params = jax.jit(lambda r: tok.init(kernels.init_key(r), video[:1]))(
       jax.random.key(0)
   )
   tx = optax.adam(1e-4)

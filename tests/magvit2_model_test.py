@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from videopoet import kernels
 from videopoet.kernels import affine
 from videopoet.kernels import conv3d_xla
 from videopoet.kernels import pad_xla
@@ -32,7 +33,7 @@ def _setup(dtype="float32"):
   video = jax.random.uniform(
       jax.random.key(0), (2, 9, 16, 16, 3), minval=-1, maxval=1
   )
-  params = jax.jit(lambda r, v: tok.init(layers.init_key(r), v))(
+  params = jax.jit(lambda r, v: tok.init(kernels.init_key(r), v))(
       jax.random.key(1), video[:, :1]
   )
   encoder = jax.jit(

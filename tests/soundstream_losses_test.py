@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from videopoet import kernels
 from videopoet.tokenizers.soundstream import discriminators as disc_lib
 from videopoet.tokenizers.soundstream import losses
 from videopoet.tokenizers.soundstream import metrics
@@ -24,6 +25,10 @@ def _tone(n=SR, freqs=(220.0, 440.0, 880.0), seed=0):
       for i, f in enumerate(freqs)
   )
   return (0.3 * x * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+def _init_key():  # The codec's init key, as its trainer draws it.
+  return kernels.init_key(jax.random.key(0), model_lib.INIT_KEY_DERIVATION)
 
 
 def _noisy(x, snr_db, seed=1):
@@ -77,7 +82,7 @@ def test_discriminator_shapes():
   )
   disc = disc_lib.Discriminators(cfg)
   audio = jnp.zeros((2, 8192))
-  params = jax.jit(disc.init)(model_lib.init_key(jax.random.key(0)), audio)
+  params = jax.jit(disc.init)(_init_key(), audio)
   out = disc.apply(params, audio)
   assert len(out) == 1 + 3
   logits, feats = out[0]  # STFT: 29 frames -> ceil(29 / 8) logits
@@ -99,7 +104,7 @@ def test_discriminators_equal_their_lax_form():
       wave_channels=4, wave_max_channels=64, stft_channels=4
   )
   audio = jax.random.normal(jax.random.key(3), (2, 4100)) * 0.3
-  init_key = model_lib.init_key(jax.random.key(0))
+  init_key = _init_key()
   disc = disc_lib.Discriminators(cfg)
   params = nn.unbox(jax.jit(disc.init)(init_key, audio))
   ref = disc_lib.Discriminators(dataclasses.replace(cfg, kernels="lax"))

@@ -122,7 +122,7 @@ def _assert_same_function(ours, theirs, params, x, atol, grad_atol):
 
 
 def _lax_conv(p, x, k, s, d):
-  """The direct causal convolution that `layers.CausalConv` rewrites."""
+  """The direct causal convolution `layers.CausalConv` computes."""
   x = jnp.pad(x, ((0, 0), ((k - 1) * d + 1 - s, 0), (0, 0)))
   y = jax.lax.conv_general_dilated(
       x, p["kernel"], (s,), "VALID", rhs_dilation=(d,),
@@ -139,13 +139,13 @@ def _flax_conv_transpose(p, x, s):
 
 @pytest.mark.parametrize(
     "kind,k,s,d",
-    [("conv", 7, 1, 1), ("conv", 7, 1, 9), ("conv", 1, 1, 1),
-     ("conv", 4, 2, 1), ("conv", 10, 5, 1), ("conv", 16, 8, 1),
-     ("transpose", 0, 2, 1), ("transpose", 0, 5, 1), ("transpose", 0, 8, 1)],
+    [("conv", 7, 1, 9), ("conv", 1, 1, 1), ("conv", 16, 8, 1),
+     ("transpose", 0, 5, 1)],
 )  # fmt: skip
-def test_matmul_convs_equal_lax_convs(kind, k, s, d):
-  """The matmul forms give the direct convolutions' outputs and gradients
-  (same parameter tree as flax's nn.Conv / nn.ConvTranspose)."""
+def test_causal_convs_equal_lax_convs(kind, k, s, d):
+  """The layers give the direct convolutions' outputs and gradients, on the
+  parameter tree of flax's nn.Conv / nn.ConvTranspose (every form and
+  stride of `kernels.causal_conv1d` / `conv_transpose1d`: kernels_test)."""
   x = jax.random.normal(jax.random.key(0), (2, 40, 6))
   if kind == "conv":
     mod = layers.CausalConv(5, k, s, d)

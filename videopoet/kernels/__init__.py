@@ -5,10 +5,13 @@ Model code calls one function per op and reads as the math:
   kernels.conv3d(x, kernel, strides)       VALID 3D convolution, NDHWC
   kernels.conv2d(x, kernel, strides)       'SAME' 2D convolution, NHWC
   kernels.grouped_conv1d(x, kernel, stride, groups)   'SAME', NWC
+  kernels.causal_conv1d(x, kernel, bias, stride=, dilation=)  past-padded
+  kernels.conv_transpose1d(x, kernel, bias, stride=)   kernel 2 stride
   kernels.blur_pool3d(x)                   [1, 2, 1]^3 blur, stride 2
   kernels.edge_pad(x, pads)                `jnp.pad(x, pads, mode='edge')`
   kernels.shift(x, bias), kernels.scale_and_shift(x, scale, bias)
   kernels.elu(x)                           ELU, alpha 1
+  kernels.init_key(rng)                    an 'rbg' key for `model.init`
 
 Each takes `impl`, one of `IMPLS`. "auto" (the default) picks the form for
 the backend and what is built:
@@ -18,8 +21,8 @@ the backend and what is built:
            and built (`make kernels`);
   xla_cpu  forms written for XLA:CPU (`conv3d_xla`, `conv2d_xla`,
            `conv1d_xla`, `blur_pool`, `pad_xla`, `affine`,
-           `activation_xla`): 2D convolutions, space-to-depth, gathers and
-           custom VJPs whose gradients XLA:CPU runs fast;
+           `activation_xla`): 2D convolutions, matmuls, space-to-depth,
+           gathers and custom VJPs whose gradients XLA:CPU runs fast;
   lax      one plain `lax` op: GPUs and TPUs (cuDNN, the TPU's convolution
            unit), and the reference the other forms are tested against.
 
@@ -47,6 +50,7 @@ from videopoet.kernels import conv1d_xla
 from videopoet.kernels import conv2d_xla
 from videopoet.kernels import conv3d_xla
 from videopoet.kernels import dnnl_conv3d
+from videopoet.kernels import init_rng
 from videopoet.kernels import pad_xla
 
 Impl = Literal["auto", "onednn", "xla_cpu", "lax"]
@@ -55,6 +59,8 @@ OPS = (
     "conv3d",
     "conv2d",
     "grouped_conv1d",
+    "causal_conv1d",
+    "conv_transpose1d",
     "blur_pool3d",
     "edge_pad",
     "affine",
@@ -193,6 +199,83 @@ def grouped_conv1d(
   )  # fmt: skip
 
 
+def causal_conv1d(
+    x: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    stride: int = 1,
+    dilation: int = 1,
+    impl: Impl = "auto",
+) -> jax.Array:
+  """Causal 1-D convolution: (k - 1) * dilation + 1 - stride zeros padded on
+  the past side, so output i sees inputs up to the last sample of frame i.
+
+  Args:
+    x: [b, n, c].
+    kernel: [k, c, f], (k - 1) * dilation + 1 >= stride.
+    bias: [f] added to every output (`shift`), or None.
+    stride: s.
+    dilation: d.
+    impl: see the module docstring.
+
+  Returns:
+    [b, n // s, f] (the last n % s samples are read by no output).
+  """
+  k = kernel.shape[0]
+  if (k - 1) * dilation + 1 < stride:
+    raise ValueError(
+        f"kernels.causal_conv1d: kernel {k} (dilation {dilation}) is shorter"
+        f" than stride {stride}"
+    )
+  if _resolve("causal_conv1d", impl) == "xla_cpu":
+    y = conv1d_xla.causal_conv_matmul(x, kernel, stride, dilation)
+  else:
+    y = conv1d_xla.causal_conv_lax(x, kernel, stride, dilation)
+  return y if bias is None else shift(y, bias)  # [b, n // s, f]
+
+
+def conv_transpose1d(
+    x: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    stride: int,
+    impl: Impl = "auto",
+) -> jax.Array:
+  """Transposed 1-D convolution (`lax.conv_transpose`, kernel not flipped)
+  with kernel 2 * stride, keeping the first t * stride outputs: input frame
+  i writes outputs i * s .. i * s + 2s - 1, and what the last frame writes
+  past the end (frame t's) is dropped.
+
+  Args:
+    x: [b, t, c].
+    kernel: [2 s, c, f].
+    bias: [f] added to every output (`shift`), or None.
+    stride: s.
+    impl: see the module docstring.
+
+  Returns:
+    [b, t * s, f].
+  """
+  if kernel.shape[0] != 2 * stride:
+    raise ValueError(
+        f"kernels.conv_transpose1d: kernel {kernel.shape[0]} is not 2 x"
+        f" stride {stride}"
+    )
+  b, t, _ = x.shape
+  s, f = stride, kernel.shape[-1]
+  if _resolve("conv_transpose1d", impl) == "xla_cpu":
+    # Frames [b, t, s * f]: the bias is added (and its gradient summed)
+    # per frame, tiled s times, as the matmul writes them.
+    y = conv1d_xla.conv_transpose_matmul(x, kernel, stride)
+    if bias is not None:
+      y = shift(y, jnp.tile(bias, s))
+    return y.reshape(b, t * s, f)
+  y = conv1d_xla.conv_transpose_lax(x, kernel, stride)
+  return y if bias is None else shift(y, bias)  # [b, t * s, f]
+
+
 def blur_pool3d(x: jax.Array, *, impl: Impl = "auto") -> jax.Array:
   """[1, 2, 1]^3 / 64 depthwise blur, stride 2, 'SAME', on [b, t, h, w, c]:
   ceil(t / 2), ceil(h / 2), ceil(w / 2)."""
@@ -235,3 +318,6 @@ def elu(x: jax.Array, *, impl: Impl = "auto") -> jax.Array:
   if _resolve("elu", impl) == "xla_cpu":
     return activation_xla.elu(x)
   return jax.nn.elu(x)
+
+
+init_key = init_rng.init_key

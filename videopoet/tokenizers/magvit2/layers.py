@@ -19,18 +19,6 @@ Dtype = Any
 _KERNEL_INIT = nn.initializers.lecun_normal()
 
 
-def init_key(rng: jax.Array) -> jax.Array:
-  """An 'rbg' key drawn from `rng`, for initializing parameters.
-
-  XLA:CPU takes tens of seconds to compile threefry draws for a model's
-  hundred parameter tensors; the RngBitGenerator behind 'rbg' compiles in
-  seconds. Initialization stays deterministic in `rng`.
-  """
-  return jax.random.wrap_key_data(
-      jax.random.bits(rng, (4,), jnp.uint32), impl="rbg"
-  )
-
-
 def swish(x: jax.Array) -> jax.Array:
   return x * jax.nn.sigmoid(x)
 

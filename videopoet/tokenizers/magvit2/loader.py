@@ -15,6 +15,7 @@ import jax
 import ml_collections
 
 from videopoet import config_lib
+from videopoet import kernels
 from videopoet.train_lib import loading
 from videopoet.train_lib import workdir as workdir_lib
 from videopoet.tokenizers.common import perceptual
@@ -137,14 +138,11 @@ def random_tokenizer(
   parameters too (the encoder's are the same either way: flax keys them by
   module path). Deterministic for (`model`, `quantizer`, `seed`).
   """
-  from videopoet.tokenizers.magvit2 import layers  # pylint: disable=g-import-not-at-top
-
   tok = model_lib.Tokenizer(model, quantizer.build())
   m = tok.model
   sample = jax.numpy.zeros(
       (1, 1 + m.time_factor) + (m.space_factor,) * 2 + (3,)
   )
-  params = jax.jit(lambda r: tok.init({"params": layers.init_key(r)}, sample))(
-      jax.random.key(seed)
-  )
+  init = lambda r: tok.init({"params": kernels.init_key(r)}, sample)
+  params = jax.jit(init)(jax.random.key(seed))
   return LoadedTokenizer(tok, params, 0)

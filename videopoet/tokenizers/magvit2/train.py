@@ -24,11 +24,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from videopoet import kernels
 from videopoet.train_lib import optim
 from videopoet.tokenizers.common import ema as ema_lib
 from videopoet.tokenizers.common import gan
 from videopoet.tokenizers.common import perceptual
-from videopoet.tokenizers.magvit2 import layers
 from videopoet.tokenizers.magvit2 import model as model_lib
 from videopoet.tokenizers.magvit2 import quantizers
 
@@ -152,7 +152,7 @@ class Trainer:
 
   def init(self, rng: jax.Array, sample: jax.Array) -> dict:
     """Fresh state; `sample` [b, t, h, w, 3] fixes the discriminator size."""
-    g_rng, d_rng = jax.random.split(layers.init_key(rng))
+    g_rng, d_rng = jax.random.split(kernels.init_key(rng))
     params = self.tokenizer.init(g_rng, sample[:1])
     disc_params = self.discriminator.init(d_rng, sample[:1])
     return dict(

@@ -9,7 +9,6 @@ rest would be the next frame's). Activations are `[b, t, c]`.
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from videopoet import kernels
 
@@ -55,21 +54,9 @@ class _Kernel(nn.Module):
     return conv_params(self, self.shape)
 
 
-def _windows(x: jax.Array, taps: int, t: int):
-  """[b, t + taps - 1, c] -> [b, t, taps * c]: each output's taps side by
-  side (tap-major, as the kernel reshapes)."""
-  return jnp.concatenate([x[:, j : j + t] for j in range(taps)], -1)
-
-
 class CausalConv(nn.Module):
-  """Conv1D padded on the past side; `n` samples -> `n // stride` outputs.
-
-  Pointwise and strided convolutions are matmuls: a strided one reads
-  frames of `stride` samples, output i the k / stride frames from i on
-  ([b, t, k * c] @ [k * c, out]). Dilated stride-1 ones stay XLA
-  convolutions (on CPU a gathered-taps matmul is 2-4x slower for them).
-  Same numbers as `lax.conv` (tests compare outputs and gradients).
-  """
+  """Conv1D padded on the past side; `n` samples -> `n // stride` outputs
+  (`kernels.causal_conv1d`), plus a bias."""
 
   features: int
   kernel_size: int
@@ -77,46 +64,21 @@ class CausalConv(nn.Module):
   dilation: int = 1
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:  # [b, t, c]
-    b, n, c = x.shape
-    k, s, d = self.kernel_size, self.stride, self.dilation
-    effective = (k - 1) * d + 1
-    pad = effective - s
-    if pad < 0:
-      raise ValueError(f"kernel {k} shorter than stride {s}")
-    kernel, bias = _Kernel((k, c, self.features), name="conv")()
-    t = n // s
-    if s == 1 and k > 1:  # XLA's own conv: fastest here, both directions.
-      x = jnp.pad(x, ((0, 0), (pad, 0), (0, 0)))
-      y = jax.lax.conv_general_dilated(
-          x, kernel, (1,), "VALID", rhs_dilation=(d,),
-          dimension_numbers=("NWC", "WIO", "NWC"),
-      )  # fmt: skip
-      return kernels.shift(y, bias)  # [b, n, out]
-    if s == 1:  # Pointwise.
-      cols = x
-    else:
-      if d != 1 or k % s:
-        raise ValueError(
-            f"strided conv needs dilation 1 and a kernel ({k}) that is a"
-            f" multiple of the stride ({s})"
-        )
-      # Frames of `s` samples; output i reads frames i .. i + k/s - 1.
-      x = jnp.pad(x[:, : t * s], ((0, 0), (pad, 0), (0, 0)))
-      frames = x.reshape(b, t + pad // s, s * c)  # [b, t + k/s - 1, s * c]
-      cols = _windows(frames, k // s, t)  # [b, t, k * c]
-    y = cols.reshape(b * t, -1) @ kernel.reshape(k * c, self.features)
-    y = kernels.shift(y, bias)
-    return y.reshape(b, t, self.features)  # [b, n // stride, out]
+  def __call__(self, x: jax.Array) -> jax.Array:  # [b, n, c]
+    c = x.shape[-1]
+    kernel, bias = _Kernel((self.kernel_size, c, self.features), name="conv")()
+    return kernels.causal_conv1d(
+        x, kernel, bias, stride=self.stride, dilation=self.dilation
+    )  # [b, n // stride, features]
 
 
 class CausalConvTranspose(nn.Module):
   """Transposed conv, kernel 2 * stride; t frames -> t * stride samples.
 
-  One matmul gives each input frame's 2 * stride output samples; output
-  frame i is the first half of input i's plus the second half of input
-  i - 1's (the overlap-add of `lax.conv_transpose`, same numbers). The
-  second half of the last input frame belongs to frame t and is dropped.
+  Output frame i is the first half of input frame i's 2 * stride samples
+  plus the second half of input i - 1's (the overlap-add of
+  `lax.conv_transpose`); the second half of the last input frame belongs
+  to frame t and is dropped (`kernels.conv_transpose1d`).
   """
 
   features: int
@@ -124,18 +86,11 @@ class CausalConvTranspose(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:  # [b, t, c]
-    b, t, c = x.shape
-    s, f = self.stride, self.features
-    kernel, bias = _Kernel((2 * s, c, f), name="conv")()
-    # [c, 2s * f]: `lax.conv_transpose` (flax's, transpose_kernel=False)
-    # correlates the stride-dilated input with the kernel, so tap j writes
-    # output sample 2s - 1 - j of the input frame's 2s.
-    w = kernel[::-1].transpose(1, 0, 2).reshape(c, 2 * s * f)
-    y = (x.reshape(b * t, c) @ w).reshape(b, t, 2, s * f)
-    first, second = y[:, :, 0], y[:, :, 1]  # [b, t, s * f] each
-    second = jnp.pad(second[:, :-1], ((0, 0), (1, 0), (0, 0)))
-    y = kernels.shift(first + second, jnp.tile(bias, s))  # [b, t, s * f]
-    return y.reshape(b, t * s, f)
+    c = x.shape[-1]
+    kernel, bias = _Kernel((2 * self.stride, c, self.features), name="conv")()
+    return kernels.conv_transpose1d(
+        x, kernel, bias, stride=self.stride
+    )  # [b, t * stride, features]
 
 
 class ResidualUnit(nn.Module):

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from videopoet import kernels
 from videopoet.tokenizers.soundstream import layers
 from videopoet.tokenizers.soundstream import rvq as rvq_lib
 
@@ -143,18 +144,13 @@ class SoundStream(nn.Module):
     return self.decoder(self.quantizer.decode(codes))
 
 
-def init_key(rng: jax.Array) -> jax.Array:
-  """An 'rbg' key drawn from rng, for initializers.
-
-  Threefry bits for the ~100 kernels of a codec (and its discriminators)
-  take XLA's CPU compiler tens of seconds; RngBitGenerator bits compile in a
-  few. Deterministic given rng and the backend.
-  """
-  seed = jax.random.randint(rng, (), 0, jnp.iinfo(jnp.int32).max)
-  return jax.random.key(seed, impl="rbg")
+# How `kernels.init_key` draws the codec's parameter-init key (kept so
+# initial values, and the runs made from them, stay as they were).
+INIT_KEY_DERIVATION = "int32_seed"
 
 
 def init_variables(model: SoundStream, rng: jax.Array):
   """`{'params', 'quantizer'}` of `model` (they do not depend on length)."""
   audio = jnp.zeros((1, model.config.hop), jnp.float32)
-  return jax.jit(lambda r: model.init({"params": init_key(r)}, audio))(rng)
+  key = lambda r: kernels.init_key(r, INIT_KEY_DERIVATION)
+  return jax.jit(lambda r: model.init({"params": key(r)}, audio))(rng)

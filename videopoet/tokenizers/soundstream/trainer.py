@@ -31,6 +31,7 @@ import numpy as np
 import optax
 
 from videopoet import config_lib
+from videopoet import kernels
 from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import family
 from videopoet.train_lib import harness
@@ -187,7 +188,8 @@ def make_step(c: CodecTrainConfig):
   sr = c.model.sample_rate
 
   def init(rng):
-    k_gen, k_disc = jax.random.split(model_lib.init_key(rng))
+    key = kernels.init_key(rng, model_lib.INIT_KEY_DERIVATION)
+    k_gen, k_disc = jax.random.split(key)
     audio = jnp.zeros((1, c.data.segment_samples), jnp.float32)
     variables = model.init({"params": k_gen}, audio[:, : c.model.hop])
     gen = variables["params"]
