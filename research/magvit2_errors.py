@@ -1,6 +1,7 @@
 """Where a MAGVIT-v2 run's reconstruction error lives, on synth_av clips.
 
-  python -m research.magvit2_errors --workdir=W --data_dir=D [--clips=32]
+  python -m research.magvit2_errors --workdir=W --config.data.data_dir=D \
+      [--config.clips=32]
 
 Reconstructs test clips through the codes (`load_tokenizer`: EMA weights,
 encode_to_indices -> decode_from_indices) and splits the squared error by
@@ -21,22 +22,30 @@ xla_cpu.configure()  # Before JAX creates its CPU backend.
 from absl import app
 from absl import flags
 import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_flags
 import numpy as np
 from scipy import ndimage
+
+from configs import common
 
 from videopoet.data import datasets
 from videopoet.tokenizers.magvit2 import program
 # pylint: enable=g-import-not-at-top,g-bad-import-order
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.", required=True)
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "TFDS data_dir.", required=True
+_CONFIG = config_flags.DEFINE_config_dict(
+    "config",
+    ml_collections.ConfigDict(
+        dict(
+            # The TFDS dataset, its data dir and the split read.
+            data=common.data("synth_av/tiny", split="test"),
+            clips=32,  # The first clips of the split.
+            frames=17,  # Frames per clip.
+            batch_size=8,  # Clips per reconstruction call.
+        )
+    ),
 )
-_DATASET = flags.DEFINE_string("dataset", "synth_av/tiny", "TFDS name.")
-_SPLIT = flags.DEFINE_string("split", "test", "Split.")
-_CLIPS = flags.DEFINE_integer("clips", 32, "Clips (the first of the split).")
-_FRAMES = flags.DEFINE_integer("frames", 17, "Frames per clip.")
-_BATCH = flags.DEFINE_integer("batch", 8, "Clips per reconstruction call.")
 
 
 def psnr(mse: np.ndarray) -> np.ndarray:
@@ -56,16 +65,19 @@ def edges(depth: np.ndarray) -> np.ndarray:
 
 def main(argv):
   del argv
+  c = _CONFIG.value
+  if not c.data.data_dir:
+    raise app.UsageError("set --config.data.data_dir (the TFDS data dir)")
   tok = program.load_tokenizer(_WORKDIR.value)
-  src = datasets.open_split(_DATASET.value, _DATA_DIR.value, _SPLIT.value)
-  t = _FRAMES.value
-  records = [src[i] for i in range(_CLIPS.value)]
+  src = datasets.open_split(c.data.dataset, c.data.data_dir, c.data.split)
+  t = c.frames
+  records = [src[i] for i in range(c.clips)]
   video = np.stack([r["video"][:t] for r in records])  # [n, t, h, w, 3]
   depth = np.stack([r["depth"][:t] for r in records])  # [n, t, h, w]
   video = video.astype(np.float32) / 127.5 - 1
   recon = []
-  for i in range(0, len(video), _BATCH.value):
-    ids = tok.encode_to_indices(jnp.asarray(video[i : i + _BATCH.value]))
+  for i in range(0, len(video), c.batch_size):
+    ids = tok.encode_to_indices(jnp.asarray(video[i : i + c.batch_size]))
     recon.append(np.asarray(tok.decode_from_indices(ids)))
   se = ((np.concatenate(recon).clip(-1, 1) - video) ** 2).mean(-1)
   print(f"RESULT step={tok.step} clips={len(se)} psnr={psnr(se.mean()):.2f}")
