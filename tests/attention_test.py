@@ -26,17 +26,17 @@ B, S, H, KV, D = 4, 37, 4, 2, 8
 PREFIX = (0, 5, 20, S)
 
 
-def inputs(seed=0):
+def inputs(seed=0, head_dim=D):
   """q, k, v, mask and a cotangent that is zero on rows seeing no key."""
   r = np.random.default_rng(seed)
-  q = jnp.asarray(r.normal(size=(B, S, H, D)), jnp.float32)
-  k = jnp.asarray(r.normal(size=(B, S, KV, D)), jnp.float32)
-  v = jnp.asarray(r.normal(size=(B, S, KV, D)), jnp.float32)
+  q = jnp.asarray(r.normal(size=(B, S, H, head_dim)), jnp.float32)
+  k = jnp.asarray(r.normal(size=(B, S, KV, head_dim)), jnp.float32)
+  v = jnp.asarray(r.normal(size=(B, S, KV, head_dim)), jnp.float32)
   valid = r.random((B, S)) > 0.2
   valid[:, S - 4 :] = False  # Trailing padding.
   mask = attention.Mask(jnp.array(PREFIX, jnp.int32), jnp.asarray(valid))
   sees = attention.seen(mask, S).any(-1)[:, :, None, None]  # [b, s, 1, 1]
-  cot = jnp.asarray(r.normal(size=(B, S, H, D)), jnp.float32) * sees
+  cot = jnp.asarray(r.normal(size=(B, S, H, head_dim)), jnp.float32) * sees
   return q, k, v, mask, cot
 
 
@@ -48,9 +48,9 @@ def value_and_grads(fn, q, k, v, cot):
 
 
 @functools.cache
-def reference():
+def reference(head_dim=D):
   """value_and_grads of the 'xla' form on `inputs()` (shared)."""
-  q, k, v, mask, cot = inputs()
+  q, k, v, mask, cot = inputs(head_dim=head_dim)
   return value_and_grads(
       lambda q, k, v: attention.attend(q, k, v, mask, impl="xla"), q, k, v, cot
   )
@@ -140,13 +140,19 @@ def test_attention_impl_reaches_the_model():
   assert "custom_vjp_call" not in jaxpr(xla)
 
 
-def test_blockwise_on_8_devices_equals_reference():
+@pytest.mark.parametrize(
+    "impl",
+    # The splash kernel in the Pallas interpreter, one per device under
+    # shard_map (a Mosaic kernel is not partitioned automatically).
+    ["blockwise", pytest.param("splash", marks=pytest.mark.slow)],
+)
+def test_on_8_devices_equals_reference(impl):
   env = dict(os.environ)
   env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
   env["JAX_PLATFORMS"] = "cpu"
   proc = subprocess.run(
-      [sys.executable, "-m", "tests.attention_sharding_check"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+      [sys.executable, "-m", "tests.attention_sharding_check", impl],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
   )  # fmt: skip
   assert proc.returncode == 0, proc.stderr[-4000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -155,6 +161,7 @@ def test_blockwise_on_8_devices_equals_reference():
   # The inputs really were split: batch over data x fsdp, heads on tensor.
   assert out["q_spec"] == "P(('data', 'fsdp'), None, 'tensor', None)", out
   assert out["dq_spec"] == out["q_spec"], out
+  assert out["shard_map"] == (impl == "splash"), out
 
 
 @pytest.mark.slow  # The Pallas interpreter: ~1 min on 2 cores.

@@ -26,6 +26,7 @@ Rows that see no key at all (padding queries only) are unspecified.
 """
 
 import functools
+import math
 from typing import Any
 
 import flax
@@ -329,16 +330,57 @@ def _permuted(q, k, v, mask, implementation):
 
 
 # ------------------------------------------------------------- 'splash'.
+# How the LM lays out q and the output, [b, s, heads, head_dim]; k and v
+# ([b, t, kv_heads, head_dim]) are split the same way.
+_HEADS_AXES = (
+    "activation_batch", "activation_length", "activation_heads",
+    "activation_kv",
+)  # fmt: skip
+
+
 def _splash(q, k, v, mask, interpret=False):
   """The Pallas TPU splash kernel (untested on hardware; `interpret`: the
   Pallas interpreter, any platform).
+
+  A Mosaic kernel is not partitioned by XLA, so under a mesh each device
+  runs it on its own shard (`shard_map`): batch and heads split as the
+  logical axis rules in scope split the LM's activations, the kv heads as
+  the query heads (each query head's kv head stays on its device).
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or mesh.size == 1:
+    return _splash_local(q, k, v, mask.prefix_len, mask.key_valid, interpret)
+  q_spec = flax.linen.logical_to_mesh_axes(_HEADS_AXES)
+  if q_spec[1] is not None:
+    raise ValueError(f"splash attention: the sequence is split ({q_spec})")
+  heads = q_spec[2] or ()
+  heads = heads if isinstance(heads, tuple) else (heads,)
+  n_heads_split = math.prod(mesh.shape[name] for name in heads)
+  if k.shape[2] % n_heads_split:
+    raise ValueError(
+        f"splash attention: {k.shape[2]} kv heads do not split"
+        f" {n_heads_split} ways as the query heads do ({heads})"
+    )
+  rows = jax.sharding.PartitionSpec(q_spec[0])
+  rows2 = jax.sharding.PartitionSpec(q_spec[0], None)
+  fn = jax.shard_map(
+      functools.partial(_splash_local, interpret=interpret),
+      mesh=mesh,
+      in_specs=(q_spec, q_spec, q_spec, rows, rows2),
+      out_specs=q_spec,
+      check_vma=False,
+  )
+  return fn(q, k, v, mask.prefix_len, mask.key_valid)
+
+
+def _splash_local(q, k, v, prefix_len, key_valid, interpret=False):
+  """Splash on one device's q [b, s, h, d], k, v [b, t, kv, d].
 
   Static masks (full and causal) with dynamic segment ids: the prefix rows
   come from a full-mask call where a prefix query (segment 1) sees the valid
   prefix keys (segment 1); the later rows from a causal call where valid
   tokens (segment 1) see valid keys. Sequences are padded to the kernel's
-  128-wide tiles. Under a sharded mesh it runs per batch element (vmap);
-  a `shard_map` around it (as MaxText does) is not done here.
+  128-wide tiles.
   """
   # pylint: disable=g-import-not-at-top
   from jax.experimental.pallas.ops.tpu.splash_attention import (
@@ -357,8 +399,8 @@ def _splash(q, k, v, mask, interpret=False):
   qh = heads(q)
   kh, vh = (heads(jnp.repeat(x, h // kv, axis=2)) for x in (k, v))
   pos = jnp.arange(sp)[None]
-  valid = jnp.pad(mask.key_valid, ((0, 0), (0, sp - s)))  # [b, sp]
-  in_prefix = (pos < mask.prefix_len[:, None]) & valid
+  valid = jnp.pad(key_valid, ((0, 0), (0, sp - s)))  # [b, sp]
+  in_prefix = (pos < prefix_len[:, None]) & valid
   outs = []
   for mask_cls, seg in (
       (splash_mask.FullMask, in_prefix),
