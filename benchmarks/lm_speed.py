@@ -50,6 +50,12 @@ Default `--config=small --task=unconditional_video`: batch 8 x 324 tokens,
       whole stack); `XLA_FLAGS=--xla_disable_hlo_passes=while-loop-invariant-
       code-motion` before the command (the children inherit it) shows the
       table without the hoisted copy.
+      `--memory_topology=v5e:16x16` (any `jax.experimental.topologies`
+      name) compiles for that TPU slice instead, ahead of time on this CPU
+      host, with the TPU compiler of `libtpu` (`pip install
+      'libtpu==0.0.42.*'`, the version `jax[tpu]` 0.10.2 pins; no TPU is
+      used or needed): the accelerator's own memory plan, without XLA:CPU's
+      f32 copies. `auto` attention there is the splash kernel.
 
 Repetitions interleave matmul, ours and HF so all see the same machine load
 (the CPU may be shared); figures are medians over `--reps` of per-repetition
@@ -106,6 +112,12 @@ _ATTENTION = flags.DEFINE_string(
 _QUICK = flags.DEFINE_bool(
     "quick", False, "Smoke run: 2 reps, 1024 matmul, memory table for 1b only."
 )
+_MEMORY_TOPOLOGY = flags.DEFINE_string(
+    "memory_topology",
+    "",
+    "Compile the memory table for this TPU topology (e.g. 'v5e:16x16', 256"
+    " chips; needs libtpu, no TPU) instead of fake CPU devices.",
+)
 _MEMORY_CHILD = flags.DEFINE_string(
     "memory_child", "", "Internal: print one size's memory JSON and exit."
 )
@@ -126,8 +138,12 @@ def _params_bytes_per_device(tree, shardings):
   return total
 
 
-def _setup(size, task, batch_size, mesh_spec=None, attention_impl="", frames=0):
-  """(config, program, step_fn, abstract state, state sharding, batch, mesh)."""
+def _setup(
+    size, task, batch_size, mesh_spec=None, attention_impl="", frames=0,
+    devices=None,
+):  # fmt: skip
+  """(config, program, step_fn, abstract state, state sharding, batch, mesh);
+  the mesh over `devices` (default: all)."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
 
@@ -154,7 +170,8 @@ def _setup(size, task, batch_size, mesh_spec=None, attention_impl="", frames=0):
   if mesh_spec:
     config.mesh = mesh_spec
   mesh = sharding.create_mesh(
-      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh")
+      config_lib.from_config(sharding.MeshConfig, config.mesh, "config.mesh"),
+      devices,
   )
   config.trainer.total_steps = 1000
   program = lm_trainer.make_program(lm_trainer.parse(config), mesh)
@@ -195,9 +212,16 @@ def memory_child(size, impl):
     k, v = kv.split("=")
     mesh_spec[k.strip()] = int(v)
   t0 = time.perf_counter()
+  devices = None
+  if _MEMORY_TOPOLOGY.value:
+    from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
+
+    devices = topologies.get_topology_desc(
+        platform="tpu", topology_name=_MEMORY_TOPOLOGY.value
+    ).devices
   task, frames = _shape(_MEMORY_SHAPE.value)
   config, program, step_fn, abstract, _, mesh, rules = _setup(
-      size, task, 0, mesh_spec, impl, frames
+      size, task, 0, mesh_spec, impl, frames, devices
   )
   example = program.groups[task]
   batch = {
@@ -232,6 +256,7 @@ def memory_child(size, impl):
       mesh="x".join(
           f"{k}={v}" for k, v in zip(mesh.axis_names, mesh.devices.shape)
       ),
+      devices=f"{mesh.devices.size} {mesh.devices.flat[0].device_kind}",
       batch=int(example["inputs"].shape[0]),
       seq=int(example["inputs"].shape[1]),
       n_params=int(n_params),
@@ -259,7 +284,8 @@ def memory_table(sizes, impls, shapes):
             "benchmarks.lm_speed",
             [f"--memory_child={size}", f"--attention_impl={impl}",
              f"--memory_mesh={_MEMORY_MESH.value}",
-             f"--memory_shape={shape}"],
+             f"--memory_shape={shape}",
+             f"--memory_topology={_MEMORY_TOPOLOGY.value}"],
             _MEMORY_DEVICES.value,
             "MEMORY_JSON",
         )  # fmt: skip
@@ -281,8 +307,7 @@ def print_memory_table(rows, header=True):
   if header:
     print(
         f"\nMemory per device, compiled train step ({r0['mesh']},"
-        f" {_MEMORY_DEVICES.value} fake CPU devices, global batch"
-        f" {r0['batch']}), GiB:"
+        f" {r0['devices']} devices, global batch {r0['batch']}), GiB:"
     )
     print(
         "shape                       | size | attention | params(B) |"
