@@ -533,6 +533,10 @@ def main(argv):
     reps, matmul_n, sizes = 2, 1024, sizes[:1]
   import jax  # pylint: disable=g-import-not-at-top
 
+  if _MEMORY_TOPOLOGY.value:
+    # libtpu admits one process at a time: only the children load it.
+    jax.config.update("jax_platforms", "cpu")
+
   print(
       f"jax {jax.__version__} on {jax.devices()[0].platform} x"
       f" {jax.device_count()}, {os.cpu_count()} CPUs (shared: noisy; reps"
