@@ -112,6 +112,12 @@ _ATTENTION = flags.DEFINE_string(
 _QUICK = flags.DEFINE_bool(
     "quick", False, "Smoke run: 2 reps, 1024 matmul, memory table for 1b only."
 )
+_MEMORY_REMAT = flags.DEFINE_string(
+    "memory_remat",
+    "",
+    "config.model.remat of the memory table ('' = the config's, 'full' for"
+    " 1b and 8b; 'nested' keeps O(sqrt(layers)) block inputs).",
+)
 _MEMORY_TOPOLOGY = flags.DEFINE_string(
     "memory_topology",
     "",
@@ -140,7 +146,7 @@ def _params_bytes_per_device(tree, shardings):
 
 def _setup(
     size, task, batch_size, mesh_spec=None, attention_impl="", frames=0,
-    devices=None,
+    devices=None, remat="",
 ):  # fmt: skip
   """(config, program, step_fn, abstract state, state sharding, batch, mesh);
   the mesh over `devices` (default: all)."""
@@ -160,6 +166,8 @@ def _setup(
     config.data.batch_size = batch_size
   if attention_impl:
     config.model["attention_impl"] = attention_impl
+  if remat:
+    config.model["remat"] = remat
   if frames:
     config.data.random["num_frames"] = frames
   # Records are drawn lazily; the iterator wants one global batch of them.
@@ -221,7 +229,7 @@ def memory_child(size, impl):
     ).devices
   task, frames = _shape(_MEMORY_SHAPE.value)
   config, program, step_fn, abstract, _, mesh, rules = _setup(
-      size, task, 0, mesh_spec, impl, frames, devices
+      size, task, 0, mesh_spec, impl, frames, devices, _MEMORY_REMAT.value
   )
   example = program.groups[task]
   batch = {
@@ -285,7 +293,8 @@ def memory_table(sizes, impls, shapes):
             [f"--memory_child={size}", f"--attention_impl={impl}",
              f"--memory_mesh={_MEMORY_MESH.value}",
              f"--memory_shape={shape}",
-             f"--memory_topology={_MEMORY_TOPOLOGY.value}"],
+             f"--memory_topology={_MEMORY_TOPOLOGY.value}",
+             f"--memory_remat={_MEMORY_REMAT.value}"],
             _MEMORY_DEVICES.value,
             "MEMORY_JSON",
         )  # fmt: skip

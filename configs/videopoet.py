@@ -60,6 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       head_dim=head_dim, mlp_dim=mlp,
       dtype="float32" if small else "bfloat16",  # Compute dtype.
       param_dtype="float32",  # Parameters and optimizer state.
+      # "nested" keeps O(sqrt(layers)) block inputs for one more forward.
       remat="none" if small else "full",
       scan_layers=not small,  # CPU: a scan zero-fills its stacked residuals.
       vocab_chunks=1 if small else 16,  # CE chunks over the vocabulary.

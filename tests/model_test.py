@@ -4,6 +4,7 @@ chunked cross-entropy, text-embedding projection, remat/scan equivalence."""
 import functools
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -203,6 +204,44 @@ def test_loss_bf16_and_remat_match_f32():
                   (dict(dtype="bfloat16"), 0.1)]:  # fmt: skip
     m = transformer.VideoPoetLM(_config(**kw))
     np.testing.assert_allclose(loss(m)(params, batch)[0], ref, atol=tol)
+
+
+def test_nested_remat_equals_full_remat():
+  """remat='nested' (4 blocks as 2 groups of 2) gives the same loss and
+  gradients as 'full' on the same [L, ...] parameters."""
+  assert transformer.nested_groups(24) == 4  # 4 + 6 inputs kept, not 24.
+  assert transformer.nested_groups(32) == 4  # 4 + 8 (8 + 4 ties: fewer).
+  assert transformer.nested_groups(7) == 1  # A prime depth: one group.
+  batch = dict(
+      inputs=jnp.arange(10, 10 + S)[None].repeat(2, 0),
+      prefix_len=jnp.array([3, 5]),
+      target_positions=jnp.array([[5, 6, 7], [8, 9, 10]]),
+      targets=jnp.array([[1, 2, 3], [4, 5, 6]]),
+  )
+  config = functools.partial(_config, num_layers=4)
+  init = lambda remat: nn.unbox(
+      jax.jit(transformer.VideoPoetLM(config(remat=remat)).init)(
+          jax.random.key(1), batch["inputs"], batch["prefix_len"]
+      )
+  )
+  params = init("full")
+  chex.assert_trees_all_equal(init("nested"), params)  # Same [L, ...] layout.
+
+  def loss(remat):
+    model = transformer.VideoPoetLM(config(remat=remat))
+    return lambda p: jnp.mean(model.apply(p, batch, method="loss")[0])
+
+  ref, ref_g = jax.jit(jax.value_and_grad(loss("full")))(params)
+  got, got_g = jax.jit(jax.value_and_grad(loss("nested")))(params)
+  np.testing.assert_allclose(got, ref, rtol=1e-6)
+  chex.assert_trees_all_close(got_g, ref_g, atol=1e-6)
+  assert jnp.abs(ref_g["params"]["blocks"]["mlp"]["wi_0"]).max() > 0
+  # Both levels rematerialized: one checkpoint (remat2) more than 'full'
+  # (whose blocks and loss chunks have one each).
+  count = lambda remat: str(jax.make_jaxpr(loss(remat))(params)).count(
+      "remat2["
+  )
+  assert count("nested") == count("full") + 1
 
 
 def test_bad_config_is_a_clear_error():

@@ -26,9 +26,20 @@ _BLOCK_AXES = ("activation_batch", "activation_length", "activation_embed")
 _REMAT = {
     "none": None,
     "full": jax.checkpoint_policies.nothing_saveable,
+    # Training scans groups of blocks (see `VideoPoetLM._nested_blocks`).
+    "nested": jax.checkpoint_policies.nothing_saveable,
     "dots": jax.checkpoint_policies.checkpoint_dots,
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
+
+
+def nested_groups(num_layers: int) -> int:
+  """Groups of `remat='nested'`: the divisor G of num_layers minimizing the
+  block inputs kept at once, G + num_layers / G (24 -> 4, 32 -> 4)."""
+  return min(
+      (g for g in range(1, num_layers + 1) if num_layers % g == 0),
+      key=lambda g: (g + num_layers // g, g),
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +58,11 @@ class ModelConfig:
     rope_theta: RoPE base.
     dtype: compute dtype.
     param_dtype: parameter (and optimizer) dtype.
-    remat: what the backward pass keeps: 'none', 'full' (nothing, recompute
-      each block), 'dots', 'dots_no_batch' (JAX checkpoint policies).
+    remat: what the backward pass keeps: 'none', 'full' (each block's
+      input, recomputing the rest), 'nested' (the input of every group of
+      about sqrt(num_layers) blocks, and of one group's blocks at a time:
+      O(sqrt(L)) stored block inputs instead of O(L), for one more forward
+      pass), 'dots', 'dots_no_batch' (JAX checkpoint policies).
     scan_layers: stack blocks with nn.scan (fast compiles at depth).
     vocab_chunks: cross-entropy chunks over the vocabulary.
     text_embed_dim: width of precomputed text embeddings (0: text as ids).
@@ -70,7 +84,7 @@ class ModelConfig:
   rope_theta: float = 10_000.0
   dtype: Literal["float32", "bfloat16"] = "float32"
   param_dtype: Literal["float32", "bfloat16"] = "float32"
-  remat: Literal["none", "full", "dots", "dots_no_batch"] = "none"
+  remat: Literal["none", "full", "nested", "dots", "dots_no_batch"] = "none"
   scan_layers: bool = True
   vocab_chunks: int = 1
   text_embed_dim: int = 0
@@ -285,12 +299,37 @@ class VideoPoetLM(nn.Module):
     if self.mode != "train":
       positions, mask = self.cache_state(inputs, positions, mask)
     x = nn.with_logical_constraint(x, _BLOCK_AXES)
-    if c.scan_layers:
+    nested = c.remat == "nested" and self.mode == "train"
+    if c.scan_layers and nested and not self.is_initializing():
+      x = self._nested_blocks(x, mask, positions)
+    elif c.scan_layers:
       x, _ = self.blocks(x, mask, positions)
     else:
       for blk in self.blocks:
         x, _ = blk(x, mask, positions)
     return self.final_norm(x)  # [b, s, d]
+
+  def _nested_blocks(self, x, mask, positions):
+    """The scanned blocks (their [L, ...] parameters) as a scan over G
+    groups of L / G blocks, both levels rematerialized: the forward pass
+    keeps G group inputs, the backward pass recomputes one group at a time
+    keeping its L / G block inputs, then each block as under 'full'."""
+    c = self.config
+    groups = nested_groups(c.num_layers)
+    params = jax.tree.map(
+        lambda p: p.reshape(groups, -1, *p.shape[1:]),
+        nn.unbox(self.blocks.variables["params"]),
+    )  # [G, L / G, ...] per parameter
+    block = Block(c, self.mode, self.cache_len, parent=None)  # Unbound.
+
+    def layer(x, p):  # x [b, s, d]
+      return block.apply({"params": p}, x, mask, positions)[0], None
+
+    def group(x, ps):
+      return jax.lax.scan(jax.checkpoint(layer, prevent_cse=False), x, ps)
+
+    x, _ = jax.lax.scan(jax.checkpoint(group, prevent_cse=False), x, params)
+    return x  # [b, s, d]
 
   def logits(self, hidden):
     """Logits [..., V] (f32) of a few positions; padding ids get NEG_INF."""
