@@ -10,7 +10,9 @@ code bits, the text and the grids. Rerunning with the same workdir resumes.
 
 Args (`:arg`): `tiny` (tests: random records, one block), `demo` (make
 demo: a few CPU minutes), `synth` (synth_av 32x32 -> 64x64: grids 5x4x4 ->
-5x8x8), `paper` (VideoPoet's stage 1 shape: 5x56x32 tokens, its windows).
+5x8x8; 6,000 steps, ~50 CPU minutes, above bicubic upsampling in
+docs/results.md), `paper` (VideoPoet's stage 1 shape: 5x56x32 tokens, its
+windows).
 
 Windows are (t, h, w) on the high-resolution token grid, one per layer of a
 block (vertical, horizontal, temporal). VideoPoet's stage 1 on its 5x56x32
@@ -32,7 +34,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in _ARGS:
     raise ValueError(f"unknown superres config {arg!r}; allowed: {_ARGS}")
   c = ml_collections.ConfigDict()
-  steps = dict(tiny=4, demo=300, synth=3000, paper=1_000_000)[arg]
+  steps = dict(tiny=4, demo=300, synth=6000, paper=1_000_000)[arg]
   c.trainer = common.trainer(
       steps, log_every=dict(tiny=1, demo=50).get(arg, 100), eval_every=0,
       checkpoint_every=dict(tiny=2, demo=300).get(arg, 500),
