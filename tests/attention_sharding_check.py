@@ -13,11 +13,7 @@ from tests import attention_test
 from videopoet import sharding
 from videopoet.model import attention
 
-# How the LM constrains q, k, v and the output ([b, s, heads, head_dim]).
-AXES = (
-    "activation_batch", "activation_length", "activation_heads",
-    "activation_kv",
-)  # fmt: skip
+AXES = attention.HEADS_AXES  # How the LM constrains q and the output.
 
 
 def main():

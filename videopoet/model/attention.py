@@ -330,9 +330,9 @@ def _permuted(q, k, v, mask, implementation):
 
 
 # ------------------------------------------------------------- 'splash'.
-# How the LM lays out q and the output, [b, s, heads, head_dim]; k and v
-# ([b, t, kv_heads, head_dim]) are split the same way.
-_HEADS_AXES = (
+# Logical axes of q and the output, [b, s, heads, head_dim] (the LM's
+# Attention constrains them so); splash splits k and v the same way.
+HEADS_AXES = (
     "activation_batch", "activation_length", "activation_heads",
     "activation_kv",
 )  # fmt: skip
@@ -350,7 +350,7 @@ def _splash(q, k, v, mask, interpret=False):
   mesh = jax.sharding.get_abstract_mesh()
   if mesh.empty or mesh.size == 1:
     return _splash_local(q, k, v, mask.prefix_len, mask.key_valid, interpret)
-  q_spec = flax.linen.logical_to_mesh_axes(_HEADS_AXES)
+  q_spec = flax.linen.logical_to_mesh_axes(HEADS_AXES)
   if q_spec[1] is not None:
     raise ValueError(f"splash attention: the sequence is split ({q_spec})")
   heads = q_spec[2] or ()
@@ -361,12 +361,12 @@ def _splash(q, k, v, mask, interpret=False):
         f"splash attention: {k.shape[2]} kv heads do not split"
         f" {n_heads_split} ways as the query heads do ({heads})"
     )
-  rows = jax.sharding.PartitionSpec(q_spec[0])
-  rows2 = jax.sharding.PartitionSpec(q_spec[0], None)
+  rows = jax.sharding.PartitionSpec(q_spec[0])  # prefix_len [b]
+  rows_keys = jax.sharding.PartitionSpec(q_spec[0], None)  # key_valid [b, t]
   fn = jax.shard_map(
       functools.partial(_splash_local, interpret=interpret),
       mesh=mesh,
-      in_specs=(q_spec, q_spec, q_spec, rows, rows2),
+      in_specs=(q_spec, q_spec, q_spec, rows, rows_keys),
       out_specs=q_spec,
       check_vma=False,
   )

@@ -128,12 +128,7 @@ class Attention(nn.Module):
         jnp.einsum("bsd,dhk->bshk", x, cast(wk)), positions, self.rope_theta
     )
     v = jnp.einsum("bsd,dhk->bshk", x, cast(wv))  # [b, s, kv, hd]
-    axes = (
-        "activation_batch",
-        "activation_length",
-        "activation_heads",
-        "activation_kv",
-    )
+    axes = attention.HEADS_AXES
     q = nn.with_logical_constraint(q, axes)  # [b, s, h, hd]
     if self.mode != "train":
       k, v = self._cached(k, v, positions)  # [b, cache_len, kv, hd]
