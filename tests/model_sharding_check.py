@@ -21,7 +21,7 @@ def main():
   config = transformer.ModelConfig(
       vocab_size=512, num_valid_ids=500, num_layers=2, embed_dim=32,
       num_heads=4, num_kv_heads=2, head_dim=8, mlp_dim=64, vocab_chunks=4,
-      remat="full",
+      mlp_chunks=2, remat="full",
   )  # fmt: skip
   model = transformer.VideoPoetLM(config)
   rng = np.random.default_rng(0)

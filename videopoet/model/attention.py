@@ -376,11 +376,14 @@ def _splash(q, k, v, mask, interpret=False):
 def _splash_local(q, k, v, prefix_len, key_valid, interpret=False):
   """Splash on one device's q [b, s, h, d], k, v [b, t, kv, d].
 
-  Static masks (full and causal) with dynamic segment ids: the prefix rows
-  come from a full-mask call where a prefix query (segment 1) sees the valid
-  prefix keys (segment 1); the later rows from a causal call where valid
-  tokens (segment 1) see valid keys. Sequences are padded to the kernel's
-  128-wide tiles.
+  One kernel call with a static mask and dynamic segment ids. The keys and
+  values appear twice, [k | k]: query i sees key j of the first copy where
+  the static mask is full, and of the second where it is causal (j <= i;
+  `CausalMask` with offset t gives both). A prefix query (segment 1) meets
+  the valid prefix keys (segment 1) in the first copy; any other query
+  (segment 2) meets the valid keys (segment 2) in the second. So one set of
+  kernel residuals (output, log-sum-exp) serves the prefix-LM mask. The
+  kernel pads rows and keys to its 128-wide tiles.
   """
   # pylint: disable=g-import-not-at-top
   from jax.experimental.pallas.ops.tpu.splash_attention import (
@@ -392,25 +395,26 @@ def _splash_local(q, k, v, prefix_len, key_valid, interpret=False):
   # pylint: enable=g-import-not-at-top
 
   b, s, h, d = q.shape
-  kv = k.shape[2]
   sp = -(-s // 128) * 128
   pad = lambda x: jnp.pad(x, ((0, 0), (0, sp - s), (0, 0), (0, 0)))
-  heads = lambda x: pad(x).transpose(0, 2, 1, 3)  # [b, h, sp, d]
-  qh = heads(q)
-  kh, vh = (heads(jnp.repeat(x, h // kv, axis=2)) for x in (k, v))
+  heads = lambda x: pad(x).transpose(0, 2, 1, 3)  # [b, heads, sp, d]
+  # k, v keep their kv heads: the kernel maps query head i to kv head
+  # i // (h / kv) itself (GQA), so no [b, h, t, d] copies of them exist.
+  qh = heads(q)  # [b, h, sp, d]
+  kh, vh = (jnp.concatenate([heads(x)] * 2, axis=2) for x in (k, v))
   pos = jnp.arange(sp)[None]
   valid = jnp.pad(key_valid, ((0, 0), (0, sp - s)))  # [b, sp]
   in_prefix = (pos < prefix_len[:, None]) & valid
-  outs = []
-  for mask_cls, seg in (
-      (splash_mask.FullMask, in_prefix),
-      (splash_mask.CausalMask, valid),
-  ):
-    heads_mask = splash_mask.MultiHeadMask([mask_cls((sp, sp))] * h)
-    kernel = splash.make_splash_mha(
-        heads_mask, head_shards=1, q_seq_shards=1, interpret=interpret
-    )
-    ids = splash.SegmentIds(q=seg.astype(jnp.int32), kv=seg.astype(jnp.int32))
-    outs.append(jax.vmap(kernel)(qh, kh, vh, ids))  # [b, h, sp, d]
-  out = jnp.where(in_prefix[:, None, :, None], outs[0], outs[1])
+  seg = lambda where, i: jnp.where(where, i, 0).astype(jnp.int32)
+  ids = splash.SegmentIds(
+      q=jnp.where(in_prefix, 1, 2).astype(jnp.int32),  # [b, sp]
+      kv=jnp.concatenate([seg(in_prefix, 1), seg(valid, 2)], axis=1),
+  )  # kv [b, 2 sp]
+  heads_mask = splash_mask.MultiHeadMask(
+      [splash_mask.CausalMask((sp, 2 * sp), offset=sp)] * h
+  )
+  kernel = splash.make_splash_mha(
+      heads_mask, head_shards=1, q_seq_shards=1, interpret=interpret
+  )
+  out = jax.vmap(kernel)(qh, kh, vh, ids)  # [b, h, sp, d]
   return out.transpose(0, 2, 1, 3)[:, :s].astype(q.dtype)

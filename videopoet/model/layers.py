@@ -51,36 +51,58 @@ def rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
 
 
 class MLP(nn.Module):
-  """SwiGLU: wo(silu(x wi_0) * (x wi_1))."""
+  """SwiGLU: wo(silu(x wi_0) * (x wi_1)).
+
+  `chunks` > 1 sums it over that many slices of the hidden width, one after
+  the other in a `lax.scan`, each rematerialized. SwiGLU is a sum over its
+  hidden units, so the pieces share no weights: each slice's [b, s, f /
+  chunks] activations, its (gathered) weights and their gradients exist
+  one slice at a time, and only the [b, s, d] output (and its gradient)
+  adds up. Slice j holds the strided units {j, j + chunks, ...}, so a
+  hidden axis sharded over `tensor` stays sharded in every slice.
+  """
 
   mlp_dim: int
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  chunks: int = 1
 
   @nn.compact
   def __call__(self, x):  # [b, s, d]
-    d = x.shape[-1]
-    w0 = _param(
-        self, "wi_0", (d, self.mlp_dim), ("embed", "mlp"), self.param_dtype
+    d, f, n = x.shape[-1], self.mlp_dim, self.chunks
+    w0 = _param(self, "wi_0", (d, f), ("embed", "mlp"), self.param_dtype)
+    w1 = _param(self, "wi_1", (d, f), ("embed", "mlp"), self.param_dtype)
+    wo = _param(self, "wo", (f, d), ("mlp", "embed"), self.param_dtype)
+    w0, w1, wo = (w.astype(self.dtype) for w in (w0, w1, wo))
+    if n == 1:
+      return self._swiglu(x, w0, w1, wo)
+    slices = lambda w, axis: jnp.moveaxis(
+        w.reshape(*w.shape[:axis], f // n, n, *w.shape[axis + 1 :]),
+        axis + 1,
+        0,
+    )  # The hidden axis f as [f / n, n], then n first.
+    part = jax.checkpoint(self._swiglu, prevent_cse=False)
+
+    def step(y, ws):  # ws: [d, f / n], [d, f / n], [f / n, d]
+      return y + part(x, *ws), None
+
+    y, _ = jax.lax.scan(
+        step, jnp.zeros_like(x), (slices(w0, 1), slices(w1, 1), slices(wo, 0))
     )
-    w1 = _param(
-        self, "wi_1", (d, self.mlp_dim), ("embed", "mlp"), self.param_dtype
-    )
-    wo = _param(
-        self, "wo", (self.mlp_dim, d), ("mlp", "embed"), self.param_dtype
-    )
-    cast = lambda w: w.astype(self.dtype)
+    return y  # [b, s, d]
+
+  def _swiglu(self, x, w0, w1, wo):  # x [b, s, d], w0 [d, f'] -> [b, s, d]
     # The matmuls run on [b * s, d] rows: XLA:CPU differentiates 2-D dots
     # about 2x faster than [b, s, d] ones (the weight gradients contract two
     # axes otherwise; benchmarks/lm_speed.py). Same math; reshapes are free.
-    lead = x.shape[:-1]
+    lead, d = x.shape[:-1], x.shape[-1]
     x2 = x.reshape(-1, d)
-    h = nn.silu(x2 @ cast(w0)) * (x2 @ cast(w1))  # [b * s, f]
+    h = nn.silu(x2 @ w0) * (x2 @ w1)  # [b * s, f']
     h = nn.with_logical_constraint(
-        h.reshape(*lead, self.mlp_dim),
+        h.reshape(*lead, w0.shape[1]),
         ("activation_batch", "activation_length", "activation_mlp"),
-    )  # [b, s, f]
-    return (h.reshape(-1, self.mlp_dim) @ cast(wo)).reshape(*lead, d)
+    )  # [b, s, f']
+    return (h.reshape(-1, w0.shape[1]) @ wo).reshape(*lead, d)
 
 
 # The KV cache's logical axes (`sharding.py` shards them like activations:

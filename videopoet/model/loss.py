@@ -5,9 +5,10 @@ With a ~300K-id vocabulary, logits [b, n, V] in f32 would dominate memory
 unembedding kernel is cut into `num_chunks` slices of the vocabulary; a
 `lax.scan` keeps a running log-sum-exp and argmax, and each step is
 rematerialized in the backward pass, so at most [b, n, V / num_chunks]
-logits exist at any time. Chunk j holds the strided ids {j, j + num_chunks,
-...}, so when the vocab axis is sharded over the mesh every chunk is spread
-evenly over the shards.
+logits exist at any time; the target's logit is read from the chunk that
+holds it. Chunk j holds the strided ids {j, j + num_chunks, ...}, so when
+the vocab axis is sharded over the mesh every chunk is spread evenly over
+the shards.
 """
 
 import jax
@@ -45,7 +46,7 @@ def chunked_cross_entropy(
   ids_in_chunk = jnp.arange(c) * num_chunks  # [c]
 
   def body(carry, xs):
-    lse_max, lse_sum, best, best_id = carry  # [b * n] each
+    lse_max, lse_sum, best, best_id, target_logit = carry  # [b * n] each
     w, j = xs  # [d, c], []
     ids = ids_in_chunk + j  # [c]
     pad_bias = jnp.where(ids < num_valid, 0.0, -jnp.inf)  # [c]
@@ -61,24 +62,28 @@ def chunked_cross_entropy(
     ).sum(-1)
     better = top > best
     best_id = jnp.where(better, ids[jnp.argmax(logits, -1)], best_id)
-    return (m, lse_sum, jnp.maximum(best, top), best_id), None
+    # The target's logit, from the chunk that holds it: no gather of the
+    # kernel's columns (with d sharded, that gathers d / n columns for every
+    # target of the global batch, an array TPU layouts pad 8-16x).
+    here = flat_targets % num_chunks == j  # [b * n]
+    col = jnp.take_along_axis(
+        logits, (flat_targets // num_chunks)[:, None], axis=1
+    )[:, 0]  # [b * n]
+    target_logit = jnp.where(here, col, target_logit)
+    return (m, lse_sum, jnp.maximum(best, top), best_id, target_logit), None
 
+  flat_targets = targets.reshape(-1)  # [b * n]
   init = (
       jnp.full((b * n,), -jnp.inf, jnp.float32),
       jnp.zeros((b * n,), jnp.float32),
       jnp.full((b * n,), -jnp.inf, jnp.float32),
       jnp.zeros((b * n,), jnp.int32),
+      jnp.zeros((b * n,), jnp.float32),
   )
   body = jax.checkpoint(body, prevent_cse=False)
-  (m, s, _, best_id), _ = jax.lax.scan(
+  (m, s, _, best_id, target_logit), _ = jax.lax.scan(
       body, init, (chunks, jnp.arange(num_chunks))
   )
   lse = m + jnp.log(s)  # [b * n]
-  # The target's logit from its unembedding row: a row gather of kernel^T
-  # (its gradient a row scatter-add), not a [b, n, V] one-hot.
-  w_t = jnp.take(kernel.T, targets.reshape(-1), axis=0)  # [b * n, d]
-  target_logit = jnp.sum(
-      rows.astype(jnp.float32) * w_t.astype(jnp.float32), -1
-  )  # [b * n]
   loss = (lse - target_logit).reshape(b, n)
   return loss, best_id.reshape(b, n) == targets

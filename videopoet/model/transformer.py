@@ -64,7 +64,10 @@ class ModelConfig:
       O(sqrt(L)) stored block inputs instead of O(L), for one more forward
       pass), 'dots', 'dots_no_batch' (JAX checkpoint policies).
     scan_layers: stack blocks with nn.scan (fast compiles at depth).
-    vocab_chunks: cross-entropy chunks over the vocabulary.
+    vocab_chunks: slices of the vocabulary that the cross-entropy and the
+      training embedding lookup run over one at a time.
+    mlp_chunks: slices of the SwiGLU's hidden width run one at a time,
+      each rematerialized (`layers.MLP`; 1 = all at once).
     text_embed_dim: width of precomputed text embeddings (0: text as ids).
     text_token_id: the `<text_emb>` id whose input is a text embedding.
     text_offset: position of the first text token.
@@ -87,6 +90,7 @@ class ModelConfig:
   remat: Literal["none", "full", "nested", "dots", "dots_no_batch"] = "none"
   scan_layers: bool = True
   vocab_chunks: int = 1
+  mlp_chunks: int = 1
   text_embed_dim: int = 0
   text_token_id: int = -1
   text_offset: int = 3
@@ -105,6 +109,11 @@ class ModelConfig:
       raise config_lib.ConfigError(
           f"config.model.num_heads={self.num_heads} must be a multiple of"
           f" num_kv_heads={self.num_kv_heads}"
+      )
+    if self.mlp_chunks < 1 or self.mlp_dim % self.mlp_chunks:
+      raise config_lib.ConfigError(
+          f"config.model.mlp_chunks={self.mlp_chunks} must divide"
+          f" mlp_dim={self.mlp_dim}"
       )
     if self.vocab_size % self.vocab_chunks:
       raise config_lib.ConfigError(
@@ -153,7 +162,7 @@ class Block(nn.Module):
         name="attention",
     )(h, mask, positions)  # fmt: skip
     h = layers.RMSNorm(name="pre_mlp_norm", **kw)(x)
-    x += layers.MLP(c.mlp_dim, **kw, name="mlp")(h)
+    x += layers.MLP(c.mlp_dim, **kw, chunks=c.mlp_chunks, name="mlp")(h)
     return nn.with_logical_constraint(x, _BLOCK_AXES), None
 
 
@@ -198,6 +207,39 @@ class CacheState(nn.Module):
     # Causal from position i over the cache's non-padding keys.
     mask = attention.Mask(jnp.zeros((b,), jnp.int32), valid.value, i)
     return jnp.full((b, 1), i, jnp.int32), mask
+
+
+def embedding_lookup(table, ids, chunks: int, dtype) -> jax.Array:
+  """table[ids] in `dtype` for table [V, d], ids [b, s] -> [b, s, d].
+
+  chunks > 1 gathers the table whole, one slice of V / chunks rows at a
+  time (a `lax.scan`), and looks up the ids that fall in it. With the
+  embedding dim sharded (`embed` -> fsdp) a plain gather instead collects
+  d / n columns for every token of the global batch, [b * s * n, d / n] per
+  device, whose narrow minor dim TPU layouts pad to 128 lanes (8-16x: it
+  and its gradient were the largest temporaries of the `8b` step on 256
+  chips). The gradient is a scatter-add into each slice, in f32.
+  """
+  if chunks == 1:
+    return jnp.take(table, ids, axis=0).astype(dtype)
+  v, d = table.shape
+  rows = v // chunks
+
+  def step(x, xs):
+    part, j = xs  # [rows, d], []
+    part = nn.with_logical_constraint(part, (None, None))  # Whole.
+    local = ids - j * rows  # [b, s]
+    got = jnp.take(part, jnp.clip(local, 0, rows - 1), axis=0)  # [b, s, d]
+    inside = (local >= 0) & (local < rows)
+    return x + jnp.where(inside[..., None], got, 0).astype(dtype), None
+
+  # Rematerialized: the backward pass keeps no per-slice [b, s, d] masks.
+  x, _ = jax.lax.scan(
+      jax.checkpoint(step, prevent_cse=False),
+      jnp.zeros((*ids.shape, d), dtype),
+      (table.reshape(chunks, rows, d), jnp.arange(chunks)),
+  )
+  return x  # [b, s, d]
 
 
 class VideoPoetLM(nn.Module):
@@ -277,9 +319,8 @@ class VideoPoetLM(nn.Module):
       text_embeddings: [b, n_text, text_embed_dim] when text is embedded.
     """
     c = self.config
-    x = jnp.take(self.embedding, inputs, axis=0).astype(
-        self._dtype
-    )  # [b, s, d]
+    chunks = c.vocab_chunks if self.mode == "train" else 1
+    x = embedding_lookup(self.embedding, inputs, chunks, self._dtype)
     if c.text_embed_dim and self.mode != "decode":  # Text is in the prefix.
       if text_embeddings is None:
         raise ValueError("config.model.text_embed_dim>0 needs text_embeddings")
