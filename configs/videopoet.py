@@ -65,9 +65,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       scan_layers=not small,  # CPU: a scan zero-fills its stacked residuals.
       # Vocabulary slices of the cross-entropy and the embedding lookup.
       vocab_chunks=1 if small else 32,
-      # SwiGLU as slices of its width, 128-lane multiples (1b: 1,408, 8b:
-      # 896 units): memory at scale; 300m and below: speed.
-      mlp_chunks={"1b": 4, "8b": 16}.get(arg, 1),
+      # SwiGLU as slices of its width, 512 units each (128-lane multiples):
+      # memory at scale; 300m and below: speed.
+      mlp_chunks={"1b": 11, "8b": 28}.get(arg, 1),
       # text_mode='embeddings': the tokens' T5 width (tokens.json's
       # text_embed_dim, T5-XL: 2048) is used; 0 here, or that width.
       text_embed_dim=0,
