@@ -257,7 +257,7 @@ def test_nested_remat_equals_full_remat():
   chex.assert_trees_all_close(got_g, ref_g, atol=1e-6)
   assert jnp.abs(ref_g["params"]["blocks"]["mlp"]["wi_0"]).max() > 0
   # Both levels rematerialized: one checkpoint (remat2) more than 'full'
-  # (whose blocks and loss chunks have one each).
+  # (whose blocks have one; one vocabulary chunk is not rematerialized).
   count = lambda remat: str(jax.make_jaxpr(loss(remat))(params)).count(
       "remat2["
   )

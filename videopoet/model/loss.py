@@ -5,10 +5,10 @@ With a ~300K-id vocabulary, logits [b, n, V] in f32 would dominate memory
 unembedding kernel is cut into `num_chunks` slices of the vocabulary; a
 `lax.scan` keeps a running log-sum-exp and argmax, and each step is
 rematerialized in the backward pass, so at most [b, n, V / num_chunks]
-logits exist at any time; the target's logit is read from the chunk that
-holds it. Chunk j holds the strided ids {j, j + num_chunks, ...}, so when
-the vocab axis is sharded over the mesh every chunk is spread evenly over
-the shards.
+logits exist at any time (one chunk: plain cross-entropy, nothing redone);
+the target's logit is read from the chunk that holds it. Chunk j holds
+the strided ids {j, j + num_chunks, ...}, so when the vocab axis is sharded
+over the mesh every chunk is spread evenly over the shards.
 """
 
 import jax
@@ -80,10 +80,14 @@ def chunked_cross_entropy(
       jnp.zeros((b * n,), jnp.int32),
       jnp.zeros((b * n,), jnp.float32),
   )
-  body = jax.checkpoint(body, prevent_cse=False)
-  (m, s, _, best_id, target_logit), _ = jax.lax.scan(
-      body, init, (chunks, jnp.arange(num_chunks))
-  )
+  if num_chunks == 1:  # Plain cross-entropy: the logits are kept, not redone.
+    (m, s, _, best_id, target_logit), _ = body(init, (chunks[0], 0))
+  else:
+    (m, s, _, best_id, target_logit), _ = jax.lax.scan(
+        jax.checkpoint(body, prevent_cse=False),
+        init,
+        (chunks, jnp.arange(num_chunks)),
+    )
   lse = m + jnp.log(s)  # [b * n]
   loss = (lse - target_logit).reshape(b, n)
   return loss, best_id.reshape(b, n) == targets
