@@ -65,14 +65,13 @@ def chunked_cross_entropy(
     # The target's logit, from the chunk that holds it: no gather of the
     # kernel's columns (with d sharded, that gathers d / n columns for every
     # target of the global batch, an array TPU layouts pad 8-16x).
-    here = flat_targets % num_chunks == j  # [b * n]
-    col = jnp.take_along_axis(
-        logits, (flat_targets // num_chunks)[:, None], axis=1
-    )[:, 0]  # [b * n]
-    target_logit = jnp.where(here, col, target_logit)
+    col = jnp.take_along_axis(logits, target_col, axis=1)[:, 0]  # [b * n]
+    target_logit = jnp.where(target_chunk == j, col, target_logit)
     return (m, lse_sum, jnp.maximum(best, top), best_id, target_logit), None
 
   flat_targets = targets.reshape(-1)  # [b * n]
+  target_chunk = flat_targets % num_chunks  # [b * n]
+  target_col = (flat_targets // num_chunks)[:, None]  # [b * n, 1]
   init = (
       jnp.full((b * n,), -jnp.inf, jnp.float32),
       jnp.zeros((b * n,), jnp.float32),

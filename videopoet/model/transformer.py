@@ -162,7 +162,8 @@ class Block(nn.Module):
         name="attention",
     )(h, mask, positions)  # fmt: skip
     h = layers.RMSNorm(name="pre_mlp_norm", **kw)(x)
-    chunks = c.mlp_chunks if self.mode == "train" else 1  # Memory of grads.
+    # Slicing saves backward-pass memory; decode and prefill run it whole.
+    chunks = c.mlp_chunks if self.mode == "train" else 1
     x += layers.MLP(c.mlp_dim, **kw, chunks=chunks, name="mlp")(h)
     return nn.with_logical_constraint(x, _BLOCK_AXES), None
 
