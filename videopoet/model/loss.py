@@ -3,7 +3,7 @@
 With a ~300K-id vocabulary, logits [b, n, V] in f32 would dominate memory
 (1,360 positions x 300K x 4 bytes = 1.6 GB per sequence). Here the
 unembedding kernel is cut into `num_chunks` slices of the vocabulary; a
-`lax.scan` keeps a running log-sum-exp and argmax, and each step is
+`lax.scan` keeps a running log-sum-exp, and each step is
 rematerialized in the backward pass, so at most [b, n, V / num_chunks]
 logits exist at any time (one chunk: plain cross-entropy, nothing redone);
 the target's logit is read from the chunk that holds it. Chunk j holds
@@ -22,7 +22,7 @@ def chunked_cross_entropy(
     num_valid: int,
     num_chunks: int,
 ) -> tuple[jax.Array, jax.Array]:
-  """Per-position loss and correctness of the argmax.
+  """Per-position loss and whether the target has the largest logit.
 
   Args:
     hidden: [b, n, d] final hidden states at the predicting positions.
@@ -32,7 +32,10 @@ def chunked_cross_entropy(
     num_chunks: vocabulary chunks (1 = plain cross-entropy).
 
   Returns:
-    (loss [b, n] f32, correct [b, n] bool).
+    (loss [b, n] f32, correct [b, n] bool). `correct` is the argmax's
+    hit, taken as "no logit above the target's" (the max the log-sum-exp
+    keeps anyway; an argmax is a second, variadic reduction over the
+    logits, slow on CPU); the two differ only on exact ties.
   """
   d, vocab = kernel.shape
   if vocab % num_chunks:
@@ -46,7 +49,7 @@ def chunked_cross_entropy(
   ids_in_chunk = jnp.arange(c) * num_chunks  # [c]
 
   def body(carry, xs):
-    lse_max, lse_sum, best, best_id, target_logit = carry  # [b * n] each
+    lse_max, lse_sum, target_logit = carry  # [b * n] each
     w, j = xs  # [d, c], []
     ids = ids_in_chunk + j  # [c]
     pad_bias = jnp.where(ids < num_valid, 0.0, -jnp.inf)  # [c]
@@ -60,14 +63,12 @@ def chunked_cross_entropy(
     lse_sum = lse_sum * jnp.exp(lse_max - m) + jnp.exp(
         logits - m[:, None]
     ).sum(-1)
-    better = top > best
-    best_id = jnp.where(better, ids[jnp.argmax(logits, -1)], best_id)
     # The target's logit, from the chunk that holds it: no gather of the
     # kernel's columns (with d sharded, that gathers d / n columns for every
     # target of the global batch, an array TPU layouts pad 8-16x).
     col = jnp.take_along_axis(logits, target_col, axis=1)[:, 0]  # [b * n]
     target_logit = jnp.where(target_chunk == j, col, target_logit)
-    return (m, lse_sum, jnp.maximum(best, top), best_id, target_logit), None
+    return (m, lse_sum, target_logit), None
 
   flat_targets = targets.reshape(-1)  # [b * n]
   target_chunk = flat_targets % num_chunks  # [b * n]
@@ -75,18 +76,17 @@ def chunked_cross_entropy(
   init = (
       jnp.full((b * n,), -jnp.inf, jnp.float32),
       jnp.zeros((b * n,), jnp.float32),
-      jnp.full((b * n,), -jnp.inf, jnp.float32),
-      jnp.zeros((b * n,), jnp.int32),
       jnp.zeros((b * n,), jnp.float32),
   )
   if num_chunks == 1:  # Plain cross-entropy: the logits are kept, not redone.
-    (m, s, _, best_id, target_logit), _ = body(init, (chunks[0], 0))
+    (m, s, target_logit), _ = body(init, (chunks[0], 0))
   else:
-    (m, s, _, best_id, target_logit), _ = jax.lax.scan(
+    (m, s, target_logit), _ = jax.lax.scan(
         jax.checkpoint(body, prevent_cse=False),
         init,
         (chunks, jnp.arange(num_chunks)),
     )
   lse = m + jnp.log(s)  # [b * n]
   loss = (lse - target_logit).reshape(b, n)
-  return loss, best_id.reshape(b, n) == targets
+  # m is the largest logit (the running max ends as the max of every chunk).
+  return loss, (target_logit >= m).reshape(b, n)
