@@ -198,6 +198,7 @@ def _setup(
       step_fn,
       out_shardings=(state_sharding, sharding.replicated(mesh)),
       donate_argnums=(0,),
+      compiler_options=program.compiler_options,
   )
   return config, program, step_fn, abstract, state_sharding, mesh, rules
 

@@ -7,6 +7,7 @@ single-process result, and a NaN stops the run with the last good checkpoint
 intact.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,7 +18,10 @@ import time
 import numpy as np
 import pytest
 
+from tests import harness_config
+from tests import harness_job
 from tests import harness_runs
+from videopoet.train_lib import harness
 
 ROOT = harness_runs.ROOT
 _cmd, _env, _params = harness_runs.cmd, harness_runs.env, harness_runs.params
@@ -200,3 +204,17 @@ def test_nan_stops_with_step_and_metric(tmp_path):
   )
   assert "Restored step 5" in proc.stderr
   assert "at step 8" in proc.stderr
+
+
+def test_program_compiler_options_reach_the_compiler(tmp_path):
+  # In process: an option XLA does not know fails the step's compile, by
+  # name, so the harness hands `Program.compiler_options` to XLA.
+  config = harness_config.get_config()
+  config.trainer.total_steps = 2
+  trainer, mesh = harness.setup(config, str(tmp_path))
+  program = dataclasses.replace(
+      harness_job.make_program(config),
+      compiler_options={"xla_no_such_option": "1"},
+  )
+  with pytest.raises(Exception, match="xla_no_such_option"):
+    harness.train(trainer, mesh, str(tmp_path), program)

@@ -15,6 +15,7 @@ import pytest
 
 from videopoet import kernels
 from videopoet.kernels import dnnl_conv3d
+from videopoet.kernels import xla_cpu
 
 _CPU = jax.default_backend() == "cpu"
 
@@ -285,3 +286,24 @@ def test_init_key_is_an_rbg_key_drawn_from_threefry():
   )
   with pytest.raises(ValueError, match="derivation='x'"):
     kernels.init_key(rng, "x")
+
+
+def test_step_compiler_options_are_for_cpu_only(monkeypatch):
+  assert xla_cpu.step_compiler_options("cpu") == xla_cpu.TREE_REDUCTION_OFF
+  assert xla_cpu.step_compiler_options("tpu") == {}
+  assert xla_cpu.step_compiler_options("gpu") == {}
+  monkeypatch.setenv("VIDEOPOET_XLA_CPU_DEFAULTS", "0")
+  assert xla_cpu.step_compiler_options("cpu") == {}
+
+
+def test_without_tree_reduction_a_softmax_fuses_its_reductions():
+  # XLA's default splits the row reductions into reduce-windows (separate
+  # kernels); the step options leave them whole, with the same values.
+  x = jax.random.normal(jax.random.key(0), (4, 324, 324)) * 4.0
+  f = lambda x: jax.nn.softmax(x, axis=-1)
+  default = jax.jit(f).lower(x).compile()
+  off = jax.jit(f, compiler_options=xla_cpu.step_compiler_options("cpu"))
+  off = off.lower(x).compile()
+  assert "reduce-window" in default.as_text()
+  assert "reduce-window" not in off.as_text()
+  np.testing.assert_allclose(off(x), default(x), rtol=1e-6, atol=1e-7)

@@ -8,6 +8,7 @@ from configs import videopoet as videopoet_config
 from videopoet import config_lib
 from videopoet import lm_data
 from videopoet import lm_trainer
+from videopoet.kernels import xla_cpu
 
 
 def _program(monkeypatch, val_size, eval_batches=2):
@@ -37,6 +38,8 @@ def test_small_validation_split_gives_finite_metrics(monkeypatch):
       for m in ("loss", "accuracy")
   }
   assert all(np.isfinite(v) for v in out.values()), out
+  # The train and eval steps compile with the CPU step options.
+  assert program.compiler_options == xla_cpu.TREE_REDUCTION_OFF
 
 
 def test_empty_validation_split_is_refused_at_start(monkeypatch):

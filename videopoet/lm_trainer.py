@@ -34,6 +34,7 @@ from videopoet import tasks as tasks_lib
 from videopoet import text_encoder
 from videopoet import token_spec
 from videopoet import vocab as vocab_lib
+from videopoet.kernels import xla_cpu
 from videopoet.model import transformer
 from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import family
@@ -327,7 +328,11 @@ def parse(config) -> LMTrainConfig:
 
 def make_program(c: LMTrainConfig, mesh) -> harness.Program:
   """The LM's harness program of a parsed config (`parse`)."""
-  del mesh  # The harness shards the state and batches by logical axes.
+  # The mesh (None: the default backend) gives the platform only: the
+  # harness shards the state and batches by logical axes.
+  compiler_options = xla_cpu.step_compiler_options(
+      jax.default_backend() if mesh is None else mesh.devices.flat[0].platform
+  )
   spec, vocab, task_config, mixture, data, opt = (
       c.spec, c.vocab, c.tasks, c.mixture, c.data, c.optimizer
   )
@@ -438,7 +443,10 @@ def make_program(c: LMTrainConfig, mesh) -> harness.Program:
       rows = [r for r in rows if len(r) == bs] or rows[:1]
       val_batches[t] = [_stack([src[i] for i in r]) for r in rows]
 
-  eval_fn = jax.jit(lambda params, batch: loss_fn(params, batch))
+  eval_fn = jax.jit(
+      lambda params, batch: loss_fn(params, batch),
+      compiler_options=compiler_options,
+  )
 
   def evaluate(state, step_):
     del step_
@@ -456,6 +464,7 @@ def make_program(c: LMTrainConfig, mesh) -> harness.Program:
       data=it,
       evaluate=evaluate if val_batches else None,
       groups=groups,
+      compiler_options=compiler_options,
   )
 
 

@@ -1,4 +1,4 @@
-"""XLA:CPU options that our convolution-heavy models need to run fast.
+"""XLA:CPU options that our models need to run fast.
 
 XLA:CPU runs the weight gradient of a 2D convolution (a contraction over
 batch x height x width) through Eigen, slowly on few cores; routed through
@@ -21,6 +21,19 @@ It does nothing where the job's backend will not be the CPU
 (`cpu_backend`): JAX_PLATFORMS names another platform, or none is named and
 an accelerator plugin (CUDA, ROCm, TPU) is installed. Set
 VIDEOPOET_XLA_CPU_DEFAULTS=0 to leave XLA_FLAGS and malloc untouched.
+
+`step_compiler_options(platform)` are per-program options (`jax.jit(...,
+compiler_options=...)`) for the transformer's train and eval steps on CPU:
+without XLA's tree-reduction rewriter (`TREE_REDUCTION_OFF`). That pass
+splits every reduction along a long row (the softmax over keys, the
+log-sum-exp over the vocabulary, the norms) into a reduce-window over
+32-element windows and a second reduce. On CPU those are separate kernels:
+another pass over each [.., s, t] or [.., V] input, and the reduction no
+longer fuses into the loop that computes its input. XLA's own reduce
+emitter already sums in vectorized partial sums (XLA skips the rewriter
+for its newer CPU emitters for this reason). The `small` LM train step is
+4% faster without it (benchmarks/lm_speed.py). Scoped to these programs:
+the convolutional codecs keep XLA's default.
 """
 
 import ctypes
@@ -30,6 +43,7 @@ import os
 import sys
 
 FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=dot",)
+TREE_REDUCTION_OFF = {"xla_disable_hlo_passes": "tree_reduction_rewriter"}
 
 
 # glibc's mallopt parameters (malloc.h).
@@ -87,3 +101,12 @@ def configure() -> None:
     if name not in current:
       current = f"{current} {flag}".strip()
   os.environ["XLA_FLAGS"] = current
+
+
+def step_compiler_options(platform: str) -> dict[str, str]:
+  """`compiler_options` for a transformer step compiled for `platform`
+  (a device's `.platform`): `TREE_REDUCTION_OFF` on 'cpu' unless opted out
+  (VIDEOPOET_XLA_CPU_DEFAULTS=0), else none."""
+  if os.environ.get("VIDEOPOET_XLA_CPU_DEFAULTS", "1") == "0":
+    return {}
+  return dict(TREE_REDUCTION_OFF) if platform == "cpu" else {}

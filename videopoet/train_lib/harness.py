@@ -100,6 +100,7 @@ class Program:
   evaluate: Callable[[State, int], Mapping[str, Any]] | None = None
   guard: tuple[str, ...] = ("train/loss", "train/grad_norm")
   groups: Mapping[Any, Batch] | None = None
+  compiler_options: Mapping[str, str] | None = None
 
 
 class NonFiniteError(RuntimeError):
@@ -261,6 +262,7 @@ def train(
       out_shardings=(state_sharding, repl),
       donate_argnums=(0,),
       static_argnames=("group",),
+      compiler_options=program.compiler_options,
   )
   compiled = {}
   with jax.set_mesh(mesh):
