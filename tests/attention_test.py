@@ -188,3 +188,49 @@ def test_splash_in_the_pallas_interpreter_equals_reference():
       q, k, v, cot,
   )  # fmt: skip
   assert_close(got, ref)
+
+
+@pytest.mark.parametrize("prefix", [(0, 3, 100, 128), (1, 1, 1, 1)])
+def test_xla_halves_equal_the_whole_sequence(prefix, monkeypatch):
+  # With `max_prefix_len` at most half the sequence, 'xla' runs the first
+  # half of the queries on the first half of the keys: the same values and
+  # gradients as the whole [s, s] logits (padding keys, GQA included).
+  b, s = len(prefix), attention.HALVES_MIN_KEYS
+  r = np.random.default_rng(3)
+  q = jnp.asarray(r.normal(size=(b, s, H, D)), jnp.float32)
+  k, v = (
+      jnp.asarray(r.normal(size=(b, s, KV, D)), jnp.float32) for _ in "kv"
+  )
+  valid = r.random((b, s)) > 0.2
+  valid[:, 0] = True  # Every row sees a key.
+  whole = attention.Mask(jnp.array(prefix, jnp.int32), jnp.asarray(valid))
+  halves = whole.replace(max_prefix_len=s // 2)
+  cot = jnp.asarray(r.normal(size=q.shape), jnp.float32)
+  key_lengths = []
+  real = attention._materialized  # pylint: disable=protected-access
+
+  def spy(q, k, v, allowed):
+    key_lengths.append((q.shape[1], k.shape[1]))
+    return real(q, k, v, allowed)
+
+  monkeypatch.setattr(attention, "_materialized", spy)
+  want = value_and_grads(
+      lambda q, k, v: attention.attend(q, k, v, whole, impl="xla"), q, k, v, cot
+  )
+  assert key_lengths == [(s, s)] * 2  # Forward and the gradient's trace.
+  key_lengths.clear()
+  got = value_and_grads(
+      lambda q, k, v: attention.attend(q, k, v, halves, impl="xla"),
+      q, k, v, cot,
+  )  # fmt: skip
+  assert key_lengths == [(s // 2, s // 2), (s // 2, s)] * 2
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+  # Short sequences and prefixes past the middle keep the whole logits.
+  key_lengths.clear()
+  jax.jit(
+      lambda q: attention.attend(
+          q, k, v, whole.replace(max_prefix_len=s // 2 + 1), impl="xla"
+      )
+  )(q)
+  assert key_lengths == [(s, s)]

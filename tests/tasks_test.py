@@ -279,3 +279,15 @@ def test_text_length_is_the_tokens():
   short = dataclasses.replace(SPEC, max_text_len=MAX_TEXT - 1)
   with pytest.raises(ValueError, match="max_text_len .tokens.json. is 15"):
     _build("text_to_video", ex, np.random.default_rng(0), spec=short)
+
+
+def test_only_the_declared_tasks_draw_their_prefix_length():
+  # The LM trainer compiles a task's step for its first example's prefix
+  # unless the task is in DRAWN_PREFIX_TASKS (lm_trainer.make_program).
+  cfg = dataclasses.replace(CFG, text_dropout=0.5)
+  for task in tasks.TASKS:
+    lens = {
+        _build(task, _example(seed), np.random.default_rng(seed), cfg).prefix_len
+        for seed in range(12)
+    }
+    assert (len(lens) > 1) == (task in tasks.DRAWN_PREFIX_TASKS), (task, lens)

@@ -113,3 +113,56 @@ def test_microbatches_equal_one_pass():
   )  # fmt: skip
   with pytest.raises(ValueError, match="microbatches=3 must divide"):
     program(3)
+
+
+def test_a_batch_with_a_longer_prefix_than_its_step_is_refused():
+  mix = lm_data.MixtureConfig(weights=(("text_to_video", 1.0),))
+  batches = iter([{"prefix_len": np.array([20, 20])}] * 2)
+  it = lm_data.TaskMixture({"text_to_video": batches}, mix, 10, 0, {})
+  assert next(it)[0] == "text_to_video"  # No bound: nothing checked.
+  it = lm_data.TaskMixture(
+      {"text_to_video": batches}, mix, 10, 0, {"text_to_video": 19}
+  )
+  with pytest.raises(ValueError, match="text_to_video: a batch has a prefix"):
+    next(it)
+
+
+def test_tasks_whose_prefix_ends_early_skip_the_unseen_logits(monkeypatch):
+  """The trainer tells attention where a task's prefix ends: a task whose
+  prefix ends in the first half of its sequence ('unconditional_video',
+  324 tokens, prefix 2) runs its first half of queries on half the keys;
+  one past it ('stylization', 664 tokens, prefix 342) keeps whole logits."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from configs import videopoet as videopoet_config  # pylint: disable=g-import-not-at-top
+  from videopoet import lm_trainer  # pylint: disable=g-import-not-at-top
+  from videopoet.model import attention  # pylint: disable=g-import-not-at-top
+
+  config = videopoet_config.get_config("small")
+  config.data.update(source="random", random_size=2, batch_size=2)
+  config.data.eval_batches = 0
+  config.optimizer.microbatches = 1
+  config.model.num_layers = 1
+  config.mixture.weights = (("unconditional_video", 1.0), ("stylization", 1.0))
+  config.trainer.total_steps = 10
+  program = lm_trainer.make_program(lm_trainer.parse(config), None)
+  calls = []
+  real = attention._materialized  # pylint: disable=protected-access
+
+  def spy(q, k, v, allowed):
+    calls.append((q.shape[1], k.shape[1]))
+    return real(q, k, v, allowed)
+
+  monkeypatch.setattr(attention, "_materialized", spy)
+  state = jax.eval_shape(program.init, jax.random.key(0))
+  lengths = {}
+  for task, batch in program.groups.items():
+    calls.clear()
+    jax.eval_shape(
+        lambda s, b, task=task: program.step(s, b, None, task), state, batch
+    )
+    lengths[task] = set(calls)
+  assert lengths == {
+      "unconditional_video": {(162, 162), (162, 324)},
+      "stylization": {(664, 664)},
+  }

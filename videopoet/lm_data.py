@@ -213,11 +213,19 @@ class TaskSource:
 
 
 class TaskMixture:
-  """Yields `(task, batch)`: one task per step, drawn by the schedule."""
+  """Yields `(task, batch)`: one task per step, drawn by the schedule.
 
-  def __init__(self, iterators, mixture: MixtureConfig, total_steps, seed):
+  `prefix_bound` ({task: int or None}, optional): the longest prefix each
+  task's steps were compiled for; a batch with a longer one is refused.
+  """
+
+  def __init__(
+      self, iterators, mixture: MixtureConfig, total_steps, seed,
+      prefix_bound=None,
+  ):  # fmt: skip
     self._its, self._mix = iterators, mixture
     self._total, self._seed, self._step = total_steps, seed, 0
+    self._bound = prefix_bound or {}
 
   def __iter__(self):
     return self
@@ -230,7 +238,17 @@ class TaskMixture:
   def __next__(self):
     task = self.task_at(self._step)
     self._step += 1
-    return task, next(self._its[task])
+    batch = next(self._its[task])
+    bound = self._bound.get(task)
+    if bound is not None and int(np.max(batch["prefix_len"])) > bound:
+      raise ValueError(
+          f"task {task}: a batch has a prefix of"
+          f" {int(np.max(batch['prefix_len']))} tokens, past the first half"
+          f" of its sequence ({bound} tokens); its step was compiled for a"
+          " prefix that ends there (add the task to"
+          " tasks.DRAWN_PREFIX_TASKS if its prefix length varies)"
+      )
+    return task, batch
 
   def get_state(self) -> dict:
     return {

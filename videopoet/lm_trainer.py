@@ -17,6 +17,7 @@ rerun refuses tokens that differ from that copy (`check_workdir_tokens`).
 """
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -353,13 +354,25 @@ def make_program(c: LMTrainConfig, mesh) -> harness.Program:
   for t in mixture.tasks:  # One example batch per task: its step's shape.
     ex = lm_data.TaskSource(train_src, t, vocab, task_config, spec, seed)[0]
     groups[t] = data_lib.example_batch(ex, data.batch_size)
+  # Most tasks' layouts fix their prefix length. Where it ends in the first
+  # half of the sequence, attention is told so (`Mask.max_prefix_len`: it
+  # skips the logits no query sees) and every batch is checked for it.
+  prefix_bound = {}
+  for t, ex in groups.items():
+    half = ex["inputs"].shape[1] // 2
+    fits = int(ex["prefix_len"].max()) <= half
+    drawn = t in tasks_lib.DRAWN_PREFIX_TASKS
+    prefix_bound[t] = half if fits and not drawn else None
 
   def init(rng):
     params = model.init(rng, groups[mixture.tasks[0]], method="loss")["params"]
     return {"params": params, "opt_state": tx.init(params)}
 
-  def weighted_sums(params, batch):  # (sum w * loss, (sum w * correct, sum w))
-    loss, correct = model.apply({"params": params}, batch, method="loss")
+  def weighted_sums(params, batch, max_prefix_len=None):
+    """(sum w * loss, (sum w * correct, sum w)) over the target weights w."""
+    loss, correct = model.apply(
+        {"params": params}, batch, max_prefix_len, method="loss"
+    )
     w = batch["weights"]
     return (loss * w).sum(), ((correct * w).sum(), w.sum())
 
@@ -368,7 +381,7 @@ def make_program(c: LMTrainConfig, mesh) -> harness.Program:
     n = jnp.maximum(n, 1.0)
     return total / n, hits / n
 
-  def loss_and_grads(params, batch):
+  def loss_and_grads(params, batch, max_prefix_len=None):
     """Mean loss, accuracy and gradients over the batch's target weights.
 
     With `microbatches` m > 1 the batch is taken in m parts (example i goes
@@ -377,7 +390,10 @@ def make_program(c: LMTrainConfig, mesh) -> harness.Program:
     activations (and, on CPU, each part's activations stay in cache).
     """
     m = opt.microbatches
-    grad_fn = jax.value_and_grad(weighted_sums, has_aux=True)
+    grad_fn = functools.partial(
+        jax.value_and_grad(weighted_sums, has_aux=True),
+        max_prefix_len=max_prefix_len,
+    )
     if m == 1:
       (total, (hits, n)), grads = grad_fn(params, batch)
     else:
@@ -402,7 +418,9 @@ def make_program(c: LMTrainConfig, mesh) -> harness.Program:
 
   def step(state, batch, rng, group):
     del rng
-    loss, acc, grads = loss_and_grads(state["params"], batch)
+    loss, acc, grads = loss_and_grads(
+        state["params"], batch, prefix_bound[group]
+    )
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     metrics = {
@@ -457,7 +475,7 @@ def make_program(c: LMTrainConfig, mesh) -> harness.Program:
       out[f"val/{t}/accuracy"] = float(np.mean([v[1] for v in vals]))
     return out
 
-  it = lm_data.TaskMixture(iters, mixture, total_steps, seed)
+  it = lm_data.TaskMixture(iters, mixture, total_steps, seed, prefix_bound)
   return harness.Program(
       init=init,
       step=step,

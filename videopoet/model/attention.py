@@ -9,7 +9,10 @@ mask by small per-example vectors:
   (j <= q_start + r (causal) or j < prefix_len (the bidirectional prefix)).
 
 Implementations (`IMPLS`; `ModelConfig.attention_impl`):
-  'xla'       materialized [b, h, s, t] logits: the reference.
+  'xla'       materialized [b, h, s, t] logits: the reference. When the
+              mask promises the prefix ends in the first half
+              (`Mask.max_prefix_len`), the first half of the queries get
+              logits over the first half of the keys only (causal).
   'blockwise' flash-style in plain JAX: q blocks x kv blocks with an online
               softmax, mask tiles built on the fly, kv blocks above the
               diagonal and past the longest prefix skipped, and a custom VJP
@@ -40,6 +43,11 @@ IMPLS = ("auto", "xla", "blockwise", "cudnn", "splash")
 # same speed either way; from it on blockwise is faster (attention forward +
 # backward 0.76x at 1,024 keys, 0.66x at 2,048 on 2 CPU cores) and O(s).
 BLOCKWISE_MIN_KEYS = 1024
+# 'xla' over a whole sequence of at least this many keys, with a prefix
+# known to end in its first half (`Mask.max_prefix_len`), runs the first
+# half of the queries on the first half of the keys only (a quarter of the
+# logits skipped; the `small` train step ~3% faster on CPU).
+HALVES_MIN_KEYS = 256
 # Blockwise tile sizes (queries x keys); smaller sequences use one tile.
 BLOCK_Q = 512
 BLOCK_K = 512
@@ -54,11 +62,17 @@ class Mask:
     key_valid: [b, t] bool, False on padding keys (never seen).
     q_start: int32 scalar, the position of query row 0 (decode: the cache
       index; whole sequences: 0).
+    max_prefix_len: static; when set, no example's prefix_len exceeds it
+      (a task's layout fixes its prefix length). Lets 'xla' skip keys that
+      no query of a block sees.
   """
 
   prefix_len: jax.Array
   key_valid: jax.Array
   q_start: Any = 0
+  max_prefix_len: int | None = flax.struct.field(
+      pytree_node=False, default=None
+  )
 
 
 def seen(mask: Mask, q_len: int) -> jax.Array:
@@ -130,6 +144,25 @@ def attend(
 # ----------------------------------------------------------------- 'xla'.
 def _xla(q, k, v, mask):
   """Materialized logits: the reference (and the decode path)."""
+  s, t = q.shape[1], k.shape[1]
+  allowed = seen(mask, s)  # [b, s, t]
+  half = s // 2
+  if (
+      s == t >= HALVES_MIN_KEYS
+      and isinstance(mask.q_start, int) and mask.q_start == 0
+      and mask.max_prefix_len is not None and mask.max_prefix_len <= half
+  ):  # fmt: skip
+    # Query rows [0, half) see keys j <= row or j < prefix_len <= half only.
+    top = _materialized(
+        q[:, :half], k[:, :half], v[:, :half], allowed[:, :half, :half]
+    )
+    bottom = _materialized(q[:, half:], k, v, allowed[:, half:])
+    return jnp.concatenate([top, bottom], axis=1)
+  return _materialized(q, k, v, allowed)
+
+
+def _materialized(q, k, v, allowed):
+  """softmax(q k^T where allowed, else -inf) v; allowed [b, s, t] bool."""
   b, s, h, d = q.shape
   t, kv = k.shape[1], k.shape[2]
   g = h // kv  # Query heads per key/value head.
@@ -139,7 +172,7 @@ def _xla(q, k, v, mask):
   q = q.reshape(b, s, kv, g, d).transpose(0, 2, 3, 1, 4)
   q = q.reshape(b, kv, g * s, d)
   logits = jnp.einsum("bnqk,bsnk->bnqs", q, k).astype(jnp.float32)
-  bias = jnp.where(seen(mask, s), 0.0, NEG_INF)[:, None, None]  # [b,1,1,s,t]
+  bias = jnp.where(allowed, 0.0, NEG_INF)[:, None, None]  # [b, 1, 1, s, t]
   logits = logits.reshape(b, kv, g, s, t) + bias  # [b, kv, g, s, t]
   probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
   out = jnp.einsum("bnqs,bsnk->bnqk", probs.reshape(b, kv, g * s, t), v)

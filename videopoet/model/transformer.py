@@ -312,13 +312,17 @@ class VideoPoetLM(nn.Module):
     if self.mode != "train":
       self.cache_state = CacheState(c.pad_id, self.cache_len, self.mode)
 
-  def __call__(self, inputs, prefix_len, text_embeddings=None):
+  def __call__(
+      self, inputs, prefix_len, text_embeddings=None, max_prefix_len=None
+  ):
     """Final hidden states [b, s, d].
 
     Args:
       inputs: [b, s] ids.
       prefix_len: [b] length of each example's bidirectional prefix.
       text_embeddings: [b, n_text, text_embed_dim] when text is embedded.
+      max_prefix_len: static bound on `prefix_len`, if known
+        (`attention.Mask.max_prefix_len`).
     """
     c = self.config
     chunks = c.vocab_chunks if self.mode == "train" else 1
@@ -337,7 +341,9 @@ class VideoPoetLM(nn.Module):
     positions = jnp.broadcast_to(jnp.arange(s), (b, s))  # [b, s]
     # The prefix-LM mask as vectors (attention.Mask), never an [s, s] array.
     mask = attention.Mask(
-        jnp.asarray(prefix_len, jnp.int32), inputs != c.pad_id
+        jnp.asarray(prefix_len, jnp.int32),
+        inputs != c.pad_id,
+        max_prefix_len=max_prefix_len,
     )
     if self.mode != "train":
       positions, mask = self.cache_state(inputs, positions, mask)
@@ -386,18 +392,22 @@ class VideoPoetLM(nn.Module):
     # Finite: guidance subtracts logits, and -inf - -inf is NaN.
     return jnp.where(ids < self.config.num_valid_ids, logits, layers.NEG_INF)
 
-  def loss(self, batch):
+  def loss(self, batch, max_prefix_len=None):
     """Per-target loss and correctness at the output positions.
 
     Args:
       batch: `inputs` [b, s], `prefix_len` [b], `target_positions` [b, n],
         `targets` [b, n], optionally `text_embeddings`.
+      max_prefix_len: static bound on `prefix_len`, if known.
 
     Returns:
       (loss [b, n] f32, correct [b, n] bool); weight them by `weights`.
     """
     hidden = self(
-        batch["inputs"], batch["prefix_len"], batch.get("text_embeddings")
+        batch["inputs"],
+        batch["prefix_len"],
+        batch.get("text_embeddings"),
+        max_prefix_len=max_prefix_len,
     )
     hidden = jnp.take_along_axis(
         hidden, batch["target_positions"][..., None], axis=1

@@ -23,6 +23,9 @@ TASKS: dict[str, Callable[..., layout.Sequence]] = {
 }
 # Tasks whose output is an image: the image side of the image/video schedule.
 IMAGE_TASKS = frozenset({"text_to_image"})
+# Tasks whose prefix length is drawn per example (frame_continuation's k
+# context frames); every other task's layout fixes its prefix length.
+DRAWN_PREFIX_TASKS = frozenset({"frame_continuation"})
 # Fields each task reads besides the text.
 NEEDS = {
     "unconditional_video": ("video",),
