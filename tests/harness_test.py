@@ -7,7 +7,6 @@ single-process result, and a NaN stops the run with the last good checkpoint
 intact.
 """
 
-import dataclasses
 import json
 import os
 import signal
@@ -15,12 +14,13 @@ import subprocess
 import threading
 import time
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from tests import harness_config
-from tests import harness_job
 from tests import harness_runs
+from videopoet.train_lib import data as data_lib
 from videopoet.train_lib import harness
 
 ROOT = harness_runs.ROOT
@@ -212,8 +212,13 @@ def test_program_compiler_options_reach_the_compiler(tmp_path):
   config = harness_config.get_config()
   config.trainer.total_steps = 2
   trainer, mesh = harness.setup(config, str(tmp_path))
-  program = dataclasses.replace(
-      harness_job.make_program(config),
+  records = [{"x": np.ones(4, np.float32)}] * 8
+  program = harness.Program(
+      init=lambda rng: {"w": jnp.zeros((4,), jnp.float32)},
+      step=lambda state, batch, rng: (
+          state, {"train/loss": jnp.sum(state["w"] * batch["x"])}
+      ),
+      data=data_lib.batched_iterator(records, global_batch_size=8, seed=0),
       compiler_options={"xla_no_such_option": "1"},
   )
   with pytest.raises(Exception, match="xla_no_such_option"):
