@@ -191,7 +191,7 @@ def test_splash_in_the_pallas_interpreter_equals_reference():
 
 
 @pytest.mark.parametrize("prefix", [(0, 3, 100, 128), (1, 1, 1, 1)])
-def test_xla_halves_equal_the_whole_sequence(prefix, monkeypatch):
+def test_xla_halves_equal_the_whole_sequence(prefix, attention_lengths):
   # With `max_prefix_len` at most half the sequence, 'xla' runs the first
   # half of the queries on the first half of the keys: the same values and
   # gradients as the whole [s, s] logits (padding keys, GQA included).
@@ -206,14 +206,7 @@ def test_xla_halves_equal_the_whole_sequence(prefix, monkeypatch):
   whole = attention.Mask(jnp.array(prefix, jnp.int32), jnp.asarray(valid))
   halves = whole.replace(max_prefix_len=s // 2)
   cot = jnp.asarray(r.normal(size=q.shape), jnp.float32)
-  key_lengths = []
-  real = attention._materialized  # pylint: disable=protected-access
-
-  def spy(q, k, v, allowed):
-    key_lengths.append((q.shape[1], k.shape[1]))
-    return real(q, k, v, allowed)
-
-  monkeypatch.setattr(attention, "_materialized", spy)
+  key_lengths = attention_lengths
   want = value_and_grads(
       lambda q, k, v: attention.attend(q, k, v, whole, impl="xla"), q, k, v, cot
   )

@@ -127,7 +127,9 @@ def test_a_batch_with_a_longer_prefix_than_its_step_is_refused():
     next(it)
 
 
-def test_tasks_whose_prefix_ends_early_skip_the_unseen_logits(monkeypatch):
+def test_tasks_whose_prefix_ends_early_skip_the_unseen_logits(
+    attention_lengths,
+):
   """The trainer tells attention where a task's prefix ends: a task whose
   prefix ends in the first half of its sequence ('unconditional_video',
   324 tokens, prefix 2) runs its first half of queries on half the keys;
@@ -136,7 +138,6 @@ def test_tasks_whose_prefix_ends_early_skip_the_unseen_logits(monkeypatch):
 
   from configs import videopoet as videopoet_config  # pylint: disable=g-import-not-at-top
   from videopoet import lm_trainer  # pylint: disable=g-import-not-at-top
-  from videopoet.model import attention  # pylint: disable=g-import-not-at-top
 
   config = videopoet_config.get_config("small")
   config.data.update(source="random", random_size=2, batch_size=2)
@@ -146,14 +147,7 @@ def test_tasks_whose_prefix_ends_early_skip_the_unseen_logits(monkeypatch):
   config.mixture.weights = (("unconditional_video", 1.0), ("stylization", 1.0))
   config.trainer.total_steps = 10
   program = lm_trainer.make_program(lm_trainer.parse(config), None)
-  calls = []
-  real = attention._materialized  # pylint: disable=protected-access
-
-  def spy(q, k, v, allowed):
-    calls.append((q.shape[1], k.shape[1]))
-    return real(q, k, v, allowed)
-
-  monkeypatch.setattr(attention, "_materialized", spy)
+  calls = attention_lengths
   state = jax.eval_shape(program.init, jax.random.key(0))
   lengths = {}
   for task, batch in program.groups.items():

@@ -239,13 +239,12 @@ class TaskMixture:
     task = self.task_at(self._step)
     self._step += 1
     batch = next(self._its[task])
-    bound = self._bound.get(task)
-    if bound is not None and int(np.max(batch["prefix_len"])) > bound:
+    bound, longest = self._bound.get(task), int(np.max(batch["prefix_len"]))
+    if bound is not None and longest > bound:
       raise ValueError(
-          f"task {task}: a batch has a prefix of"
-          f" {int(np.max(batch['prefix_len']))} tokens, past the first half"
-          f" of its sequence ({bound} tokens); its step was compiled for a"
-          " prefix that ends there (add the task to"
+          f"task {task}: a batch has a prefix of {longest} tokens, past the"
+          f" first half of its sequence ({bound} tokens); its step was"
+          " compiled for a prefix that ends there (add the task to"
           " tasks.DRAWN_PREFIX_TASKS if its prefix length varies)"
       )
     return task, batch

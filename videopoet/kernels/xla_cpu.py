@@ -87,10 +87,15 @@ def cpu_backend() -> bool:
   return not any(p.name != "cpu" for p in plugins)
 
 
+def opted_out() -> bool:
+  """VIDEOPOET_XLA_CPU_DEFAULTS=0: leave XLA's defaults and malloc alone."""
+  return os.environ.get("VIDEOPOET_XLA_CPU_DEFAULTS", "1") == "0"
+
+
 def configure() -> None:
   """Appends `FLAGS` to XLA_FLAGS and keeps freed memory when the backend
   will be the CPU, unless opted out."""
-  if os.environ.get("VIDEOPOET_XLA_CPU_DEFAULTS", "1") == "0":
+  if opted_out():
     return
   if not cpu_backend():
     return
@@ -107,6 +112,6 @@ def step_compiler_options(platform: str) -> dict[str, str]:
   """`compiler_options` for a transformer step compiled for `platform`
   (a device's `.platform`): `TREE_REDUCTION_OFF` on 'cpu' unless opted out
   (VIDEOPOET_XLA_CPU_DEFAULTS=0), else none."""
-  if os.environ.get("VIDEOPOET_XLA_CPU_DEFAULTS", "1") == "0":
+  if opted_out():
     return {}
   return dict(TREE_REDUCTION_OFF) if platform == "cpu" else {}
